@@ -1,0 +1,244 @@
+/* The backend interface: grouped ops over a segment table.
+ *
+ * Every compute op takes a list of groups. One call covers every group — the
+ * groups may belong to different models with different shapes and dtypes —
+ * and an accelerator backend serves the whole list with one launch. A
+ * single-model forward is the one-group case of the same calls.
+ *
+ * Addresses inside groups (view data, weight data, ids, positions, block
+ * tables, KV pools) are *backend addresses*: host pointers on the CPU backend,
+ * device pointers on CUDA. Activations are f32. Group arrays themselves are
+ * host memory owned by the caller and only read during the call.
+ *
+ * The vtable is versioned: new entries are appended, never reordered.
+ * Argument checks and defaults live in backend.c (sh_be_* wrappers); backend
+ * implementations may assume their inputs passed those checks.
+ */
+#ifndef SH_BACKEND_H
+#define SH_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "shoal.h"
+
+#define SH_BACKEND_VERSION 1
+#define SH_KV_BLOCK 16 /* tokens per KV block */
+
+/* The single list of operations. Append only. */
+typedef enum sh_op {
+    SH_OP_GEMM = 0,     /* y (+)= x W^T + b */
+    SH_OP_GET_ROWS = 1, /* out (+)= W[ids] (embedding gather, dequantised) */
+    SH_OP_NORM = 2,     /* x += add; out = norm(x) * gamma + beta */
+    SH_OP_ROPE = 3,     /* rotary position embedding, in place */
+    SH_OP_KV_WRITE = 4, /* K, V rows -> paged KV pool */
+    SH_OP_ATTN = 5,     /* softmax(q K^T * scale) V over the paged KV pool */
+    SH_OP_ACT = 6,      /* silu(a) * b, gelu(a) */
+    SH_OP_POOL = 7,     /* mean over rows, optional L2 normalisation */
+    SH_OP_COUNT
+} sh_op;
+
+const char *sh_op_name(sh_op op);
+
+/* ---- views and weights ------------------------------------------------- */
+
+/* A ragged block of f32 rows: element (r, c) is data[r * stride + c]. */
+typedef struct sh_view {
+    float *data; /* backend address of (0, 0) */
+    int rows;
+    int cols;
+    int stride;  /* elements between rows, >= cols */
+} sh_view;
+
+/* A weight matrix in its file dtype: n_out rows of n_in elements, row-major,
+ * each row sh_dtype_row_bytes(dtype, n_in) bytes, rows contiguous. */
+typedef struct sh_weight {
+    const void *data; /* backend address; (n_out, n_in) */
+    sh_dtype dtype;
+    int n_out;
+    int n_in;         /* a multiple of the dtype's block size */
+} sh_weight;
+
+/* ---- groups, one struct per op ----------------------------------------- */
+
+typedef struct sh_gemm_group {
+    sh_weight w;        /* (N, K) */
+    const float *bias;  /* (N) or NULL */
+    sh_view x;          /* (M, K) */
+    sh_view y;          /* (M, N); must not overlap x */
+    int accumulate;     /* 1: y += x W^T + b; 0: y = x W^T + b */
+} sh_gemm_group;
+
+typedef struct sh_get_rows_group {
+    sh_weight w;          /* (n_rows_table, d) */
+    const int32_t *ids;   /* (out.rows) row indices into w, each < w.n_out */
+    sh_view out;          /* (rows, d) */
+    int accumulate;       /* 1: out += w[ids] */
+} sh_get_rows_group;
+
+typedef enum sh_norm_kind { SH_NORM_RMS = 0, SH_NORM_LAYER = 1 } sh_norm_kind;
+
+typedef struct sh_norm_group {
+    sh_view x;            /* (rows, n) */
+    sh_view add;          /* (rows, n) or data == NULL: if set, x += add first (x is written) */
+    const float *gamma;   /* (n) or NULL (= 1) */
+    const float *beta;    /* (n) or NULL (= 0); LayerNorm only */
+    float eps;
+    sh_norm_kind kind;    /* RMS: x / sqrt(mean(x^2) + eps); LAYER: (x - mean) / sqrt(var + eps) */
+    sh_view out;          /* (rows, n); may equal x (in place) */
+} sh_norm_group;
+
+typedef enum sh_rope_mode {
+    SH_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]) — GGUF llama */
+    SH_ROPE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]) — HF, GGUF qwen2 */
+} sh_rope_mode;
+
+typedef struct sh_rope_group {
+    sh_view x;            /* (rows, n_head * head_dim), rotated in place */
+    int n_head;
+    int head_dim;
+    int n_rot;            /* rotated dims per head (<= head_dim, even) */
+    const int32_t *pos;   /* (rows) position of each row */
+    float theta;          /* base; angle(p, i) = p * theta^(-2i / n_rot) */
+    sh_rope_mode mode;
+} sh_rope_group;
+
+/* One sequence's slice of the paged KV pool for one layer. A block holds
+ * SH_KV_BLOCK tokens of every layer: element (layer l, kv k|v, token t, dim c)
+ * of logical block b lives at
+ *   pool + block_table[b] * block_bytes
+ *        + (((l * 2 + kv) * SH_KV_BLOCK + t) * kv_dim + c) * sizeof(dtype). */
+typedef struct sh_kv_ref {
+    void *pool;                /* backend address of the pool */
+    sh_dtype dtype;            /* SH_F32 or SH_F16 */
+    uint64_t block_bytes;      /* >= n_layer * 2 * SH_KV_BLOCK * kv_dim * size */
+    const int32_t *block_table;/* (ceil(n_pos / SH_KV_BLOCK)) physical block ids */
+    int layer;
+    int kv_dim;                /* n_head_kv * head_dim */
+} sh_kv_ref;
+
+typedef struct sh_kv_write_group {
+    sh_view k;            /* (rows, kv_dim) */
+    sh_view v;            /* (rows, kv_dim) */
+    const int32_t *pos;   /* (rows) positions to write */
+    sh_kv_ref kv;
+} sh_kv_write_group;
+
+/* One sequence: rows are consecutive positions pos0 .. pos0 + rows - 1.
+ * Row i attends to positions [0, pos0 + i] when causal, else [0, n_kv). */
+typedef struct sh_attn_group {
+    sh_view q;            /* (rows, n_head * head_dim) */
+    sh_view out;          /* (rows, n_head * head_dim) */
+    int n_head;
+    int n_head_kv;        /* divides n_head (GQA/MQA) */
+    int head_dim;
+    float scale;          /* usually 1/sqrt(head_dim) */
+    int pos0;
+    int n_kv;             /* positions present in the cache (>= pos0 + rows) */
+    int causal;
+    sh_kv_ref kv;
+} sh_attn_group;
+
+typedef enum sh_act_kind {
+    SH_ACT_SILU_MUL = 0,  /* out = silu(a) * b */
+    SH_ACT_GELU_TANH = 1, /* out = 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) */
+    SH_ACT_GELU_ERF = 2,  /* out = 0.5 a (1 + erf(a / sqrt 2)) */
+} sh_act_kind;
+
+typedef struct sh_act_group {
+    sh_view a;            /* (rows, n) */
+    sh_view b;            /* (rows, n) for SILU_MUL; ignored otherwise */
+    sh_view out;          /* (rows, n); may equal a */
+    sh_act_kind kind;
+} sh_act_group;
+
+typedef struct sh_pool_group {
+    sh_view x;            /* (rows, n) */
+    float *out;           /* (n) mean over rows */
+    int normalize;        /* 1: divide by the L2 norm */
+} sh_pool_group;
+
+/* ---- the vtable -------------------------------------------------------- */
+
+typedef struct sh_backend sh_backend;
+
+typedef struct sh_backend_ops {
+    int version;      /* SH_BACKEND_VERSION the backend was built against */
+    const char *name; /* "cpu", "cuda", ... */
+
+    /* Frees everything the backend owns. */
+    void (*destroy)(sh_backend *be);
+
+    /* Device memory: at least 256-byte aligned. *out is NULL on failure. */
+    shoal_status (*alloc)(sh_backend *be, size_t bytes, void **out);
+    void (*free)(sh_backend *be, void *ptr); /* NULL is fine */
+    /* Synchronous copies host -> backend and backend -> host. */
+    shoal_status (*upload)(sh_backend *be, void *dst, const void *src, size_t bytes);
+    shoal_status (*download)(sh_backend *be, void *dst, const void *src, size_t bytes);
+    /* (optional) Use host bytes that outlive their use in place (the CPU
+     * backend reads weights straight from the mmap). NULL: alloc + upload. */
+    shoal_status (*map_host)(sh_backend *be, const void *host, size_t bytes, void **out);
+
+    /* 1 if op is implemented for weights (GEMM, GET_ROWS) or KV (ATTN,
+     * KV_WRITE) of dtype dt; other ops ignore dt. */
+    int (*supports)(sh_backend *be, sh_op op, sh_dtype dt);
+
+    /* Compute ops: n >= 1 groups, one call (one launch on accelerators). */
+    shoal_status (*gemm)(sh_backend *be, int n, const sh_gemm_group *g);
+    shoal_status (*get_rows)(sh_backend *be, int n, const sh_get_rows_group *g);
+    shoal_status (*norm)(sh_backend *be, int n, const sh_norm_group *g);
+    shoal_status (*rope)(sh_backend *be, int n, const sh_rope_group *g);
+    shoal_status (*kv_write)(sh_backend *be, int n, const sh_kv_write_group *g);
+    shoal_status (*attn)(sh_backend *be, int n, const sh_attn_group *g);
+    shoal_status (*act)(sh_backend *be, int n, const sh_act_group *g);
+    shoal_status (*pool)(sh_backend *be, int n, const sh_pool_group *g);
+
+    /* Waits for queued work; reports deferred device errors. */
+    shoal_status (*sync)(sh_backend *be);
+    /* (optional) Brackets one scheduler step, so a backend can batch
+     * descriptor uploads or replay a captured graph. */
+    shoal_status (*step_begin)(sh_backend *be);
+    shoal_status (*step_end)(sh_backend *be);
+} sh_backend_ops;
+
+struct sh_backend {
+    const sh_backend_ops *ops;
+    char device[64];           /* "cpu", "cuda:0" */
+    uint64_t n_launches;       /* compute-op calls issued (counter) */
+    uint64_t n_groups;         /* groups over all calls (counter) */
+};
+
+/* ---- registry and checked wrappers (backend.c) ------------------------- */
+
+/* Creates the backend for a device string: "cpu", "cuda", "cuda:N".
+ * n_threads is for the CPU backend (0 = all cores). */
+shoal_status sh_backend_create(const char *device, int n_threads, sh_backend **out);
+void sh_backend_free(sh_backend *be);
+
+/* Constructors each backend provides (registered statically). */
+shoal_status sh_cpu_backend_create(int n_threads, sh_backend **out);
+#ifdef SHOAL_WITH_CUDA
+shoal_status sh_cuda_backend_create(int device_index, sh_backend **out);
+#endif
+
+shoal_status sh_be_alloc(sh_backend *be, size_t bytes, void **out);
+void sh_be_free(sh_backend *be, void *ptr);
+shoal_status sh_be_upload(sh_backend *be, void *dst, const void *src, size_t bytes);
+shoal_status sh_be_download(sh_backend *be, void *dst, const void *src, size_t bytes);
+shoal_status sh_be_map_host(sh_backend *be, const void *host, size_t bytes, void **out);
+shoal_status sh_be_sync(sh_backend *be);
+shoal_status sh_be_step_begin(sh_backend *be);
+shoal_status sh_be_step_end(sh_backend *be);
+
+/* Check shapes and dtypes of every group, then dispatch (n == 0 is a no-op). */
+shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g);
+shoal_status sh_be_get_rows(sh_backend *be, int n, const sh_get_rows_group *g);
+shoal_status sh_be_norm(sh_backend *be, int n, const sh_norm_group *g);
+shoal_status sh_be_rope(sh_backend *be, int n, const sh_rope_group *g);
+shoal_status sh_be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g);
+shoal_status sh_be_attn(sh_backend *be, int n, const sh_attn_group *g);
+shoal_status sh_be_act(sh_backend *be, int n, const sh_act_group *g);
+shoal_status sh_be_pool(sh_backend *be, int n, const sh_pool_group *g);
+
+#endif
