@@ -200,6 +200,9 @@ typedef struct sh_backend_ops {
      * descriptor uploads or replay a captured graph. */
     shoal_status (*step_begin)(sh_backend *be);
     shoal_status (*step_end)(sh_backend *be);
+    /* (optional) Measures device memory bandwidth now (a large device-side
+     * copy; bytes read + written per second), for roofline reports. */
+    shoal_status (*bandwidth)(sh_backend *be, double *bytes_per_s);
 } sh_backend_ops;
 
 struct sh_backend {
