@@ -1,0 +1,561 @@
+/* The fused step planner (see step.h). */
+#include "step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* ============================================================================
+ * Execution state
+ * ========================================================================== */
+
+typedef struct seg {
+    shoal_model *m;
+    int s0, ns;         /* sorted sequences [s0, s0 + ns) */
+    int rows;           /* rows of this model */
+    int row0;           /* first global row */
+    int lrows;          /* rows that need logits */
+    /* arena offsets (floats) */
+    size_t x, xn, q, k, v, att, fa, fb, xl, lg;
+} seg;
+
+typedef struct sseq {   /* a sequence in model order */
+    sh_step_seq *in;
+    int seg;
+    int row;            /* first row within its segment */
+    int lrow;           /* first logits row within its segment */
+    int nl;             /* logits rows */
+    size_t bt;          /* staging offset of its block table (ints) */
+    size_t pool;        /* arena offset of its pooled embedding */
+} sseq;
+
+struct sh_exec {
+    sh_backend *be;
+    sh_kv_pool *pool;
+    float *arena;       /* backend address */
+    size_t arena_cap;   /* floats */
+    int32_t *ints;      /* backend address */
+    size_t ints_cap;    /* int32s */
+    int32_t *h_ints;    /* host staging */
+    size_t h_ints_cap;
+    float *h_floats;    /* host download buffer */
+    size_t h_floats_cap;
+    seg *segs;
+    int cap_segs;
+    sseq *ss;
+    int cap_ss;
+    void *groups;       /* host scratch for group arrays */
+    size_t groups_cap;  /* bytes */
+    sh_step_stats stats;
+};
+
+shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
+    *out = NULL;
+    if (!be || !pool) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_create: NULL argument");
+    sh_exec *ex = calloc(1, sizeof *ex);
+    if (!ex) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    ex->be = be;
+    ex->pool = pool;
+    *out = ex;
+    return SHOAL_OK;
+}
+
+void sh_exec_free(sh_exec *ex) {
+    if (!ex) return;
+    sh_be_free(ex->be, ex->arena);
+    sh_be_free(ex->be, ex->ints);
+    free(ex->h_ints);
+    free(ex->h_floats);
+    free(ex->segs);
+    free(ex->ss);
+    free(ex->groups);
+    free(ex);
+}
+
+const sh_step_stats *sh_exec_stats(const sh_exec *ex) { return &ex->stats; }
+
+static shoal_status grow_host(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return SHOAL_OK;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    void *np = realloc(*p, nc * elem);
+    if (!np) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    *p = np;
+    *cap = nc;
+    return SHOAL_OK;
+}
+
+static shoal_status grow_dev(sh_backend *be, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return SHOAL_OK;
+    size_t nc = *cap ? *cap : 4096;
+    while (nc < need) nc *= 2;
+    sh_be_free(be, *p);
+    *p = NULL;
+    *cap = 0;
+    SH_TRY(sh_be_alloc(be, nc * elem, p));
+    *cap = nc;
+    return SHOAL_OK;
+}
+
+/* ============================================================================
+ * Helpers
+ * ========================================================================== */
+
+static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static inline sh_view V(float *base, size_t off, int rows, int cols, int stride) {
+    sh_view v = {base + off, rows, cols, stride};
+    return v;
+}
+static const sh_view NOVIEW = {NULL, 0, 0, 0};
+
+static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, int layer) {
+    sh_kv_ref r;
+    r.pool = ex->pool->base;
+    r.dtype = ex->pool->dtype;
+    r.block_bytes = ex->pool->block_bytes;
+    r.block_table = ex->ints + q->bt;
+    r.layer = layer;
+    r.kv_dim = sh_model_kv_dim(m);
+    return r;
+}
+
+/* ============================================================================
+ * The step
+ * ========================================================================== */
+
+/* Emits every op of every layer slot for the segments of one template. */
+static shoal_status run_template(sh_exec *ex, sh_template t, int nseg_all, const int *segidx, int nseg,
+                                 size_t off_tok, size_t off_pos, size_t off_typ) {
+    (void)nseg_all;
+    seg *S = ex->segs;
+    sseq *Q = ex->ss;
+    float *A = ex->arena;
+    int32_t *I = ex->ints;
+    int max_layers = 0, nseq = 0;
+    for (int i = 0; i < nseg; i++) {
+        const seg *g = &S[segidx[i]];
+        if (g->m->hp.n_layer > max_layers) max_layers = g->m->hp.n_layer;
+        nseq += g->ns;
+    }
+    int cap = 3 * nseg > nseq ? 3 * nseg : nseq;
+    if (cap < 2 * nseg) cap = 2 * nseg;
+    /* group scratch: large enough for any group struct type */
+    size_t gsz = sizeof(sh_attn_group);
+    if (sizeof(sh_gemm_group) > gsz) gsz = sizeof(sh_gemm_group);
+    if (sizeof(sh_kv_write_group) > gsz) gsz = sizeof(sh_kv_write_group);
+    SH_TRY(grow_host(&ex->groups, &ex->groups_cap, (size_t)cap * gsz, 1));
+    sh_gemm_group *gg = ex->groups;
+    sh_norm_group *ng = ex->groups;
+    sh_rope_group *rg = ex->groups;
+    sh_kv_write_group *kg = ex->groups;
+    sh_attn_group *ag = ex->groups;
+    sh_act_group *cg = ex->groups;
+    sh_get_rows_group *eg = ex->groups;
+    int n;
+
+    /* ---- embeddings ---- */
+    n = 0;
+    for (int i = 0; i < nseg; i++) {
+        const seg *g = &S[segidx[i]];
+        int d = g->m->hp.n_embd;
+        eg[n++] = (sh_get_rows_group){g->m->tok_embd, I + off_tok + g->row0, V(A, g->x, g->rows, d, d), 0};
+    }
+    SH_TRY(sh_be_get_rows(ex->be, n, eg));
+    if (t != SH_TMPL_LLAMA) {
+        n = 0;
+        for (int i = 0; i < nseg; i++) {
+            const seg *g = &S[segidx[i]];
+            int d = g->m->hp.n_embd;
+            eg[n++] = (sh_get_rows_group){g->m->pos_embd, I + off_pos + g->row0, V(A, g->x, g->rows, d, d), 1};
+        }
+        SH_TRY(sh_be_get_rows(ex->be, n, eg));
+    }
+    if (t == SH_TMPL_BERT) {
+        n = 0;
+        for (int i = 0; i < nseg; i++) {
+            const seg *g = &S[segidx[i]];
+            int d = g->m->hp.n_embd;
+            eg[n++] = (sh_get_rows_group){g->m->type_embd, I + off_typ + g->row0, V(A, g->x, g->rows, d, d), 1};
+        }
+        SH_TRY(sh_be_get_rows(ex->be, n, eg));
+        n = 0;
+        for (int i = 0; i < nseg; i++) {
+            const seg *g = &S[segidx[i]];
+            const shoal_model *m = g->m;
+            int d = m->hp.n_embd;
+            sh_view x = V(A, g->x, g->rows, d, d);
+            ng[n++] = (sh_norm_group){x, NOVIEW, m->embd_norm, m->embd_norm_b, m->hp.eps, SH_NORM_LAYER, x};
+        }
+        SH_TRY(sh_be_norm(ex->be, n, ng));
+    }
+
+    /* ---- layer slots ---- */
+    for (int l = 0; l < max_layers; l++) {
+        /* segments that have layer l */
+        int act[nseg > 0 ? nseg : 1], na = 0;
+        for (int i = 0; i < nseg; i++)
+            if (l < S[segidx[i]].m->hp.n_layer) act[na++] = segidx[i];
+
+#define FOR_SEG for (int i_ = 0; i_ < na; i_++)
+#define SEGV const seg *g = &S[act[i_]]; const shoal_model *m = g->m; const sh_layer *L = &m->layers[l]; \
+        int d = m->hp.n_embd, hd = m->hp.head_dim, qd = m->hp.n_head * hd, kvd = m->hp.n_head_kv * hd, \
+            ff = m->hp.n_ff, R = g->rows; (void)L; (void)d; (void)R; (void)qd; (void)kvd; (void)ff; (void)hd
+#define FOR_SEQ for (int j_ = g->s0; j_ < g->s0 + g->ns; j_++)
+
+        /* pre-attention norm (llama, gpt2) */
+        if (t != SH_TMPL_BERT) {
+            n = 0;
+            FOR_SEG {
+                SEGV;
+                ng[n++] = (sh_norm_group){V(A, g->x, R, d, d), NOVIEW, L->attn_norm, L->attn_norm_b, m->hp.eps,
+                                          t == SH_TMPL_GPT2 ? SH_NORM_LAYER : SH_NORM_RMS, V(A, g->xn, R, d, d)};
+            }
+            SH_TRY(sh_be_norm(ex->be, n, ng));
+        }
+        /* QKV projections: every model's q, k and v in one call */
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
+            if (t == SH_TMPL_GPT2) {
+                gg[n++] = (sh_gemm_group){L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0};
+            } else {
+                gg[n++] = (sh_gemm_group){L->wq, L->bq, V(A, in, R, d, d), V(A, g->q, R, qd, qd), 0};
+                gg[n++] = (sh_gemm_group){L->wk, L->bk, V(A, in, R, d, d), V(A, g->k, R, kvd, kvd), 0};
+                gg[n++] = (sh_gemm_group){L->wv, L->bv, V(A, in, R, d, d), V(A, g->v, R, kvd, kvd), 0};
+            }
+        }
+        SH_TRY(sh_be_gemm(ex->be, n, gg));
+        /* RoPE on q and k */
+        if (t == SH_TMPL_LLAMA) {
+            n = 0;
+            FOR_SEG {
+                SEGV;
+                const int32_t *pos = I + off_pos + g->row0;
+                rg[n++] = (sh_rope_group){V(A, g->q, R, qd, qd), m->hp.n_head, hd, m->hp.n_rot, pos,
+                                          m->hp.rope_theta, m->hp.rope_mode};
+                rg[n++] = (sh_rope_group){V(A, g->k, R, kvd, kvd), m->hp.n_head_kv, hd, m->hp.n_rot, pos,
+                                          m->hp.rope_theta, m->hp.rope_mode};
+            }
+            SH_TRY(sh_be_rope(ex->be, n, rg));
+        }
+        /* K, V -> paged pool, one group per sequence */
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            FOR_SEQ {
+                const sseq *q = &Q[j_];
+                int r = q->row, nr = q->in->n_tokens;
+                sh_view kv_k, kv_v;
+                if (t == SH_TMPL_GPT2) {
+                    kv_k = V(A, g->q + (size_t)r * 3 * d + d, nr, d, 3 * d);
+                    kv_v = V(A, g->q + (size_t)r * 3 * d + 2 * d, nr, d, 3 * d);
+                } else {
+                    kv_k = V(A, g->k + (size_t)r * kvd, nr, kvd, kvd);
+                    kv_v = V(A, g->v + (size_t)r * kvd, nr, kvd, kvd);
+                }
+                kg[n++] = (sh_kv_write_group){kv_k, kv_v, I + off_pos + g->row0 + r, kvref(ex, m, q, l)};
+            }
+        }
+        SH_TRY(sh_be_kv_write(ex->be, n, kg));
+        /* attention, one group per sequence */
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            FOR_SEQ {
+                const sseq *q = &Q[j_];
+                int r = q->row, nr = q->in->n_tokens, p0 = q->in->seq->n_past;
+                sh_view qv = t == SH_TMPL_GPT2 ? V(A, g->q + (size_t)r * 3 * d, nr, d, 3 * d)
+                                               : V(A, g->q + (size_t)r * qd, nr, qd, qd);
+                ag[n++] = (sh_attn_group){qv, V(A, g->att + (size_t)r * qd, nr, qd, qd), m->hp.n_head,
+                                          m->hp.n_head_kv, hd, 1.0f / sqrtf((float)hd), p0, p0 + nr,
+                                          t != SH_TMPL_BERT, kvref(ex, m, q, l)};
+            }
+        }
+        SH_TRY(sh_be_attn(ex->be, n, ag));
+        /* output projection, added onto the residual stream */
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            gg[n++] = (sh_gemm_group){L->wo, L->bo, V(A, g->att, R, qd, qd), V(A, g->x, R, d, d), 1};
+        }
+        SH_TRY(sh_be_gemm(ex->be, n, gg));
+        /* norm before the FFN (pre-norm), or post-attention LN (bert) */
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            sh_view x = V(A, g->x, R, d, d);
+            if (t == SH_TMPL_BERT)
+                ng[n++] = (sh_norm_group){x, NOVIEW, L->attn_out_norm, L->attn_out_norm_b, m->hp.eps,
+                                          SH_NORM_LAYER, x};
+            else
+                ng[n++] = (sh_norm_group){x, NOVIEW, L->ffn_norm, L->ffn_norm_b, m->hp.eps,
+                                          t == SH_TMPL_GPT2 ? SH_NORM_LAYER : SH_NORM_RMS, V(A, g->xn, R, d, d)};
+        }
+        SH_TRY(sh_be_norm(ex->be, n, ng));
+        /* FFN up (and gate) */
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
+            if (t == SH_TMPL_LLAMA)
+                gg[n++] = (sh_gemm_group){L->w_gate, NULL, V(A, in, R, d, d), V(A, g->fa, R, ff, ff), 0};
+            gg[n++] = (sh_gemm_group){L->w_up, L->b_up, V(A, in, R, d, d),
+                                      V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0};
+        }
+        SH_TRY(sh_be_gemm(ex->be, n, gg));
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            sh_view fa = V(A, g->fa, R, ff, ff);
+            sh_act_kind k = t == SH_TMPL_LLAMA ? SH_ACT_SILU_MUL : t == SH_TMPL_GPT2 ? SH_ACT_GELU_TANH : SH_ACT_GELU_ERF;
+            cg[n++] = (sh_act_group){fa, t == SH_TMPL_LLAMA ? V(A, g->fb, R, ff, ff) : NOVIEW, fa, k};
+        }
+        SH_TRY(sh_be_act(ex->be, n, cg));
+        n = 0;
+        FOR_SEG {
+            SEGV;
+            gg[n++] = (sh_gemm_group){L->w_down, L->b_down, V(A, g->fa, R, ff, ff), V(A, g->x, R, d, d), 1};
+        }
+        SH_TRY(sh_be_gemm(ex->be, n, gg));
+        if (t == SH_TMPL_BERT) {
+            n = 0;
+            FOR_SEG {
+                SEGV;
+                sh_view x = V(A, g->x, R, d, d);
+                ng[n++] = (sh_norm_group){x, NOVIEW, L->out_norm, L->out_norm_b, m->hp.eps, SH_NORM_LAYER, x};
+            }
+            SH_TRY(sh_be_norm(ex->be, n, ng));
+        }
+#undef FOR_SEG
+#undef SEGV
+#undef FOR_SEQ
+    }
+
+    /* ---- heads ---- */
+    if (t == SH_TMPL_BERT) {
+        sh_pool_group *pg = ex->groups;
+        n = 0;
+        for (int i = 0; i < nseg; i++) {
+            const seg *g = &S[segidx[i]];
+            int d = g->m->hp.n_embd;
+            for (int j = g->s0; j < g->s0 + g->ns; j++)
+                if (Q[j].in->embedding)
+                    pg[n++] = (sh_pool_group){V(A, g->x + (size_t)Q[j].row * d, Q[j].in->n_tokens, d, d),
+                                              A + Q[j].pool, 1};
+        }
+        if (n) SH_TRY(sh_be_pool(ex->be, n, pg));
+        return SHOAL_OK;
+    }
+    /* final norm of the rows that need logits, gathered into xl */
+    n = 0;
+    for (int i = 0; i < nseg; i++) {
+        const seg *g = &S[segidx[i]];
+        const shoal_model *m = g->m;
+        int d = m->hp.n_embd;
+        for (int j = g->s0; j < g->s0 + g->ns; j++) {
+            const sseq *q = &Q[j];
+            if (!q->nl) continue;
+            int r = q->row + q->in->n_tokens - q->nl;
+            ng[n++] = (sh_norm_group){V(A, g->x + (size_t)r * d, q->nl, d, d), NOVIEW, m->out_norm, m->out_norm_b,
+                                      m->hp.eps, t == SH_TMPL_GPT2 ? SH_NORM_LAYER : SH_NORM_RMS,
+                                      V(A, g->xl + (size_t)q->lrow * d, q->nl, d, d)};
+        }
+    }
+    if (n) SH_TRY(sh_be_norm(ex->be, n, ng));
+    /* LM head: one group per model over its gathered rows */
+    n = 0;
+    for (int i = 0; i < nseg; i++) {
+        const seg *g = &S[segidx[i]];
+        if (!g->lrows) continue;
+        int d = g->m->hp.n_embd, nv = g->m->hp.n_vocab;
+        gg[n++] = (sh_gemm_group){g->m->output, NULL, V(A, g->xl, g->lrows, d, d), V(A, g->lg, g->lrows, nv, nv), 0};
+    }
+    if (n) SH_TRY(sh_be_gemm(ex->be, n, gg));
+    return SHOAL_OK;
+}
+
+static int cmp_seq_model(const void *a, const void *b) {
+    /* stable by construction: ties broken by original index */
+    const sseq *x = a, *y = b;
+    if (x->seg != y->seg) return x->seg < y->seg ? -1 : 1;
+    return x->in < y->in ? -1 : x->in > y->in;
+}
+
+shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
+    if (!ex || n < 0 || (n > 0 && !seqs)) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_step: bad arguments");
+    if (n == 0) return SHOAL_OK;
+    /* ---- validate, and order by model (segments in first-appearance order) ---- */
+    if (n > ex->cap_ss) {
+        sseq *ns = realloc(ex->ss, (size_t)n * sizeof *ns);
+        if (!ns) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+        ex->ss = ns;
+        ex->cap_ss = n;
+    }
+    if (n > ex->cap_segs) {
+        seg *ng = realloc(ex->segs, (size_t)n * sizeof *ng);
+        if (!ng) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+        ex->segs = ng;
+        ex->cap_segs = n;
+    }
+    int nseg = 0, need_blocks_total = 0;
+    for (int i = 0; i < n; i++) {
+        sh_step_seq *s = &seqs[i];
+        if (!s->model || !s->seq || !s->tokens || s->n_tokens < 1)
+            return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d has no model, KV state or tokens", i);
+        const sh_hparams *hp = &s->model->hp;
+        if (s->model->be != ex->be)
+            return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d's model lives on another device", i);
+        if (sh_model_kv_block_bytes(s->model, ex->pool->dtype) > ex->pool->block_bytes)
+            return sh_fail(SHOAL_ERR_INVALID_ARG, "step: the KV pool's blocks are too small for sequence %d's model", i);
+        if (hp->tmpl == SH_TMPL_BERT && s->seq->n_past != 0)
+            return sh_fail(SHOAL_ERR_INVALID_ARG, "step: encoder sequences run whole (n_past must be 0)");
+        if ((int64_t)s->seq->n_past + s->n_tokens > hp->n_ctx)
+            return sh_fail(SHOAL_ERR_RANGE, "step: %d + %d positions exceed the model's context of %d",
+                           s->seq->n_past, s->n_tokens, hp->n_ctx);
+        for (int k = 0; k < s->n_tokens; k++) {
+            if (s->tokens[k] < 0 || s->tokens[k] >= hp->n_vocab)
+                return sh_fail(SHOAL_ERR_INVALID_ARG, "step: token id %d at %d is outside the vocabulary (%d)",
+                               s->tokens[k], k, hp->n_vocab);
+            if (hp->tmpl == SH_TMPL_BERT && s->types && (s->types[k] < 0 || s->types[k] >= hp->n_type))
+                return sh_fail(SHOAL_ERR_INVALID_ARG, "step: token type %d is out of range", s->types[k]);
+        }
+        if (hp->tmpl != SH_TMPL_BERT && s->out != SH_OUT_NONE && !s->logits)
+            return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d wants logits but has no buffer", i);
+        int sg = -1;
+        for (int k = 0; k < nseg; k++)
+            if (ex->segs[k].m == s->model) sg = k;
+        if (sg < 0) {
+            sg = nseg++;
+            memset(&ex->segs[sg], 0, sizeof ex->segs[sg]);
+            ex->segs[sg].m = s->model;
+        }
+        ex->ss[i] = (sseq){.in = s, .seg = sg};
+        int need = sh_kv_blocks_for(s->seq->n_past + s->n_tokens) - s->seq->n_blocks;
+        if (need > 0) need_blocks_total += need;
+    }
+    if (need_blocks_total > ex->pool->n_free)
+        return sh_fail(SHOAL_ERR_RANGE, "KV cache exhausted: the step needs %d more blocks, %d of %d free",
+                       need_blocks_total, ex->pool->n_free, ex->pool->n_blocks);
+    for (int i = 0; i < n; i++)
+        SH_TRY(sh_seq_reserve(ex->pool, seqs[i].seq, seqs[i].seq->n_past + seqs[i].n_tokens));
+    qsort(ex->ss, (size_t)n, sizeof *ex->ss, cmp_seq_model);
+
+    /* ---- layout: rows, arena offsets, staging ---- */
+    size_t fl = 0; /* arena floats */
+    int rows = 0;
+    size_t n_bt = 0;
+    for (int i = 0; i < n; i++) {
+        sseq *q = &ex->ss[i];
+        seg *g = &ex->segs[q->seg];
+        if (g->ns == 0) g->s0 = i;
+        g->ns++;
+        q->row = g->rows;
+        g->rows += q->in->n_tokens;
+        q->nl = g->m->hp.tmpl == SH_TMPL_BERT ? 0
+              : q->in->out == SH_OUT_ALL      ? q->in->n_tokens
+              : q->in->out == SH_OUT_LAST     ? 1
+                                              : 0;
+        q->lrow = g->lrows;
+        g->lrows += q->nl;
+        q->bt = n_bt;
+        n_bt += (size_t)q->in->seq->n_blocks;
+    }
+    for (int k = 0; k < nseg; k++) {
+        seg *g = &ex->segs[k];
+        const sh_hparams *hp = &g->m->hp;
+        size_t R = (size_t)g->rows, d = (size_t)hp->n_embd, qd = (size_t)hp->n_head * hp->head_dim,
+               kvd = (size_t)hp->n_head_kv * hp->head_dim, ff = (size_t)hp->n_ff;
+        g->row0 = rows;
+        rows += g->rows;
+        g->x = fl, fl += al64(R * d);
+        g->xn = fl, fl += al64(R * d);
+        g->q = fl, fl += al64(R * (hp->tmpl == SH_TMPL_GPT2 ? 3 * d : qd));
+        g->k = fl, fl += al64(R * kvd);
+        g->v = fl, fl += al64(R * kvd);
+        g->att = fl, fl += al64(R * qd);
+        g->fa = fl, fl += al64(R * ff);
+        g->fb = fl, fl += al64(R * ff);
+        g->xl = fl, fl += al64((size_t)g->lrows * d);
+        g->lg = fl, fl += al64((size_t)g->lrows * (size_t)hp->n_vocab);
+    }
+    for (int i = 0; i < n; i++) {
+        sseq *q = &ex->ss[i];
+        if (ex->segs[q->seg].m->hp.tmpl == SH_TMPL_BERT) {
+            q->pool = fl;
+            fl += al64((size_t)ex->segs[q->seg].m->hp.n_embd);
+        }
+    }
+    size_t off_tok = 0, off_pos = (size_t)rows, off_typ = 2 * (size_t)rows, off_bt = 3 * (size_t)rows;
+    size_t n_ints = off_bt + n_bt;
+    for (int i = 0; i < n; i++) ex->ss[i].bt += off_bt;
+    SH_TRY(grow_dev(ex->be, (void **)&ex->arena, &ex->arena_cap, fl, sizeof(float)));
+    SH_TRY(grow_dev(ex->be, (void **)&ex->ints, &ex->ints_cap, n_ints, sizeof(int32_t)));
+    SH_TRY(grow_host((void **)&ex->h_ints, &ex->h_ints_cap, n_ints, sizeof(int32_t)));
+    for (int i = 0; i < n; i++) {
+        const sseq *q = &ex->ss[i];
+        const sh_step_seq *s = q->in;
+        int r0 = ex->segs[q->seg].row0 + q->row;
+        for (int k = 0; k < s->n_tokens; k++) {
+            ex->h_ints[off_tok + r0 + k] = s->tokens[k];
+            ex->h_ints[off_pos + r0 + k] = s->seq->n_past + k;
+            ex->h_ints[off_typ + r0 + k] = s->types ? s->types[k] : 0;
+        }
+        memcpy(ex->h_ints + q->bt, s->seq->blocks, (size_t)s->seq->n_blocks * sizeof(int32_t));
+    }
+
+    uint64_t l0 = ex->be->n_launches, g0 = ex->be->n_groups;
+    SH_TRY(sh_be_step_begin(ex->be));
+    SH_TRY(sh_be_upload(ex->be, ex->ints, ex->h_ints, n_ints * sizeof(int32_t)));
+    /* ---- one walk per template present ---- */
+    int idx[nseg];
+    for (int t = 0; t < SH_TMPL_COUNT; t++) {
+        int ns = 0;
+        for (int k = 0; k < nseg; k++)
+            if (ex->segs[k].m->hp.tmpl == (sh_template)t) idx[ns++] = k;
+        if (ns) SH_TRY(run_template(ex, (sh_template)t, nseg, idx, ns, off_tok, off_pos, off_typ));
+    }
+    SH_TRY(sh_be_step_end(ex->be));
+
+    /* ---- results back to the host ---- */
+    for (int k = 0; k < nseg; k++) {
+        const seg *g = &ex->segs[k];
+        const sh_hparams *hp = &g->m->hp;
+        if (g->lrows) {
+            size_t cnt = (size_t)g->lrows * (size_t)hp->n_vocab;
+            SH_TRY(grow_host((void **)&ex->h_floats, &ex->h_floats_cap, cnt, sizeof(float)));
+            SH_TRY(sh_be_download(ex->be, ex->h_floats, ex->arena + g->lg, cnt * sizeof(float)));
+            for (int j = g->s0; j < g->s0 + g->ns; j++) {
+                const sseq *q = &ex->ss[j];
+                if (q->nl)
+                    memcpy(q->in->logits, ex->h_floats + (size_t)q->lrow * hp->n_vocab,
+                           (size_t)q->nl * hp->n_vocab * sizeof(float));
+            }
+        }
+        if (hp->tmpl == SH_TMPL_BERT) {
+            for (int j = g->s0; j < g->s0 + g->ns; j++) {
+                const sseq *q = &ex->ss[j];
+                size_t d = (size_t)hp->n_embd;
+                if (q->in->hidden)
+                    SH_TRY(sh_be_download(ex->be, q->in->hidden, ex->arena + g->x + (size_t)q->row * d,
+                                          (size_t)q->in->n_tokens * d * sizeof(float)));
+                if (q->in->embedding)
+                    SH_TRY(sh_be_download(ex->be, q->in->embedding, ex->arena + q->pool, d * sizeof(float)));
+            }
+        }
+    }
+    SH_TRY(sh_be_sync(ex->be));
+    for (int i = 0; i < n; i++) seqs[i].seq->n_past += seqs[i].n_tokens;
+
+    ex->stats.steps++;
+    ex->stats.rows += (uint64_t)rows;
+    ex->stats.last_launches = ex->be->n_launches - l0;
+    ex->stats.last_groups = ex->be->n_groups - g0;
+    ex->stats.launches += ex->stats.last_launches;
+    ex->stats.groups += ex->stats.last_groups;
+    ex->stats.last_models = nseg;
+    return SHOAL_OK;
+}

@@ -1,0 +1,58 @@
+/* The fused step: one batch of rows from many sequences of many models on one
+ * backend, computed with one grouped backend call per op per layer slot.
+ *
+ * Rows are ordered by model (a segment per model present). For each layer
+ * template present, the planner walks layer slots 0..max(n_layer) and, for
+ * each op of the template, issues a single grouped call covering every
+ * segment whose model has that layer. Launch count per step therefore does
+ * not grow with the number of models.
+ */
+#ifndef SH_STEP_H
+#define SH_STEP_H
+
+#include "kv.h"
+#include "model.h"
+
+typedef enum sh_out_mode {
+    SH_OUT_NONE = 0, /* no logits (prefill chunk that is not the last) */
+    SH_OUT_LAST = 1, /* logits of the last row */
+    SH_OUT_ALL = 2,  /* logits of every row */
+} sh_out_mode;
+
+typedef struct sh_step_seq {
+    shoal_model *model;
+    sh_seq *seq;            /* KV state; positions seq->n_past.. are written,
+                             * n_past advances by n_tokens on success */
+    const int32_t *tokens;  /* (n_tokens) */
+    const int32_t *types;   /* (n_tokens) token types (encoders) or NULL = 0 */
+    int n_tokens;
+    sh_out_mode out;        /* decoders */
+    float *logits;          /* host: (1 | n_tokens, n_vocab) per out mode */
+    float *hidden;          /* host (n_tokens, n_embd), encoders, or NULL */
+    float *embedding;       /* host (n_embd) mean-pooled + L2-normalised, encoders, or NULL */
+} sh_step_seq;
+
+typedef struct sh_step_stats {
+    uint64_t steps;
+    uint64_t launches;      /* grouped backend calls, all steps */
+    uint64_t groups;        /* groups over those calls */
+    uint64_t rows;          /* rows (tokens) over all steps */
+    uint64_t last_launches; /* launches of the last step */
+    uint64_t last_groups;
+    int last_models;        /* models present in the last step */
+} sh_step_stats;
+
+typedef struct sh_exec sh_exec;
+
+/* Execution state for one backend and its KV pool (arena, staging). */
+shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out);
+void sh_exec_free(sh_exec *ex);
+const sh_step_stats *sh_exec_stats(const sh_exec *ex);
+
+/* Runs one fused step over n sequences (any order; any mix of models on this
+ * backend). Reserves KV blocks as needed: SHOAL_ERR_RANGE when the pool is
+ * exhausted, before any sequence is modified. Encoder sequences must start
+ * at n_past 0 and are run bidirectionally. */
+shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs);
+
+#endif
