@@ -355,9 +355,8 @@ static shoal_status hparams_hf(shoal_model *m) {
         hp->head_dim = hp->n_head ? hp->n_embd / hp->n_head : 0;
         break;
     }
-    int v;
-    SH_TRY(cj_int(m, cfg, "bos_token_id", 0, -1, &v));
-    hp->bos_id = v;
+    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(cfg, "bos_token_id");
+    if (cJSON_IsNumber(bos)) hp->bos_id = (int)bos->valuedouble;
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(cfg, "eos_token_id");
     if (cJSON_IsNumber(eos)) hp->eos_id = (int)eos->valuedouble;
     else if (cJSON_IsArray(eos) && cJSON_IsNumber(cJSON_GetArrayItem(eos, 0)))
