@@ -360,6 +360,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cli_cmd_bench(argc - 2, argv + 2);
-    fprintf(stderr, "shoal: unknown command '%s'\n", cmd);
-    return usage(stderr);
+    fprintf(stderr, "shoal: unknown command '%s' (try shoal --help)\n", cmd);
+    return 1;
 }
