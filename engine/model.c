@@ -433,12 +433,12 @@ static const char *nm(char *buf, size_t n, const char *fmt, int il, const char *
 static shoal_status load_norm(shoal_model *m, const char *fmt, int il, int n, int bias, const float **w,
                               const float **b) {
     char buf[256];
-    nm(buf, sizeof buf, fmt, il, "weight");
-    if (!find(m, buf) && !m->gguf) nm(buf, sizeof buf, fmt, il, "gamma");
+    nm(buf, sizeof buf, fmt, il, "gamma");
+    if (m->gguf || !find(m, buf)) nm(buf, sizeof buf, fmt, il, "weight");
     SH_TRY(load_vec(m, buf, n, 1, w));
     if (bias) {
-        nm(buf, sizeof buf, fmt, il, "bias");
-        if (!find(m, buf) && !m->gguf) nm(buf, sizeof buf, fmt, il, "beta");
+        nm(buf, sizeof buf, fmt, il, "beta");
+        if (m->gguf || !find(m, buf)) nm(buf, sizeof buf, fmt, il, "bias");
         SH_TRY(load_vec(m, buf, n, 1, b));
     }
     return SHOAL_OK;
