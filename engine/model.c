@@ -301,9 +301,8 @@ static shoal_status cj_flt(shoal_model *m, const cJSON *cfg, const char *key, fl
     return SHOAL_OK;
 }
 
-static shoal_status hparams_hf(shoal_model *m) {
+static shoal_status hparams_hf(shoal_model *m, const cJSON *cfg) {
     sh_hparams *hp = &m->hp;
-    const cJSON *cfg = sh_hf_config(m->hf);
     if (!cfg || !cJSON_IsObject(cfg))
         return sh_fail(SHOAL_ERR_FORMAT, "%s: a Hugging Face folder needs config.json", m->path);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
@@ -383,6 +382,17 @@ static shoal_status check_hparams(shoal_model *m) {
         return sh_fail(SHOAL_ERR_FORMAT, "%s: rope theta %g is out of range", m->path, (double)hp->rope_theta);
     if (hp->n_ctx < 1) hp->n_ctx = 2048;
     return SHOAL_OK;
+}
+
+shoal_status sh_model_hparams_from_config(const struct cJSON *cfg, sh_hparams *hp) {
+    shoal_model *m = calloc(1, sizeof *m);
+    if (!m) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    snprintf(m->path, sizeof m->path, "config");
+    shoal_status s = hparams_hf(m, cfg);
+    if (s == SHOAL_OK) s = check_hparams(m);
+    if (s == SHOAL_OK) *hp = m->hp;
+    free(m);
+    return s;
 }
 
 /* ============================================================================
@@ -589,7 +599,7 @@ shoal_status sh_model_load_on(const char *path, sh_backend *be, shoal_model **ou
     if (S_ISDIR(st.st_mode)) s = sh_hf_open(path, &m->hf);
     else s = sh_gguf_open(path, &m->gguf);
     if (s != SHOAL_OK) goto fail;
-    s = m->gguf ? hparams_gguf(m) : hparams_hf(m);
+    s = m->gguf ? hparams_gguf(m) : hparams_hf(m, sh_hf_config(m->hf));
     if (s != SHOAL_OK) goto fail;
     s = check_hparams(m);
     if (s != SHOAL_OK) goto fail;

@@ -102,6 +102,11 @@ shoal_status sh_synthetic_hparams(const char *shape, sh_hparams *hp);
  * the model's backend (mapped in place when it can). */
 shoal_status sh_model_host_alloc(shoal_model *m, size_t bytes, void **out);
 shoal_status sh_model_to_backend(shoal_model *m, const void *host, size_t bytes, const void **out);
+/* Maps a Hugging Face config.json (parsed) to hyperparameters and checks
+ * them, as loading a folder does (used by the config fuzzer). */
+struct cJSON;
+shoal_status sh_model_hparams_from_config(const struct cJSON *cfg, sh_hparams *hp);
+
 /* Frees what a model holds, not the struct itself. */
 void sh_model_release(shoal_model *m);
 
