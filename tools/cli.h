@@ -9,7 +9,8 @@
 
 typedef struct cli_opts {
     const char *model, *device, *tokens, *out, *hidden, *stop;
-    int threads, n_predict, top_k, print_ids, tensors, ignore_eos;
+    const char *prompt, *text, *file, *format, *chat_template, *system;
+    int threads, n_predict, top_k, print_ids, tensors, ignore_eos, no_special, echo;
     double temp, top_p, min_p, repeat_penalty;
     uint64_t seed;
 } cli_opts;
@@ -26,5 +27,9 @@ int cli_load(const cli_opts *o, shoal_model **m);
 
 int cli_cmd_info(int argc, char **argv);
 int cli_cmd_bench(int argc, char **argv);
+int cli_cmd_tokenize(int argc, char **argv);
+int cli_cmd_chat(int argc, char **argv);
+int cli_run_text(const cli_opts *o);   /* run -p TEXT: streamed text + stats line */
+int cli_embed_text(const cli_opts *o); /* embed --text / --file */
 
 #endif

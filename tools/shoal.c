@@ -219,7 +219,8 @@ done:
 static int cmd_embed(int argc, char **argv) {
     cli_opts o;
     if (cli_parse(argc, argv, &o)) return 1;
-    if (!o.tokens) return cli_die("%s", "embed needs --tokens (or --text, once a tokenizer is loaded)");
+    if (o.text || o.file) return cli_embed_text(&o);
+    if (!o.tokens) return cli_die("%s", "embed needs --tokens, --text or --file");
     int32_t *ids;
     int n = cli_parse_ids(o.tokens, &ids);
     if (n < 1) return cli_die("bad token list '%s'", o.tokens);
@@ -282,7 +283,8 @@ static int on_token(int32_t id, void *user) {
 static int cmd_run(int argc, char **argv) {
     cli_opts o;
     if (cli_parse(argc, argv, &o)) return 1;
-    if (!o.tokens) return cli_die("%s", "run needs --tokens (or -p TEXT, once a tokenizer is loaded)");
+    if (o.prompt) return cli_run_text(&o);
+    if (!o.tokens) return cli_die("%s", "run needs --tokens or -p TEXT");
     int32_t *ids = NULL, *stop = NULL, *out = NULL;
     int n = cli_parse_ids(o.tokens, &ids);
     if (n < 1) return cli_die("bad token list '%s'", o.tokens);
@@ -344,8 +346,11 @@ static int usage(FILE *f) {
             "  info    -m PATH [--tensors]             architecture, shapes, dtypes, bytes\n"
             "  logits  -m PATH --tokens 1,2,3 --out F  every position's logits (f32, n x vocab)\n"
             "  embed   -m PATH --tokens 1,2,3 [--out F] [--hidden F]\n"
-            "  run     -m PATH --tokens 1,2,3 [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-            "          [--repeat-penalty R] [--seed S] [--stop IDS] [--ignore-eos] [--print-ids]\n"
+            "  embed   -m PATH --text TEXT | --file LINES [--format json|f32] [--out F]\n"
+            "  run     -m PATH --tokens 1,2,3 | -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+            "          [--min-p P] [--repeat-penalty R] [--seed S] [--stop IDS] [--ignore-eos] [--print-ids]\n"
+            "  tokenize -m PATH --text TEXT [--no-special]\n"
+            "  chat    -m PATH [--template chatml|llama2|llama3|zephyr|plain] [--system TEXT]\n"
             "  bench   --synthetic SHAPE ...           see `shoal bench --help`\n"
             "common: --device cpu|cuda[:N]  --threads N\n");
     return f == stderr ? 1 : 0;
@@ -360,6 +365,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cli_cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return cli_cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return cli_cmd_chat(argc - 2, argv + 2);
     fprintf(stderr, "shoal: unknown command '%s' (try shoal --help)\n", cmd);
     return 1;
 }
