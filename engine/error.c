@@ -22,7 +22,7 @@ shoal_status sh_fail_prefix(shoal_status s, const char *fmt, ...) {
     int n = vsnprintf(sh_errbuf, sizeof sh_errbuf, fmt, ap);
     va_end(ap);
     if (n >= 0 && (size_t)n < sizeof sh_errbuf)
-        snprintf(sh_errbuf + n, sizeof sh_errbuf - (size_t)n, ": %s", old);
+        if (snprintf(sh_errbuf + n, sizeof sh_errbuf - (size_t)n, ": %s", old) < 0) sh_errbuf[n] = 0;
     return s;
 }
 
