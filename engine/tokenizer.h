@@ -116,7 +116,7 @@ enum {
 /* Creates a streaming decoder for t (t must outlive it). flags: SH_DETOK_*. */
 shoal_status sh_detok_create(const sh_tokenizer *t, int flags, sh_detok **out);
 
-/* Pushes one id. *text/*len receive the newly completed text: whole UTF-8
+/* Pushes one id. *text and *len receive the newly completed text: whole UTF-8
  * characters only (a partial sequence is held until it completes or proves
  * invalid, then U+FFFD). The pointer stays valid until the next call on d.
  * An out-of-range id is SHOAL_ERR_INVALID_ARG (d is unchanged). */

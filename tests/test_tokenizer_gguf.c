@@ -1,0 +1,112 @@
+/* Tokenizers loaded from vocabulary-only GGUF files against the expected ids
+ * in $SHOAL_SHARED/data/tokenizer-vectors (ggml-vocab-*.gguf + .inp/.out,
+ * produced by Hugging Face tokenizers; see that folder's README). Skipped
+ * with a message when the folder is absent. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "gguf.h"
+#include "tokenizer.h"
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    if (len) *len = (size_t)n;
+    return b;
+}
+
+static const char SEP[] = "\n__ggml_vocab_test__\n";
+
+static void run_file(const char *dir, const char *name, sh_tok_family family) {
+    char path[1024], inp[1100], outp[1100];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(outp, sizeof outp, "%s.out", path);
+    sh_gguf *g = NULL;
+    sh_tokenizer *t = NULL;
+    shoal_status st = sh_gguf_open(path, &g);
+    CHECK(st == SHOAL_OK, "%s: open: %s", name, shoal_last_error());
+    if (st != SHOAL_OK) return;
+    st = sh_tokenizer_load_gguf(g, &t);
+    CHECK(st == SHOAL_OK, "%s: load: %s", name, shoal_last_error());
+    sh_gguf_close(g);
+    if (st != SHOAL_OK) return;
+    sh_tokenizer_info info;
+    sh_tokenizer_get_info(t, &info);
+    CHECK(info.family == family, "%s: family %d", name, (int)info.family);
+    size_t ilen;
+    char *in = slurp(inp, &ilen), *out = slurp(outp, NULL);
+    CHECK(in && out, "%s: cannot read .inp/.out", name);
+    int n_ok = 0, n_all = 0;
+    char *p = in, *line = out;
+    while (in && out && *p) {
+        char *e = strstr(p, SEP);
+        if (!e) break;
+        char *nl = strchr(line, '\n');
+        if (!nl) break;
+        *nl = 0;
+        int32_t want[512];
+        int nw = 0;
+        char *q = line;
+        while (nw < 512) {
+            char *end;
+            long v = strtol(q, &end, 10);
+            if (end == q) break;
+            want[nw++] = (int32_t)v;
+            q = end;
+        }
+        int32_t *ids = NULL;
+        int n = 0;
+        st = sh_tokenizer_encode(t, p, (size_t)(e - p), 0, &ids, &n);
+        int same = st == SHOAL_OK && n == nw && (n == 0 || memcmp(ids, want, sizeof(int32_t) * (size_t)n) == 0);
+        CHECK(same, "%s: \"%.*s\": got %d ids, want %d", name, (int)(e - p), p, n, nw);
+        if (!same && st == SHOAL_OK) {
+            fprintf(stderr, "  got: ");
+            for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n  want:");
+            for (int i = 0; i < nw; i++) fprintf(stderr, " %d", want[i]);
+            fprintf(stderr, "\n");
+        }
+        n_ok += same;
+        n_all++;
+        free(ids);
+        p = e + sizeof SEP - 1;
+        line = nl + 1;
+    }
+    CHECK(n_all >= 40, "%s: only %d strings read", name, n_all);
+    printf("%s: %d/%d strings match\n", name, n_ok, n_all);
+    free(in);
+    free(out);
+    sh_tokenizer_free(t);
+}
+
+int main(void) {
+    const char *shared = check_env("SHOAL_SHARED", "../shared");
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/data/tokenizer-vectors", shared);
+    char probe[1000];
+    snprintf(probe, sizeof probe, "%s/README.md", dir);
+    FILE *f = fopen(probe, "rb");
+    if (!f) {
+        printf("SKIP: %s not found; GGUF tokenizer vectors not checked\n", dir);
+        return check_report();
+    }
+    fclose(f);
+    run_file(dir, "ggml-vocab-gpt-2.gguf", SH_TOK_BPE_BYTE);
+    run_file(dir, "ggml-vocab-llama-bpe.gguf", SH_TOK_BPE_BYTE);
+    run_file(dir, "ggml-vocab-llama-spm.gguf", SH_TOK_BPE_SPM);
+    run_file(dir, "ggml-vocab-bert-bge.gguf", SH_TOK_WORDPIECE);
+    return check_report();
+}
