@@ -1,0 +1,540 @@
+/* Iteration-level scheduling: every step continues each running sequence
+ * (one decode row, or its next prefill chunk) and admits queued requests
+ * under a row budget, then runs all of them — every model at once — through
+ * one fused sh_exec_step.
+ *
+ * Rank (who runs first, who is preempted last): higher priority, then
+ * earlier deadline, then older. The queue is kept in rank order and admits
+ * head first; a head that does not fit blocks those behind it (no
+ * overtaking), except that a head ranked above running sequences may evict
+ * them when KV is short. When running sequences cannot grow by one row, the
+ * lowest-ranked running sequence is preempted: its blocks are freed and it
+ * goes back to the queue to recompute prompt + generated tokens later
+ * (ids = prompt ++ generated, so a recompute is just a longer prefill).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+/* ============================================================================
+ * Queue and running set (c->mu held)
+ * ========================================================================== */
+
+int sh_req_rank_cmp(const shoal_request *a, const shoal_request *b) {
+    if (a->priority != b->priority) return a->priority > b->priority ? -1 : 1;
+    if (a->deadline != b->deadline) return a->deadline < b->deadline ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static shoal_status grow_ptrs(shoal_request ***arr, int *cap, int need) {
+    if (need <= *cap) return SHOAL_OK;
+    int nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    shoal_request **na = realloc(*arr, (size_t)nc * sizeof *na);
+    if (!na) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    *arr = na;
+    *cap = nc;
+    return SHOAL_OK;
+}
+
+shoal_status sh_queue_insert(shoal_cluster *c, shoal_request *r) {
+    SH_TRY(grow_ptrs(&c->queue, &c->cap_queue, c->n_queue + 1));
+    /* binary search for the first entry ranked below r */
+    int lo = 0, hi = c->n_queue;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (sh_req_rank_cmp(c->queue[mid], r) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    memmove(c->queue + lo + 1, c->queue + lo, (size_t)(c->n_queue - lo) * sizeof *c->queue);
+    c->queue[lo] = r;
+    c->n_queue++;
+    r->where = SH_REQ_QUEUED;
+    return SHOAL_OK;
+}
+
+static void remove_from(shoal_request **arr, int *n, shoal_request *r) {
+    for (int i = 0; i < *n; i++)
+        if (arr[i] == r) {
+            memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
+            (*n)--;
+            return;
+        }
+}
+
+void sh_queue_remove(shoal_cluster *c, shoal_request *r) { remove_from(c->queue, &c->n_queue, r); }
+void sh_running_remove(shoal_cluster *c, shoal_request *r) { remove_from(c->running, &c->n_running, r); }
+
+/* Keeps the running set in rank order (insertion sort: it is nearly sorted). */
+static void sort_running(shoal_cluster *c) {
+    for (int i = 1; i < c->n_running; i++) {
+        shoal_request *x = c->running[i];
+        int j = i - 1;
+        while (j >= 0 && sh_req_rank_cmp(c->running[j], x) > 0) {
+            c->running[j + 1] = c->running[j];
+            j--;
+        }
+        c->running[j + 1] = x;
+    }
+}
+
+/* Evicts a running sequence: frees its KV and requeues it for recompute.
+ * The queue may go past max_queue here: an accepted request is never dropped. */
+static shoal_status preempt(shoal_cluster *c, shoal_request *v) {
+    SH_TRY(grow_ptrs(&c->queue, &c->cap_queue, c->n_queue + 1));
+    sh_seq_release(c->pool, &v->kv);
+    sh_running_remove(c, v);
+    v->n_preempted++;
+    c->st.preemptions++;
+    return sh_queue_insert(c, v); /* cannot fail: capacity reserved above */
+}
+
+/* ============================================================================
+ * Planning (c->mu held, not in_step)
+ * ========================================================================== */
+
+static inline int in_filter(const shoal_request *r, int only) { return only < 0 || r->model == only; }
+
+/* Blocks r needs to hold n more positions. */
+static inline int blocks_more(const shoal_request *r, int rows) {
+    int need = sh_kv_blocks_for(r->kv.n_past + rows) - r->kv.n_blocks;
+    return need > 0 ? need : 0;
+}
+
+/* Unfused mode: the next model (round robin) with running or queued work. */
+static int pick_model(shoal_cluster *c) {
+    for (int k = 0; k < c->n_models; k++) {
+        int m = (c->rr + k) % c->n_models;
+        int has = 0;
+        for (int i = 0; i < c->n_running && !has; i++) has = c->running[i]->model == m;
+        for (int i = 0; i < c->n_queue && !has; i++) has = c->queue[i]->model == m;
+        if (has) {
+            c->rr = (m + 1) % c->n_models;
+            return m;
+        }
+    }
+    return -1;
+}
+
+/* Deadlines that cancel, and cancels flagged during the last step. */
+static void expire(shoal_cluster *c, double now, shoal_request **fin) {
+    for (int i = c->n_queue - 1; i >= 0; i--) {
+        shoal_request *r = c->queue[i];
+        if (r->cancel_at_deadline && now >= r->deadline)
+            sh_fin_push(c, fin, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_DEADLINE, "the deadline passed while queued");
+    }
+    for (int i = c->n_running - 1; i >= 0; i--) {
+        shoal_request *r = c->running[i];
+        if (r->cancel) sh_fin_push(c, fin, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
+        else if (r->cancel_at_deadline && now >= r->deadline)
+            sh_fin_push(c, fin, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_DEADLINE, "the deadline passed while running");
+    }
+}
+
+typedef struct plan {
+    int n;          /* entries in c->breq / c->brows */
+    int rows;       /* total rows */
+    int admitted;
+} plan;
+
+static shoal_status plan_add(shoal_cluster *c, plan *pl, shoal_request *r, int rows) {
+    if (pl->n == c->cap_batch) {
+        int nc = c->cap_batch ? 2 * c->cap_batch : 64;
+        sh_step_seq *nb = realloc(c->batch, (size_t)nc * sizeof *nb);
+        if (nb) c->batch = nb;
+        shoal_request **nr = realloc(c->breq, (size_t)nc * sizeof *nr);
+        if (nr) c->breq = nr;
+        int *nw = realloc(c->brows, (size_t)nc * sizeof *nw);
+        if (nw) c->brows = nw;
+        if (!nb || !nr || !nw) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+        c->cap_batch = nc;
+    }
+    c->breq[pl->n] = r;
+    c->brows[pl->n] = rows;
+    pl->n++;
+    pl->rows += rows;
+    return SHOAL_OK;
+}
+
+/* Builds the step. Everything it decides is in c->breq/c->brows[0, pl->n). */
+static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_request **fin) {
+    memset(pl, 0, sizeof *pl);
+    sh_kv_pool *pool = c->pool;
+    sort_running(c);
+
+    /* A: every running sequence of the filter gets one row; make KV room for
+     * that by preempting the lowest-ranked running sequences */
+    for (;;) {
+        int need = 0, n_in = 0;
+        for (int i = 0; i < c->n_running; i++)
+            if (in_filter(c->running[i], only)) {
+                need += blocks_more(c->running[i], 1);
+                n_in++;
+            }
+        if (need <= pool->n_free || n_in == 0) break;
+        shoal_request *v = c->running[c->n_running - 1];
+        if (c->n_running == 1) {
+            sh_fin_push(c, fin, v, SHOAL_ERR_RANGE, SHOAL_FINISH_ERROR,
+                        "KV cache exhausted: %d positions need more than the pool's %d blocks of %d tokens",
+                        v->kv.n_past + 1, pool->n_blocks, SH_KV_BLOCK);
+            continue;
+        }
+        SH_TRY(preempt(c, v));
+    }
+    int n_min = 0, need_min = 0;
+    for (int i = 0; i < c->n_running; i++)
+        if (in_filter(c->running[i], only)) {
+            n_min++;
+            need_min += blocks_more(c->running[i], 1);
+        }
+    int avail = pool->n_free - need_min; /* blocks beyond the one-row minimum */
+    int budget = c->p.max_batch_rows - n_min; /* rows beyond the minimum */
+    if (budget < 0) budget = 0;
+
+    /* P: a queue head ranked above running sequences may evict them when
+     * its first chunk does not fit */
+    shoal_request *head = NULL;
+    for (int i = 0; i < c->n_queue && !head; i++)
+        if (in_filter(c->queue[i], only)) head = c->queue[i];
+    if (head && c->n_running < c->p.max_running) {
+        int enc = head->m->hp.tmpl == SH_TMPL_BERT;
+        int pend = head->n_ids - head->kv.n_past;
+        int first = enc ? pend : (pend < c->p.prefill_chunk ? pend : c->p.prefill_chunk);
+        int want = blocks_more(head, first);
+        if (want > avail) {
+            int could = avail;
+            for (int i = c->n_running - 1; i >= 0 && sh_req_rank_cmp(c->running[i], head) > 0; i--) {
+                shoal_request *v = c->running[i];
+                could += v->kv.n_blocks + (in_filter(v, only) ? blocks_more(v, 1) : 0);
+            }
+            while (could >= want && want > avail && c->n_running > 0 &&
+                   sh_req_rank_cmp(c->running[c->n_running - 1], head) > 0) {
+                shoal_request *v = c->running[c->n_running - 1];
+                int freed = v->kv.n_blocks, minneed = in_filter(v, only) ? blocks_more(v, 1) : 0;
+                if (in_filter(v, only)) {
+                    n_min--;
+                    budget++;
+                }
+                SH_TRY(preempt(c, v));
+                avail += freed + minneed;
+            }
+        }
+    }
+
+    /* B: running sequences (rank order): one row each, more for prefills */
+    for (int i = 0; i < c->n_running; i++) {
+        shoal_request *r = c->running[i];
+        if (!in_filter(r, only)) continue;
+        int pend = r->n_ids - r->kv.n_past;
+        int rows = 1;
+        if (pend > 1) {
+            int want = pend < c->p.prefill_chunk ? pend : c->p.prefill_chunk;
+            if (want > 1 + budget) want = 1 + budget;
+            int base = blocks_more(r, 1);
+            int max_pos = (r->kv.n_blocks + base + avail) * SH_KV_BLOCK - r->kv.n_past;
+            if (want > max_pos) want = max_pos;
+            if (want < 1) want = 1;
+            rows = want;
+            avail -= blocks_more(r, rows) - base;
+            budget -= rows - 1;
+        }
+        SH_TRY(plan_add(c, pl, r, rows));
+    }
+
+    /* C: admit from the queue head while rows, slots and blocks last */
+    for (int i = 0; i < c->n_queue && budget > 0 && c->n_running < c->p.max_running;) {
+        shoal_request *r = c->queue[i];
+        if (!in_filter(r, only)) {
+            i++;
+            continue;
+        }
+        int enc = r->m->hp.tmpl == SH_TMPL_BERT;
+        int pend = r->n_ids - r->kv.n_past;
+        int rows;
+        if (enc) {
+            /* encoders run whole; an oversize one runs alone */
+            if (pend > budget && pl->n > 0) break;
+            if (blocks_more(r, pend) > avail) break;
+            rows = pend;
+        } else {
+            rows = pend < c->p.prefill_chunk ? pend : c->p.prefill_chunk;
+            if (rows > budget) rows = budget;
+            int max_pos = (r->kv.n_blocks + avail) * SH_KV_BLOCK - r->kv.n_past;
+            if (rows > max_pos) rows = max_pos;
+            if (rows < 1) break;
+        }
+        SH_TRY(grow_ptrs(&c->running, &c->cap_running, c->n_running + 1));
+        SH_TRY(plan_add(c, pl, r, rows));
+        sh_queue_remove(c, r); /* the next candidate moves into slot i */
+        c->running[c->n_running++] = r;
+        r->where = SH_REQ_RUNNING;
+        if (r->t_admit < 0) r->t_admit = sh_now_ms();
+        avail -= blocks_more(r, rows);
+        budget -= rows;
+        pl->admitted++;
+    }
+    return SHOAL_OK;
+}
+
+/* ============================================================================
+ * The step
+ * ========================================================================== */
+
+static shoal_status grow_logits(shoal_cluster *c, size_t n) {
+    if (n <= c->cap_logits) return SHOAL_OK;
+    size_t nc = c->cap_logits ? c->cap_logits : 4096;
+    while (nc < n) nc *= 2;
+    float *nl = realloc(c->logits, nc * sizeof *nl);
+    if (!nl) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    c->logits = nl;
+    c->cap_logits = nc;
+    return SHOAL_OK;
+}
+
+static int is_stop(const shoal_request *r, int32_t id) {
+    if (r->sp.stop_at_eos && r->m->hp.eos_id >= 0 && id == r->m->hp.eos_id) return 1;
+    for (int i = 0; i < r->sp.n_stop_ids; i++)
+        if (id == r->sp.stop_ids[i]) return 1;
+    return 0;
+}
+
+shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
+    if (did_work) *did_work = 0;
+    double t0 = sh_now_ms();
+    shoal_request *fin = NULL;
+    shoal_status s = SHOAL_OK;
+    pthread_mutex_lock(&c->mu);
+    if (c->in_step) { /* another stepper is between plan and commit */
+        pthread_mutex_unlock(&c->mu);
+        return SHOAL_OK;
+    }
+    expire(c, t0, &fin);
+    int only = c->p.fused ? -1 : pick_model(c);
+    plan pl;
+    s = make_plan(c, only, &pl, &fin);
+    int n = pl.n;
+    if (s != SHOAL_OK || n == 0) {
+        /* nothing to run (or out of host memory for the plan: fail nothing,
+         * the next step retries) */
+        int idle = !c->n_queue && !c->n_running;
+        if (idle) pthread_cond_broadcast(&c->cv_idle);
+        pthread_mutex_unlock(&c->mu);
+        if (did_work && fin) *did_work = 1;
+        sh_fin_run(fin);
+        return s;
+    }
+
+    /* ---- the batch: logits wanted by sequences whose feed ends here ---- */
+    size_t n_logits = 0;
+    for (int i = 0; i < n; i++) {
+        shoal_request *r = c->breq[i];
+        if (r->m->hp.tmpl != SH_TMPL_BERT && r->kv.n_past + c->brows[i] == r->n_ids && r->n_ids - r->n_prompt < r->max_gen)
+            n_logits += (size_t)r->m->hp.n_vocab;
+    }
+    s = grow_logits(c, n_logits ? n_logits : 1);
+    shoal_step_info info;
+    memset(&info, 0, sizeof info);
+    info.index = c->st.steps;
+    info.seqs = n;
+    info.admitted = pl.admitted;
+    size_t lo = 0;
+    for (int i = 0; i < n && s == SHOAL_OK; i++) {
+        shoal_request *r = c->breq[i];
+        int rows = c->brows[i];
+        sh_step_seq *b = &c->batch[i];
+        memset(b, 0, sizeof *b);
+        b->model = r->m;
+        b->seq = &r->kv;
+        b->tokens = r->ids + r->kv.n_past;
+        b->n_tokens = rows;
+        if (r->m->hp.tmpl == SH_TMPL_BERT) {
+            b->types = r->types;
+            b->embedding = r->embedding;
+        } else if (r->kv.n_past + rows == r->n_ids && r->n_ids - r->n_prompt < r->max_gen) {
+            b->out = SH_OUT_LAST;
+            b->logits = c->logits + lo;
+            lo += (size_t)r->m->hp.n_vocab;
+        }
+        if (rows == 1 && r->kv.n_past + 1 == r->n_ids && r->n_ids > r->n_prompt) info.decode_rows++;
+        else info.prefill_rows += rows;
+        info.rows += rows;
+        int first = 1;
+        for (int k = 0; k < i; k++)
+            if (c->breq[k]->m == r->m) first = 0;
+        if (first) {
+            info.models++;
+            info.weight_bytes += r->m->n_bytes;
+        }
+        const sh_hparams *hp = &r->m->hp;
+        uint64_t attended = (uint64_t)rows * (uint64_t)r->kv.n_past + (uint64_t)rows * (uint64_t)(rows + 1) / 2;
+        info.kv_bytes += attended * (uint64_t)hp->n_layer * 2u * (uint64_t)sh_model_kv_dim(r->m) *
+                         (c->kv_dtype == SH_F16 ? 2u : 4u);
+    }
+    c->in_step = 1;
+    pthread_mutex_unlock(&c->mu);
+
+    /* ---- compute: one fused call for every model ---- */
+    double te0 = sh_now_ms();
+    if (s == SHOAL_OK) s = sh_exec_step(c->ex, n, c->batch);
+    info.exec_ms = sh_now_ms() - te0;
+    const sh_step_stats *es = sh_exec_stats(c->ex);
+    info.launches = s == SHOAL_OK ? es->last_launches : 0;
+    info.groups = s == SHOAL_OK ? es->last_groups : 0;
+
+    /* ---- sample, stream, decide (no lock: in_step keeps others off) ---- */
+    int n_fin = 0;
+    if (s == SHOAL_OK) {
+        double now = sh_now_ms();
+        for (int i = 0; i < n; i++) {
+            shoal_request *r = c->breq[i];
+            sh_step_seq *b = &c->batch[i];
+            r->fin_next = NULL;
+            r->finish = SHOAL_FINISH_NONE;
+            if (r->m->hp.tmpl == SH_TMPL_BERT) {
+                r->t_first = now;
+                r->finish = SHOAL_FINISH_LENGTH;
+                continue;
+            }
+            if (b->out == SH_OUT_LAST) {
+                int nv = r->m->hp.n_vocab;
+                int32_t id = sh_sample(b->logits, nv, &r->sp, r->ids, r->n_ids, &r->rng);
+                int g = r->n_ids - r->n_prompt;
+                r->ids[r->n_ids++] = id;
+                r->token_ms[g] = now - r->t_submit;
+                if (r->t_first < 0) r->t_first = now;
+                sh_req_publish(r, g + 1);
+                int stop = is_stop(r, id);
+                int cb_stop = r->on_token ? r->on_token(r, id, g, r->user) != 0 : 0;
+                if (stop) r->finish = SHOAL_FINISH_STOP;
+                else if (cb_stop) r->finish = SHOAL_FINISH_CALLBACK;
+                else if (g + 1 >= r->max_tokens) r->finish = SHOAL_FINISH_LENGTH;
+                else if (g + 1 >= r->max_gen) r->finish = SHOAL_FINISH_CONTEXT;
+            } else if (r->kv.n_past == r->n_ids && r->max_gen == 0) {
+                r->finish = SHOAL_FINISH_LENGTH; /* prefill only (max_tokens 0) */
+            }
+        }
+    }
+    const char *err = s == SHOAL_OK ? NULL : shoal_last_error();
+    char errbuf[256];
+    if (err) snprintf(errbuf, sizeof errbuf, "%s", err);
+
+    /* ---- commit ---- */
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < n; i++) {
+        shoal_request *r = c->breq[i];
+        if (r->where != SH_REQ_RUNNING) continue;
+        if (s != SHOAL_OK)
+            sh_fin_push(c, &fin, r, s, SHOAL_FINISH_ERROR, "step failed: %s", errbuf);
+        else if (r->finish != SHOAL_FINISH_NONE)
+            sh_fin_push(c, &fin, r, SHOAL_OK, r->finish, NULL);
+        else if (r->cancel)
+            sh_fin_push(c, &fin, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
+        else
+            continue;
+        n_fin++;
+    }
+    /* cancels of running sequences outside this step (unfused mode) */
+    for (int i = c->n_running - 1; i >= 0; i--)
+        if (c->running[i]->cancel) {
+            sh_fin_push(c, &fin, c->running[i], SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
+            n_fin++;
+        }
+    info.finished = n_fin;
+    info.ms = sh_now_ms() - t0;
+    if (s == SHOAL_OK) {
+        c->st.steps++;
+        c->st.launches += info.launches;
+        c->st.groups += info.groups;
+        c->st.rows += (uint64_t)info.rows;
+        c->st.last_launches = info.launches;
+        c->st.last_groups = info.groups;
+        c->st.last_rows = info.rows;
+        c->st.last_models = info.models;
+        if (info.launches > c->st.max_launches_per_step) c->st.max_launches_per_step = info.launches;
+        c->st.prefill_rows += (uint64_t)info.prefill_rows;
+        for (int i = 0; i < n; i++)
+            if (c->batch[i].out == SH_OUT_LAST) c->st.tokens_generated++;
+    }
+    c->st.busy_ms += info.ms;
+    c->in_step = 0;
+    if (!c->n_queue && !c->n_running) pthread_cond_broadcast(&c->cv_idle);
+    shoal_step_cb on_step = c->p.on_step;
+    void *step_user = c->p.step_user;
+    pthread_mutex_unlock(&c->mu);
+
+    sh_fin_run(fin);
+    if (on_step && s == SHOAL_OK) on_step(&info, step_user);
+    if (did_work) *did_work = 1;
+    if (s != SHOAL_OK) return sh_fail(s, "%s", errbuf);
+    return SHOAL_OK;
+}
+
+shoal_status shoal_cluster_step(shoal_cluster *c, int *did_work) {
+    if (did_work) *did_work = 0;
+    if (!c) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_cluster_step: cluster is NULL");
+    if (c->has_thread)
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_cluster_step: the cluster has a scheduler thread");
+    return sh_sched_step(c, did_work);
+}
+
+shoal_status shoal_cluster_run_until_idle(shoal_cluster *c) {
+    if (!c) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_cluster_run_until_idle: cluster is NULL");
+    if (c->has_thread) {
+        pthread_mutex_lock(&c->mu);
+        while (c->n_queue || c->n_running || c->in_step) pthread_cond_wait(&c->cv_idle, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+        return SHOAL_OK;
+    }
+    shoal_status first = SHOAL_OK;
+    int idle_tries = 0;
+    for (;;) {
+        int did = 0;
+        shoal_status s = sh_sched_step(c, &did);
+        if (s != SHOAL_OK && first == SHOAL_OK) first = s;
+        pthread_mutex_lock(&c->mu);
+        int idle = !c->n_queue && !c->n_running;
+        pthread_mutex_unlock(&c->mu);
+        if (idle) break;
+        idle_tries = did ? 0 : idle_tries + 1;
+        /* unfused mode may skip a model whose head cannot start yet, but a
+         * whole round without work means no progress is possible */
+        if (idle_tries > c->n_models)
+            return first != SHOAL_OK ? first : sh_fail(SHOAL_ERR_NOMEM, "scheduler: no request can run");
+    }
+    return first;
+}
+
+void *sh_sched_thread(void *arg) {
+    shoal_cluster *c = arg;
+    int idle_tries = 0;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        if (!c->n_queue && !c->n_running) {
+            pthread_cond_broadcast(&c->cv_idle);
+            pthread_cond_wait(&c->cv_work, &c->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&c->mu);
+        int did = 0;
+        sh_sched_step(c, &did); /* failures finish their requests */
+        pthread_mutex_lock(&c->mu);
+        idle_tries = did ? 0 : idle_tries + 1;
+        if (idle_tries > c->n_models && !c->stop) {
+            /* work exists but none could run for a whole round (out of host
+             * memory): back off 1 ms */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&c->cv_work, &c->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
