@@ -5,7 +5,8 @@
  * The header is an object { name: {"dtype": "F32", "shape": [d0, ..],
  * "data_offsets": [begin, end]}, .., "__metadata__": {str: str} } with offsets
  * relative to the first data byte. Every field is checked before a tensor is
- * exposed; tensor data points into the read-only mapping of the file. */
+ * exposed; tensor data points into the read-only mapping of the file and has
+ * no alignment guarantee (the format does not promise any). */
 #include "hf.h"
 
 #include "error.h"
@@ -433,7 +434,8 @@ static int hf_plain_name(const char *name) {
 }
 
 /* Loads the shards that index.json's "weight_map" {tensor: shard file} names,
- * each once, and checks that every listed tensor is in its shard. */
+ * each once, and checks that every listed tensor is in its shard. Tensors a
+ * shard holds beyond the map are kept (and still may not repeat a name). */
 static shoal_status hf_load_index(sh_hf *h, const char *index_path) {
     cJSON *idx = NULL;
     char *shard_path = NULL;
