@@ -1,0 +1,691 @@
+/* The CUDA backend, host side: device discovery, memory, the stream, the
+ * descriptor staging that lets one launch serve every group of an op, and
+ * the mapping of every CUDA error to a shoal_status.
+ *
+ * Descriptors. Each compute call packs one device descriptor per group plus
+ * a starts table (first block of each group) into a pinned host staging
+ * buffer and queues a launch record. A flush copies the staged bytes to the
+ * device descriptor arena with one cudaMemcpyAsync and then launches every
+ * queued kernel on the backend's stream. Outside a step every call flushes
+ * at once; between step_begin and step_end the calls are only queued, so a
+ * whole step costs one descriptor copy, and the step's descriptors sit at
+ * fixed offsets of one device buffer, rewritten in place each step — the
+ * layout a captured CUDA graph can replay. upload/download/free/sync flush
+ * first, so work stays in call order.
+ *
+ * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
+ * after the event recorded behind its last copy has completed, so the host
+ * may run several flushes ahead of the device. The device arena is single:
+ * stream order puts each copy after the kernels that read the previous one.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "cuda_backend.h"
+#include "cuda_internal.h"
+#include "dtype.h"
+#include "error.h"
+
+_Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes differ");
+
+#define SH_CU_NSTAGE 4
+#define SH_CU_ALIGN 64 /* bytes between packed descriptor arrays */
+
+typedef struct sh_cu_stage {
+    unsigned char *host; /* pinned */
+    size_t cap;
+    cudaEvent_t done;    /* recorded after the copy out of this buffer */
+    int pending;         /* done was recorded and not yet waited for */
+} sh_cu_stage;
+
+typedef struct sh_cu_launch_rec {
+    sh_cu_launch_fn fn;
+    size_t desc_off, starts_off; /* in the staged (= device arena) bytes */
+    int n_groups, n_blocks, variant;
+} sh_cu_launch_rec;
+
+typedef struct sh_cu_backend {
+    sh_backend base;
+    int device;
+    sh_cuda_device_info info;
+    cudaStream_t stream;
+    sh_cu_stage stage[SH_CU_NSTAGE];
+    int cur;                 /* stage being filled */
+    int cur_ready;           /* its previous copy is known complete */
+    size_t used;             /* bytes packed into stage[cur] */
+    unsigned char *arena;    /* device descriptor buffer */
+    size_t arena_cap;
+    sh_cu_launch_rec *recs;  /* queued launches */
+    int n_recs, cap_recs;
+    int in_step;
+    int *d_err;              /* device error word (SH_CU_ERR_* bits) */
+    int *h_err;              /* pinned copy */
+    sh_cuda_gemm_path gemm_path;
+} sh_cu_backend;
+
+static const sh_backend_ops sh_cu_ops;
+
+/* ---- errors ------------------------------------------------------------ */
+
+static shoal_status cu_fail(cudaError_t e, const char *what) {
+    shoal_status s = e == cudaErrorMemoryAllocation ? SHOAL_ERR_NOMEM : SHOAL_ERR_DEVICE;
+    return sh_fail(s, "cuda: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+#define CU_TRY(call, what)                              \
+    do {                                                \
+        cudaError_t cu_e_ = (call);                     \
+        if (cu_e_ != cudaSuccess) return cu_fail(cu_e_, what); \
+    } while (0)
+
+static shoal_status cu_set_device(sh_cu_backend *cb) {
+    CU_TRY(cudaSetDevice(cb->device), "cudaSetDevice");
+    return SHOAL_OK;
+}
+
+/* ---- discovery --------------------------------------------------------- */
+
+shoal_status sh_cuda_device_count(int *n) {
+    if (!n) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: device count: n is NULL");
+    *n = 0;
+    int c = 0;
+    cudaError_t e = cudaGetDeviceCount(&c);
+    if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInitializationError ||
+        e == cudaErrorSystemDriverMismatch || e == cudaErrorCompatNotSupportedOnDevice) {
+        (void)cudaGetLastError(); /* not sticky: clear it */
+        return SHOAL_OK;
+    }
+    if (e != cudaSuccess) return cu_fail(e, "cudaGetDeviceCount");
+    *n = c;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_device_info_get(int index, sh_cuda_device_info *out) {
+    if (!out) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: device info: out is NULL");
+    memset(out, 0, sizeof *out);
+    int n;
+    SH_TRY(sh_cuda_device_count(&n));
+    if (index < 0 || index >= n)
+        return sh_fail(SHOAL_ERR_NOT_FOUND, "cuda:%d: no such device (%d present)", index, n);
+    struct cudaDeviceProp p;
+    CU_TRY(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties");
+    out->index = index;
+    snprintf(out->name, sizeof out->name, "%s", p.name);
+    if (cudaDeviceGetPCIBusId(out->pci_bus_id, (int)sizeof out->pci_bus_id, index) != cudaSuccess)
+        snprintf(out->pci_bus_id, sizeof out->pci_bus_id, "%04x:%02x:%02x.0", p.pciDomainID, p.pciBusID,
+                 p.pciDeviceID);
+    out->total_bytes = (uint64_t)p.totalGlobalMem;
+    out->sm_count = p.multiProcessorCount;
+    out->cc_major = p.major;
+    out->cc_minor = p.minor;
+    out->l2_bytes = p.l2CacheSize;
+    out->smem_per_block_optin = (int)p.sharedMemPerBlockOptin;
+    out->mem_bus_bits = p.memoryBusWidth;
+    int cur = 0;
+    if (cudaGetDevice(&cur) == cudaSuccess && cudaSetDevice(index) == cudaSuccess) {
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) out->free_bytes = (uint64_t)fr;
+        (void)cudaSetDevice(cur);
+    }
+    (void)cudaGetLastError();
+    return SHOAL_OK;
+}
+
+/* ---- staging and launch queue ------------------------------------------ */
+
+/* Reserves `bytes` in the current staging buffer (SH_CU_ALIGN-aligned);
+ * *off is the offset shared by the staging buffer and the device arena. */
+static shoal_status cu_stage_reserve(sh_cu_backend *cb, size_t bytes, size_t *off, void **host) {
+    sh_cu_stage *st = &cb->stage[cb->cur];
+    if (!cb->cur_ready) {
+        if (st->pending) {
+            CU_TRY(cudaEventSynchronize(st->done), "staging wait");
+            st->pending = 0;
+        }
+        cb->cur_ready = 1;
+    }
+    size_t o = (cb->used + SH_CU_ALIGN - 1) & ~(size_t)(SH_CU_ALIGN - 1);
+    if (bytes > SIZE_MAX / 2 - o) return sh_fail(SHOAL_ERR_NOMEM, "cuda: descriptor staging overflow");
+    size_t need = o + bytes;
+    if (need > st->cap) {
+        size_t cap = st->cap ? st->cap : 64 * 1024;
+        while (cap < need) cap *= 2;
+        void *p = NULL;
+        CU_TRY(cudaHostAlloc(&p, cap, cudaHostAllocDefault), "cudaHostAlloc (descriptor staging)");
+        if (cb->used) memcpy(p, st->host, cb->used);
+        if (st->host) (void)cudaFreeHost(st->host);
+        st->host = p;
+        st->cap = cap;
+    }
+    cb->used = need;
+    *off = o;
+    *host = st->host + o;
+    return SHOAL_OK;
+}
+
+/* Copies the staged descriptors to the device and launches the queue. */
+static shoal_status cu_flush(sh_cu_backend *cb) {
+    if (cb->n_recs == 0) return SHOAL_OK;
+    sh_cu_stage *st = &cb->stage[cb->cur];
+    const size_t used = cb->used;
+    const int n_recs = cb->n_recs;
+    /* the queue is consumed whatever happens below */
+    cb->n_recs = 0;
+    cb->used = 0;
+    cb->cur = (cb->cur + 1) % SH_CU_NSTAGE;
+    cb->cur_ready = 0;
+
+    if (used > cb->arena_cap) {
+        size_t cap = cb->arena_cap ? cb->arena_cap : 64 * 1024;
+        while (cap < used) cap *= 2;
+        /* kernels still queued may read the old arena */
+        CU_TRY(cudaStreamSynchronize(cb->stream), "cudaStreamSynchronize (descriptor arena)");
+        if (cb->arena) (void)cudaFree(cb->arena);
+        cb->arena = NULL;
+        cb->arena_cap = 0;
+        void *p = NULL;
+        CU_TRY(cudaMalloc(&p, cap), "cudaMalloc (descriptor arena)");
+        cb->arena = p;
+        cb->arena_cap = cap;
+    }
+    CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->stream), "descriptor copy");
+    CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
+    st->pending = 1;
+    for (int i = 0; i < n_recs; i++) {
+        const sh_cu_launch_rec *r = &cb->recs[i];
+        sh_cu_launch_args a = {cb->arena + r->desc_off, (const int32_t *)(cb->arena + r->starts_off), r->n_groups,
+                               r->n_blocks, r->variant, cb->d_err};
+        cudaError_t e = r->fn(cb->stream, &a);
+        if (e != cudaSuccess) return cu_fail(e, "kernel launch");
+    }
+    return SHOAL_OK;
+}
+
+/* Stages n descriptors of desc_size bytes and a starts table; returns host
+ * pointers to fill. The launch is queued by cu_queue. */
+typedef struct sh_cu_pack {
+    void *desc;
+    int32_t *starts;
+    size_t desc_off, starts_off;
+} sh_cu_pack;
+
+static shoal_status cu_pack(sh_cu_backend *cb, int n, size_t desc_size, sh_cu_pack *pk) {
+    size_t dbytes = (size_t)n * desc_size;
+    size_t sbytes = ((size_t)n + 1) * sizeof(int32_t);
+    size_t dpad = (dbytes + SH_CU_ALIGN - 1) & ~(size_t)(SH_CU_ALIGN - 1);
+    size_t off = 0;
+    void *host = NULL;
+    SH_TRY(cu_stage_reserve(cb, dpad + sbytes, &off, &host));
+    memset(host, 0, dpad);
+    pk->desc = host;
+    pk->starts = (int32_t *)((unsigned char *)host + dpad);
+    pk->desc_off = off;
+    pk->starts_off = off + dpad;
+    return SHOAL_OK;
+}
+
+/* Queues the launch of a packed op (n_blocks from starts[n]) and flushes
+ * unless a step is open. */
+static shoal_status cu_queue(sh_cu_backend *cb, sh_cu_launch_fn fn, const sh_cu_pack *pk, int n, int64_t n_blocks,
+                             int variant, const char *op) {
+    if (n_blocks > INT_MAX) return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: %s: %lld blocks exceed the grid limit", op,
+                                           (long long)n_blocks);
+    if (cb->n_recs == cb->cap_recs) {
+        int cap = cb->cap_recs ? cb->cap_recs * 2 : 64;
+        sh_cu_launch_rec *p = realloc(cb->recs, (size_t)cap * sizeof *p);
+        if (!p) return sh_fail(SHOAL_ERR_NOMEM, "cuda: %s: out of memory (launch queue)", op);
+        cb->recs = p;
+        cb->cap_recs = cap;
+    }
+    cb->recs[cb->n_recs++] = (sh_cu_launch_rec){fn, pk->desc_off, pk->starts_off, n, (int)n_blocks, variant};
+    return cb->in_step ? SHOAL_OK : cu_flush(cb);
+}
+
+/* Adds `blocks` to the running total and stores the group's first block. */
+#define CU_START(pk, i, total, blocks)          \
+    do {                                        \
+        (pk).starts[i] = (int32_t)(total);      \
+        (total) += (int64_t)(blocks);           \
+        if ((total) > INT_MAX)                  \
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: too many blocks in one call"); \
+    } while (0)
+
+/* ---- memory ------------------------------------------------------------ */
+
+static shoal_status cu_alloc(sh_backend *be, size_t bytes, void **out) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    *out = NULL;
+    SH_TRY(cu_set_device(cb));
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return sh_fail(e == cudaErrorMemoryAllocation ? SHOAL_ERR_NOMEM : SHOAL_ERR_DEVICE,
+                       "cuda:%d: cudaMalloc of %zu bytes failed: %s", cb->device, bytes, cudaGetErrorString(e));
+    }
+    *out = p;
+    return SHOAL_OK;
+}
+
+static void cu_free(sh_backend *be, void *ptr) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    if (!ptr || cu_set_device(cb) != SHOAL_OK) return;
+    /* queued kernels may still use ptr */
+    (void)cu_flush(cb);
+    (void)cudaStreamSynchronize(cb->stream);
+    (void)cudaFree(ptr);
+}
+
+static shoal_status cu_upload(sh_backend *be, void *dst, const void *src, size_t bytes) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb));
+    CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cb->stream), "upload");
+    CU_TRY(cudaStreamSynchronize(cb->stream), "upload");
+    return SHOAL_OK;
+}
+
+static shoal_status cu_download(sh_backend *be, void *dst, const void *src, size_t bytes) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb));
+    CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cb->stream), "download");
+    CU_TRY(cudaStreamSynchronize(cb->stream), "download");
+    return SHOAL_OK;
+}
+
+static int cu_supports(sh_backend *be, sh_op op, sh_dtype dt) {
+    (void)be;
+    switch (op) {
+    case SH_OP_GEMM:
+    case SH_OP_GET_ROWS:
+        return dt == SH_F32 || dt == SH_F16 || dt == SH_BF16 || dt == SH_Q8_0 || dt == SH_Q4_0;
+    case SH_OP_KV_WRITE:
+    case SH_OP_ATTN: return dt == SH_F32 || dt == SH_F16;
+    default: return 1;
+    }
+}
+
+/* ---- ops --------------------------------------------------------------- */
+
+static int cu_aligned(const void *p, uintptr_t a) { return ((uintptr_t)p % a) == 0; }
+
+/* Bytes a weight element needs aligned for scalar loads. */
+static uintptr_t cu_elem_align(sh_dtype dt) { return dt == SH_F32 ? 4 : 2; }
+
+static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    int max_m = 1;
+    for (int i = 0; i < n; i++) {
+        if (!cu_aligned(g[i].w.data, cu_elem_align(g[i].w.dtype)))
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "gemm: group %d: %s weights at %p are not %d-byte aligned", i,
+                           sh_dtype_name(g[i].w.dtype), g[i].w.data, (int)cu_elem_align(g[i].w.dtype));
+        if (g[i].x.rows > max_m) max_m = g[i].x.rows;
+    }
+    const int S = sh_cu_gemm_class(max_m);
+    const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S);
+    const int mma_rows = 16 * sh_cu_mma_wm(S), mma_cols = 8 * sh_cu_mma_nt(S);
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk));
+    sh_cu_gemm_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_gemm_group *e = &g[i];
+        const sh_dtype dt = e->w.dtype;
+        const uint64_t rb = sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in);
+        d[i] = (sh_cu_gemm_desc){
+            .w = e->w.data, .bias = e->bias, .x = e->x.data, .y = e->y.data, .row_bytes = (int64_t)rb,
+            .n = e->w.n_out, .k = e->w.n_in, .m = e->x.rows, .x_stride = e->x.stride, .y_stride = e->y.stride,
+            .dtype = (int32_t)dt, .accumulate = e->accumulate != 0,
+        };
+        const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
+        d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
+        const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
+                           e->x.stride % 4 == 0 && (!float_dt || d[i].vec);
+        int use_mma = 0;
+        if (mma_ok) {
+            if (cb->gemm_path == SH_CUDA_GEMM_MMA) use_mma = 1;
+            else if (cb->gemm_path == SH_CUDA_GEMM_AUTO) use_mma = e->x.rows >= 8;
+        }
+        int64_t blocks;
+        if (use_mma) {
+            d[i].path = SH_CU_PATH_MMA;
+            d[i].tiles_n = (e->w.n_out + mma_rows - 1) / mma_rows;
+            blocks = (int64_t)d[i].tiles_n * ((e->x.rows + mma_cols - 1) / mma_cols);
+        } else {
+            d[i].path = SH_CU_PATH_SIMT;
+            blocks = (e->w.n_out + simt_rows - 1) / simt_rows;
+        }
+        CU_START(pk, i, total, blocks);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S, "gemm");
+}
+
+static shoal_status cu_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    for (int i = 0; i < n; i++)
+        if (!cu_aligned(g[i].w.data, cu_elem_align(g[i].w.dtype)))
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "get_rows: group %d: weights are not %d-byte aligned", i,
+                           (int)cu_elem_align(g[i].w.dtype));
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_get_rows_desc), &pk));
+    sh_cu_get_rows_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_get_rows_group *e = &g[i];
+        d[i] = (sh_cu_get_rows_desc){
+            .w = e->w.data, .ids = e->ids, .out = e->out.data,
+            .row_bytes = (int64_t)sh_dtype_row_bytes(e->w.dtype, (uint64_t)e->w.n_in), .n_out = e->w.n_out,
+            .d = e->w.n_in, .stride = e->out.stride, .dtype = (int32_t)e->w.dtype, .accumulate = e->accumulate != 0,
+        };
+        CU_START(pk, i, total, e->out.rows);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_get_rows, &pk, n, total, 0, "get_rows");
+}
+
+static shoal_status cu_norm(sh_backend *be, int n, const sh_norm_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_norm_desc), &pk));
+    sh_cu_norm_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_norm_group *e = &g[i];
+        d[i] = (sh_cu_norm_desc){
+            .x = e->x.data, .add = e->add.data, .gamma = e->gamma, .beta = e->beta, .out = e->out.data,
+            .n = e->x.cols, .x_stride = e->x.stride, .add_stride = e->add.data ? e->add.stride : 0,
+            .out_stride = e->out.stride, .kind = (int32_t)e->kind, .eps = e->eps,
+        };
+        CU_START(pk, i, total, e->x.rows);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_norm, &pk, n, total, 0, "norm");
+}
+
+static shoal_status cu_rope(sh_backend *be, int n, const sh_rope_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_rope_desc), &pk));
+    sh_cu_rope_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_rope_group *e = &g[i];
+        d[i] = (sh_cu_rope_desc){
+            .x = e->x.data, .pos = e->pos, .stride = e->x.stride, .n_head = e->n_head, .head_dim = e->head_dim,
+            .n_rot = e->n_rot, .mode = (int32_t)e->mode, .theta = e->theta,
+        };
+        CU_START(pk, i, total, e->x.rows);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_rope, &pk, n, total, 0, "rope");
+}
+
+static sh_cu_kv cu_kv(const sh_kv_ref *r) {
+    return (sh_cu_kv){
+        .pool = r->pool, .block_table = r->block_table, .block_bytes = r->block_bytes,
+        .dtype = (int32_t)r->dtype, .layer = r->layer, .kv_dim = r->kv_dim,
+    };
+}
+
+static shoal_status cu_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    for (int i = 0; i < n; i++)
+        if (!cu_aligned(g[i].kv.pool, 4) || g[i].kv.block_bytes % 4 != 0)
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "kv_write: group %d: pool and block_bytes must be 4-byte aligned", i);
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_kv_write_desc), &pk));
+    sh_cu_kv_write_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_kv_write_group *e = &g[i];
+        d[i] = (sh_cu_kv_write_desc){
+            .k = e->k.data, .v = e->v.data, .pos = e->pos, .kv = cu_kv(&e->kv), .k_stride = e->k.stride,
+            .v_stride = e->v.stride,
+        };
+        CU_START(pk, i, total, e->k.rows);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_kv_write, &pk, n, total, 0, "kv_write");
+}
+
+static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    for (int i = 0; i < n; i++) {
+        if (g[i].head_dim > SH_CU_ATTN_DMAX)
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "attn: group %d: head_dim %d > %d", i, g[i].head_dim,
+                           SH_CU_ATTN_DMAX);
+        if (!cu_aligned(g[i].kv.pool, 4) || g[i].kv.block_bytes % 4 != 0)
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "attn: group %d: pool and block_bytes must be 4-byte aligned", i);
+    }
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_attn_desc), &pk));
+    sh_cu_attn_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_attn_group *e = &g[i];
+        const uint64_t es = e->kv.dtype == SH_F16 ? 2 : 4;
+        d[i] = (sh_cu_attn_desc){
+            .q = e->q.data, .out = e->out.data, .kv = cu_kv(&e->kv), .q_stride = e->q.stride,
+            .out_stride = e->out.stride, .n_head = e->n_head, .n_head_kv = e->n_head_kv, .head_dim = e->head_dim,
+            .pos0 = e->pos0, .n_kv = e->n_kv, .causal = e->causal != 0, .scale = e->scale,
+        };
+        d[i].vec = cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
+                   ((uint64_t)e->kv.kv_dim * es) % 16 == 0 && ((uint64_t)e->head_dim * es) % 16 == 0;
+        CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, 0, "attn");
+}
+
+static shoal_status cu_act(sh_backend *be, int n, const sh_act_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_act_desc), &pk));
+    sh_cu_act_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_act_group *e = &g[i];
+        const int mul = e->kind == SH_ACT_SILU_MUL;
+        d[i] = (sh_cu_act_desc){
+            .a = e->a.data, .b = mul ? e->b.data : NULL, .out = e->out.data, .n = e->a.cols,
+            .a_stride = e->a.stride, .b_stride = mul ? e->b.stride : 0, .out_stride = e->out.stride,
+            .kind = (int32_t)e->kind,
+        };
+        CU_START(pk, i, total, e->a.rows);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_act, &pk, n, total, 0, "act");
+}
+
+static shoal_status cu_pool(sh_backend *be, int n, const sh_pool_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_pool_desc), &pk));
+    sh_cu_pool_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_pool_group *e = &g[i];
+        d[i] = (sh_cu_pool_desc){
+            .x = e->x.data, .out = e->out, .rows = e->x.rows, .n = e->x.cols, .stride = e->x.stride,
+            .normalize = e->normalize != 0,
+        };
+        CU_START(pk, i, total, 1);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_pool, &pk, n, total, 0, "pool");
+}
+
+/* ---- sync and steps ---------------------------------------------------- */
+
+static shoal_status cu_sync(sh_backend *be) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb));
+    CU_TRY(cudaMemcpyAsync(cb->h_err, cb->d_err, sizeof(int), cudaMemcpyDeviceToHost, cb->stream), "sync");
+    CU_TRY(cudaStreamSynchronize(cb->stream), "sync");
+    int err = *cb->h_err;
+    if (err) {
+        *cb->h_err = 0;
+        CU_TRY(cudaMemsetAsync(cb->d_err, 0, sizeof(int), cb->stream), "sync");
+        CU_TRY(cudaStreamSynchronize(cb->stream), "sync");
+        if (err & SH_CU_ERR_ROW_ID)
+            return sh_fail(SHOAL_ERR_RANGE, "cuda: get_rows: a row id was out of range (its row was zeroed)");
+        return sh_fail(SHOAL_ERR_RANGE, "cuda: kv_write/attn: a KV block table held a negative block id");
+    }
+    return SHOAL_OK;
+}
+
+static shoal_status cu_step_begin(sh_backend *be) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb)); /* anything queued before belongs to no step */
+    cb->in_step = 1;
+    return SHOAL_OK;
+}
+
+static shoal_status cu_step_end(sh_backend *be) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    cb->in_step = 0;
+    SH_TRY(cu_set_device(cb));
+    return cu_flush(cb);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static void cu_destroy(sh_backend *be) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    if (!cb) return;
+    if (cudaSetDevice(cb->device) == cudaSuccess) {
+        if (cb->stream) {
+            (void)cu_flush(cb);
+            (void)cudaStreamSynchronize(cb->stream);
+        }
+        for (int i = 0; i < SH_CU_NSTAGE; i++) {
+            if (cb->stage[i].host) (void)cudaFreeHost(cb->stage[i].host);
+            if (cb->stage[i].done) (void)cudaEventDestroy(cb->stage[i].done);
+        }
+        if (cb->arena) (void)cudaFree(cb->arena);
+        if (cb->d_err) (void)cudaFree(cb->d_err);
+        if (cb->h_err) (void)cudaFreeHost(cb->h_err);
+        if (cb->stream) (void)cudaStreamDestroy(cb->stream);
+    }
+    (void)cudaGetLastError();
+    free(cb->recs);
+    free(cb);
+}
+
+static const sh_backend_ops sh_cu_ops = {
+    .version = SH_BACKEND_VERSION,
+    .name = "cuda",
+    .destroy = cu_destroy,
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .upload = cu_upload,
+    .download = cu_download,
+    .map_host = NULL,
+    .supports = cu_supports,
+    .gemm = cu_gemm,
+    .get_rows = cu_get_rows,
+    .norm = cu_norm,
+    .rope = cu_rope,
+    .kv_write = cu_kv_write,
+    .attn = cu_attn,
+    .act = cu_act,
+    .pool = cu_pool,
+    .sync = cu_sync,
+    .step_begin = cu_step_begin,
+    .step_end = cu_step_end,
+};
+
+shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
+    if (!out) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: out is NULL");
+    *out = NULL;
+    int n;
+    SH_TRY(sh_cuda_device_count(&n));
+    if (n == 0) return sh_fail(SHOAL_ERR_DEVICE, "no CUDA device (no driver, or no GPU visible)");
+    if (device_index < 0 || device_index >= n)
+        return sh_fail(SHOAL_ERR_NOT_FOUND, "cuda:%d: no such device (%d present)", device_index, n);
+
+    shoal_status s;
+    cudaError_t e;
+    sh_cu_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) return sh_fail(SHOAL_ERR_NOMEM, "cuda: out of memory");
+    cb->base.ops = &sh_cu_ops;
+    snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
+    cb->device = device_index;
+    cb->gemm_path = SH_CUDA_GEMM_AUTO;
+
+    if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
+    if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
+        s = cu_fail(e, "cudaSetDevice");
+        goto fail;
+    }
+    if ((e = sh_cu_probe_kernels()) != cudaSuccess) {
+        s = sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda:%d: %s (compute capability %d.%d) cannot run this build's kernels: %s",
+                    device_index, cb->info.name, cb->info.cc_major, cb->info.cc_minor, cudaGetErrorString(e));
+        (void)cudaGetLastError();
+        goto fail;
+    }
+    if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        s = cu_fail(e, "cudaStreamCreate");
+        goto fail;
+    }
+    for (int i = 0; i < SH_CU_NSTAGE; i++)
+        if ((e = cudaEventCreateWithFlags(&cb->stage[i].done, cudaEventDisableTiming)) != cudaSuccess) {
+            s = cu_fail(e, "cudaEventCreate");
+            goto fail;
+        }
+    if ((e = cudaMalloc((void **)&cb->d_err, sizeof(int))) != cudaSuccess ||
+        (e = cudaMemset(cb->d_err, 0, sizeof(int))) != cudaSuccess ||
+        (e = cudaHostAlloc((void **)&cb->h_err, sizeof(int), cudaHostAllocDefault)) != cudaSuccess) {
+        s = cu_fail(e, "error word");
+        goto fail;
+    }
+    *cb->h_err = 0;
+    *out = &cb->base;
+    return SHOAL_OK;
+fail:
+    cu_destroy(&cb->base);
+    return s;
+}
+
+/* ---- knobs --------------------------------------------------------------- */
+
+static sh_cu_backend *cu_of(const sh_backend *be) {
+    return be && be->ops == &sh_cu_ops ? (sh_cu_backend *)be : NULL;
+}
+
+shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_path: not a CUDA backend");
+    if (path != SH_CUDA_GEMM_AUTO && path != SH_CUDA_GEMM_SIMT && path != SH_CUDA_GEMM_MMA)
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_path: unknown path %d", (int)path);
+    cb->gemm_path = path;
+    return SHOAL_OK;
+}
+
+void *sh_cuda_stream(sh_backend *be) {
+    sh_cu_backend *cb = cu_of(be);
+    return cb ? (void *)cb->stream : NULL;
+}
+
+const sh_cuda_device_info *sh_cuda_backend_info(const sh_backend *be) {
+    sh_cu_backend *cb = cu_of(be);
+    return cb ? &cb->info : NULL;
+}

@@ -1,0 +1,57 @@
+/* The CUDA backend's small public surface beyond backend.h: device
+ * discovery (for `shoal info` and topology matching by PCI bus id) and a few
+ * knobs for tests and benchmarks.
+ *
+ * Plain C; no CUDA headers needed to include it.
+ */
+#ifndef SH_CUDA_BACKEND_H
+#define SH_CUDA_BACKEND_H
+
+#include <stdint.h>
+
+#include "backend.h"
+
+/* One CUDA device as the runtime reports it. */
+typedef struct sh_cuda_device_info {
+    int index;              /* CUDA runtime ordinal */
+    char name[256];         /* "NVIDIA H200" */
+    char pci_bus_id[32];    /* "0000:00:06.0" (domain:bus:device.function) */
+    uint64_t total_bytes;   /* device memory */
+    uint64_t free_bytes;    /* free at the time of the call */
+    int sm_count;           /* multiprocessors */
+    int cc_major, cc_minor; /* compute capability */
+    int l2_bytes;
+    int smem_per_block_optin; /* largest dynamic shared memory a block may ask for */
+    int mem_bus_bits;       /* memory bus width */
+} sh_cuda_device_info;
+
+/* Number of CUDA devices. No driver or no device is not an error: *n = 0 and
+ * SHOAL_OK. Other runtime failures: SHOAL_ERR_DEVICE with a message. */
+shoal_status sh_cuda_device_count(int *n);
+
+/* Fills *out for device `index`. SHOAL_ERR_NOT_FOUND when index is out of
+ * range (message says how many exist), SHOAL_ERR_DEVICE on runtime errors. */
+shoal_status sh_cuda_device_info_get(int index, sh_cuda_device_info *out);
+
+/* GEMM code paths, for tests and benchmarks that compare them. AUTO picks by
+ * shape (the default); SIMT forces the CUDA-core kernel; MMA forces the
+ * tensor-core kernel where the weight dtype allows it (f16, bf16, q8_0,
+ * q4_0; f32 weights always take SIMT). */
+typedef enum sh_cuda_gemm_path {
+    SH_CUDA_GEMM_AUTO = 0,
+    SH_CUDA_GEMM_SIMT = 1,
+    SH_CUDA_GEMM_MMA = 2,
+} sh_cuda_gemm_path;
+
+/* Sets the GEMM path of a CUDA backend (be must come from
+ * sh_cuda_backend_create). Returns SHOAL_ERR_INVALID_ARG otherwise. */
+shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
+
+/* The backend's stream (a cudaStream_t), for benchmarks that time with CUDA
+ * events on it. NULL if be is not a CUDA backend. */
+void *sh_cuda_stream(sh_backend *be);
+
+/* The device info of the backend's device (filled at creation). */
+const sh_cuda_device_info *sh_cuda_backend_info(const sh_backend *be);
+
+#endif

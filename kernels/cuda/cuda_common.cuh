@@ -1,0 +1,88 @@
+/* Device helpers shared by the CUDA kernels: group lookup, reductions,
+ * dtype loads. Included by the .cu files only. */
+#ifndef SH_CUDA_COMMON_CUH
+#define SH_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "cuda_internal.h"
+
+/* dtype ids (the GGUF type ids of dtype.h; dtype.h itself is C-only). */
+enum { DT_F32 = 0, DT_F16 = 1, DT_Q4_0 = 2, DT_Q8_0 = 8, DT_BF16 = 30 };
+
+#define FULL_MASK 0xffffffffu
+
+/* The group of flattened block b: the largest g with starts[g] <= b. */
+__device__ __forceinline__ int sh_find_group(const int32_t *__restrict__ starts, int n, int b) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (__ldg(starts + mid) <= b) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+/* Sum of v over the block (blockDim.x a multiple of 32, <= 1024); every
+ * thread gets the result. red: 32 floats of shared memory, free on entry;
+ * the call ends with a barrier so red can be reused. */
+__device__ __forceinline__ float block_sum(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float t = lane < nw ? red[lane] : 0.0f;
+    t = warp_sum(t);
+    __syncthreads();
+    return t;
+}
+
+__device__ __forceinline__ float f16_bits_to_f32(unsigned u) {
+    return __half2float(__ushort_as_half((unsigned short)u));
+}
+
+__device__ __forceinline__ float bf16_bits_to_f32(unsigned u) { return __uint_as_float(u << 16); }
+
+__device__ __forceinline__ unsigned ldg_u16(const unsigned char *p) {
+    return __ldg(reinterpret_cast<const unsigned short *>(p));
+}
+
+/* Element c of a weight row in its dtype, dequantised. */
+__device__ __forceinline__ float load_weight_elem(const unsigned char *row, int dtype, int c) {
+    switch (dtype) {
+    case DT_F32: return __ldg(reinterpret_cast<const float *>(row) + c);
+    case DT_F16: return f16_bits_to_f32(ldg_u16(row + 2 * c));
+    case DT_BF16: return bf16_bits_to_f32(ldg_u16(row + 2 * c));
+    case DT_Q8_0: {
+        const unsigned char *b = row + (c >> 5) * 34;
+        const float d = f16_bits_to_f32(ldg_u16(b));
+        return d * (float)(int8_t)__ldg(b + 2 + (c & 31));
+    }
+    case DT_Q4_0: {
+        const unsigned char *b = row + (c >> 5) * 18;
+        const float d = f16_bits_to_f32(ldg_u16(b));
+        const int j = c & 31;
+        const unsigned q = __ldg(b + 2 + (j & 15));
+        const int v = (int)(j < 16 ? (q & 15u) : (q >> 4)) - 8;
+        return d * (float)v;
+    }
+    default: return 0.0f;
+    }
+}
+
+#endif

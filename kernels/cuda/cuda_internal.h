@@ -1,0 +1,170 @@
+/* CUDA backend internals shared by the host side (cuda_backend.c, C) and the
+ * kernels (*.cu): the packed device descriptors of each op and the launch
+ * entry points.
+ *
+ * Every op is served by one launch whose blocks cover all groups: the host
+ * packs one descriptor per group plus a table starts[n_groups + 1] (first
+ * block of each group, ascending; starts[n_groups] = total blocks) into the
+ * step's descriptor buffer, copies it to device memory once, and the kernel
+ * finds its group by binary search over starts.
+ */
+#ifndef SH_CUDA_INTERNAL_H
+#define SH_CUDA_INTERNAL_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- descriptors (plain data, same layout in C and CUDA) --------------- */
+
+enum { SH_CU_PATH_SIMT = 0, SH_CU_PATH_MMA = 1 };
+
+/* y (+)= x W^T + b for one group. */
+typedef struct sh_cu_gemm_desc {
+    const void *w;       /* (n, k) weight rows, row_bytes apart, file dtype */
+    const float *bias;   /* (n) or NULL */
+    const float *x;      /* (m, k), x_stride floats between rows */
+    float *y;            /* (m, n), y_stride floats between rows */
+    int64_t row_bytes;
+    int32_t n, k, m;
+    int32_t x_stride, y_stride;
+    int32_t dtype;       /* sh_dtype */
+    int32_t accumulate;  /* 1: y += ... */
+    int32_t vec;         /* SIMT: 1 if 16-byte weight loads are allowed */
+    int32_t path;        /* SH_CU_PATH_* */
+    int32_t tiles_n;     /* MMA: column tiles; block b -> (b % tiles_n, b / tiles_n) */
+} sh_cu_gemm_desc;
+
+/* out[r] (+)= dequant(W[ids[r]]); one block per row. */
+typedef struct sh_cu_get_rows_desc {
+    const void *w;        /* (n_out, d) rows of row_bytes */
+    const int32_t *ids;   /* (rows) */
+    float *out;           /* (rows, d), stride floats between rows */
+    int64_t row_bytes;
+    int32_t n_out, d, stride, dtype, accumulate, pad_;
+} sh_cu_get_rows_desc;
+
+/* x += add; out = norm(x) * gamma + beta; one block per row. */
+typedef struct sh_cu_norm_desc {
+    float *x;             /* (rows, n) */
+    const float *add;     /* (rows, n) or NULL */
+    const float *gamma;   /* (n) or NULL */
+    const float *beta;    /* (n) or NULL */
+    float *out;           /* (rows, n), may equal x */
+    int32_t n, x_stride, add_stride, out_stride, kind;
+    float eps;
+} sh_cu_norm_desc;
+
+/* Rotary embedding in place; one block per row. */
+typedef struct sh_cu_rope_desc {
+    float *x;             /* (rows, n_head * head_dim) */
+    const int32_t *pos;   /* (rows) */
+    int32_t stride, n_head, head_dim, n_rot, mode;
+    float theta;
+} sh_cu_rope_desc;
+
+/* One layer of one sequence in the paged pool (see sh_kv_ref). */
+typedef struct sh_cu_kv {
+    unsigned char *pool;
+    const int32_t *block_table; /* (ceil(n_pos / 16)) */
+    uint64_t block_bytes;
+    int32_t dtype, layer, kv_dim, pad_;
+} sh_cu_kv;
+
+/* K, V rows -> pool; one block per row. */
+typedef struct sh_cu_kv_write_desc {
+    const float *k;       /* (rows, kv_dim) */
+    const float *v;       /* (rows, kv_dim) */
+    const int32_t *pos;   /* (rows) */
+    sh_cu_kv kv;
+    int32_t k_stride, v_stride;
+} sh_cu_kv_write_desc;
+
+/* softmax(q K^T scale) V; one block per (row, head), block b -> row b / n_head. */
+typedef struct sh_cu_attn_desc {
+    const float *q;       /* (rows, n_head * head_dim) */
+    float *out;           /* (rows, n_head * head_dim) */
+    sh_cu_kv kv;
+    int32_t q_stride, out_stride, n_head, n_head_kv, head_dim;
+    int32_t pos0, n_kv, causal;
+    int32_t vec;          /* 1: K/V rows allow 16-byte loads */
+    float scale;
+} sh_cu_attn_desc;
+
+/* Element-wise activation; one block per row. */
+typedef struct sh_cu_act_desc {
+    const float *a;       /* (rows, n) */
+    const float *b;       /* (rows, n) or NULL */
+    float *out;           /* (rows, n) */
+    int32_t n, a_stride, b_stride, out_stride, kind, pad_;
+} sh_cu_act_desc;
+
+/* Mean over rows (+ L2 normalisation); one block per group. */
+typedef struct sh_cu_pool_desc {
+    const float *x;       /* (rows, n) */
+    float *out;           /* (n) */
+    int32_t rows, n, stride, normalize;
+} sh_cu_pool_desc;
+
+/* Bits of the device error word (kernels atomicOr them; sync reports). */
+enum {
+    SH_CU_ERR_ROW_ID = 1,      /* get_rows: an id outside [0, n_out) (row written as 0) */
+    SH_CU_ERR_BLOCK_ID = 2,    /* kv_write/attn: a negative physical block id (skipped) */
+};
+
+/* ---- GEMM shape classes ------------------------------------------------ */
+
+/* A launch is specialised on S, the largest group's M rounded up to a power
+ * of two (at most 64). SIMT blocks process MT rows of x per pass over their
+ * 4 * R weight rows; MMA blocks compute a (16 * WM) x (8 * NT) tile of y^T. */
+static inline int sh_cu_gemm_class(int max_m) {
+    int s = 1;
+    while (s < max_m && s < 64) s *= 2;
+    return s;
+}
+static inline int sh_cu_simt_mt(int s) { return s < 8 ? s : 8; }
+static inline int sh_cu_simt_r(int s) { return s >= 8 ? 4 : 2; }
+static inline int sh_cu_mma_nt(int s) { return s <= 8 ? 1 : s / 8; }
+static inline int sh_cu_mma_wm(int s) { return s <= 8 ? 1 : 2; }
+#define SH_CU_WARPS 4 /* warps per GEMM block */
+
+/* ---- launches ---------------------------------------------------------- */
+
+typedef struct sh_cu_launch_args {
+    const void *desc;       /* device: (n_groups) descriptors of the op */
+    const int32_t *starts;  /* device: (n_groups + 1) first block per group */
+    int n_groups;
+    int n_blocks;           /* starts[n_groups], > 0 */
+    int variant;            /* op specific (GEMM: the shape class S) */
+    int *err;               /* device error word */
+} sh_cu_launch_args;
+
+typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);
+
+cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
+
+/* Tokens per KV block (= SH_KV_BLOCK of backend.h). */
+#define SH_KV_TOKENS 16
+
+/* Largest head_dim the attention kernel takes. */
+#define SH_CU_ATTN_DMAX 256
+
+/* cudaSuccess if this binary has kernels for the current device. */
+cudaError_t sh_cu_probe_kernels(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,235 @@
+/* Grouped row-wise ops: embedding gather, norm (+ residual add), RoPE, KV
+ * write, activation, mean pooling. One launch per call; each block finds its
+ * group from the starts table and handles one row (pooling: one group). */
+#include <math.h>
+
+#include "cuda_common.cuh"
+
+namespace {
+
+constexpr int kRowThreads = 256;
+
+/* ---- get_rows ----------------------------------------------------------- */
+
+/* out[r, c] (+)= dequant(W[ids[r], c]); an id outside [0, n_out) gives a zero
+ * row and raises SH_CU_ERR_ROW_ID. */
+__global__ void __launch_bounds__(kRowThreads)
+    get_rows_kernel(const sh_cu_get_rows_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n,
+                    int *err) {
+    const int g = sh_find_group(starts, n, blockIdx.x);
+    const sh_cu_get_rows_desc d = descs[g];
+    const int r = blockIdx.x - __ldg(starts + g);
+    const int id = __ldg(d.ids + r);
+    const bool ok = id >= 0 && id < d.n_out;
+    if (!ok && threadIdx.x == 0) atomicOr(err, SH_CU_ERR_ROW_ID);
+    const unsigned char *row = static_cast<const unsigned char *>(d.w) + (int64_t)(ok ? id : 0) * d.row_bytes;
+    float *out = d.out + (int64_t)r * d.stride;
+    for (int c = threadIdx.x; c < d.d; c += kRowThreads) {
+        const float v = ok ? load_weight_elem(row, d.dtype, c) : 0.0f;
+        out[c] = d.accumulate ? out[c] + v : v;
+    }
+}
+
+/* ---- norm --------------------------------------------------------------- */
+
+/* x += add (written back); RMS: out = x / sqrt(mean(x^2) + eps) * gamma;
+ * LAYER: out = (x - mean) / sqrt(var + eps) * gamma + beta. Each thread
+ * touches the same columns in every pass, so out may alias x. */
+__global__ void __launch_bounds__(kRowThreads)
+    norm_kernel(const sh_cu_norm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    __shared__ float red[32];
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_norm_desc d = descs[g];
+    const int r = blockIdx.x - __ldg(starts + g);
+    float *x = d.x + (int64_t)r * d.x_stride;
+    const float *add = d.add ? d.add + (int64_t)r * d.add_stride : nullptr;
+    float *out = d.out + (int64_t)r * d.out_stride;
+    const int n = d.n;
+
+    float s = 0.0f;
+    for (int c = threadIdx.x; c < n; c += kRowThreads) {
+        float v = x[c];
+        if (add) {
+            v += add[c];
+            x[c] = v;
+        }
+        s += d.kind == 0 ? v * v : v;
+    }
+    s = block_sum(s, red);
+    float mean = 0.0f, var;
+    if (d.kind == 0) {
+        var = s / (float)n;
+    } else {
+        mean = s / (float)n;
+        float s2 = 0.0f;
+        for (int c = threadIdx.x; c < n; c += kRowThreads) {
+            const float t = x[c] - mean;
+            s2 += t * t;
+        }
+        var = block_sum(s2, red) / (float)n;
+    }
+    const float inv = 1.0f / sqrtf(var + d.eps);
+    for (int c = threadIdx.x; c < n; c += kRowThreads) {
+        float v = (x[c] - mean) * inv;
+        if (d.gamma) v *= d.gamma[c];
+        if (d.beta && d.kind == 1) v += d.beta[c];
+        out[c] = v;
+    }
+}
+
+/* ---- rope --------------------------------------------------------------- */
+
+/* Per head, pair i < n_rot / 2 rotates by angle pos * theta^(-2i / n_rot):
+ * (a, b) -> (a cos - b sin, a sin + b cos). NORM pairs (2i, 2i + 1), NEOX
+ * pairs (i, i + n_rot / 2). The angle and its cos/sin are computed in double
+ * and rounded once to f32. */
+__global__ void __launch_bounds__(kRowThreads)
+    rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_rope_desc d = descs[g];
+    const int r = blockIdx.x - __ldg(starts + g);
+    float *x = d.x + (int64_t)r * d.stride;
+    const double p = (double)__ldg(d.pos + r), lt = log((double)d.theta);
+    const int half = d.n_rot / 2;
+    const int total = d.n_head * half;
+    for (int i = threadIdx.x; i < total; i += kRowThreads) {
+        const int h = i / half, j = i % half;
+        const double ang = p * exp(-(2.0 * j / d.n_rot) * lt);
+        const float cs = (float)cos(ang), sn = (float)sin(ang);
+        float *hp = x + (int64_t)h * d.head_dim;
+        const int i0 = d.mode == 0 ? 2 * j : j;
+        const int i1 = d.mode == 0 ? 2 * j + 1 : j + half;
+        const float a = hp[i0], b = hp[i1];
+        hp[i0] = a * cs - b * sn;
+        hp[i1] = a * sn + b * cs;
+    }
+}
+
+/* ---- kv_write ----------------------------------------------------------- */
+
+__device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk, int tok, int which) {
+    const int es = kv.dtype == DT_F16 ? 2 : 4;
+    return kv.pool + (uint64_t)blk * kv.block_bytes +
+           ((uint64_t)((kv.layer * 2 + which) * SH_KV_TOKENS + tok) * (uint64_t)kv.kv_dim) * (uint64_t)es;
+}
+
+/* pool[block_table[p / 16]] layer slot (K, t = p % 16) = k row, same for V;
+ * f16 pools round to nearest even. */
+__global__ void __launch_bounds__(kRowThreads)
+    kv_write_kernel(const sh_cu_kv_write_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
+                    int *err) {
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_kv_write_desc d = descs[g];
+    const int r = blockIdx.x - __ldg(starts + g);
+    const int p = __ldg(d.pos + r);
+    const int32_t blk = __ldg(d.kv.block_table + p / SH_KV_TOKENS);
+    if (blk < 0) {
+        if (threadIdx.x == 0) atomicOr(err, SH_CU_ERR_BLOCK_ID);
+        return;
+    }
+    const int tok = p % SH_KV_TOKENS;
+    const float *k = d.k + (int64_t)r * d.k_stride;
+    const float *v = d.v + (int64_t)r * d.v_stride;
+    unsigned char *kd = kv_row(d.kv, blk, tok, 0), *vd = kv_row(d.kv, blk, tok, 1);
+    if (d.kv.dtype == DT_F16) {
+        __half *kh = reinterpret_cast<__half *>(kd), *vh = reinterpret_cast<__half *>(vd);
+        for (int c = threadIdx.x; c < d.kv.kv_dim; c += kRowThreads) {
+            kh[c] = __float2half_rn(k[c]);
+            vh[c] = __float2half_rn(v[c]);
+        }
+    } else {
+        float *kf = reinterpret_cast<float *>(kd), *vf = reinterpret_cast<float *>(vd);
+        for (int c = threadIdx.x; c < d.kv.kv_dim; c += kRowThreads) {
+            kf[c] = k[c];
+            vf[c] = v[c];
+        }
+    }
+}
+
+/* ---- act ---------------------------------------------------------------- */
+
+/* SILU_MUL: out = a / (1 + e^-a) * b; GELU_TANH: 0.5 a (1 + tanh(sqrt(2/pi)
+ * (a + 0.044715 a^3))); GELU_ERF: 0.5 a (1 + erf(a / sqrt 2)). */
+__global__ void __launch_bounds__(kRowThreads)
+    act_kernel(const sh_cu_act_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_act_desc d = descs[g];
+    const int r = blockIdx.x - __ldg(starts + g);
+    const float *a = d.a + (int64_t)r * d.a_stride;
+    const float *b = d.b ? d.b + (int64_t)r * d.b_stride : nullptr;
+    float *out = d.out + (int64_t)r * d.out_stride;
+    for (int c = threadIdx.x; c < d.n; c += kRowThreads) {
+        const float x = a[c];
+        float y;
+        if (d.kind == 0) {
+            y = x / (1.0f + expf(-x)) * b[c];
+        } else if (d.kind == 1) {
+            y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        } else {
+            y = 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+        }
+        out[c] = y;
+    }
+}
+
+/* ---- pool --------------------------------------------------------------- */
+
+/* out[c] = mean_r x[r, c]; normalize: out /= max(||out||_2, 1e-12). One block
+ * per group. */
+__global__ void __launch_bounds__(kRowThreads)
+    pool_kernel(const sh_cu_pool_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    __shared__ float red[32];
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_pool_desc d = descs[g];
+    float sq = 0.0f;
+    for (int c = threadIdx.x; c < d.n; c += kRowThreads) {
+        float s = 0.0f;
+        for (int r = 0; r < d.rows; r++) s += d.x[(int64_t)r * d.stride + c];
+        const float m = s / (float)d.rows;
+        d.out[c] = m;
+        sq += m * m;
+    }
+    if (!d.normalize) return; /* uniform per block: no thread waits at the barrier below */
+    sq = block_sum(sq, red);
+    const float inv = 1.0f / fmaxf(sqrtf(sq), 1e-12f);
+    for (int c = threadIdx.x; c < d.n; c += kRowThreads) d.out[c] *= inv;
+}
+
+} // namespace
+
+/* One block per row (pool: per group), kRowThreads threads each. */
+extern "C" cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a) {
+    get_rows_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_get_rows_desc *>(a->desc),
+                                                        a->starts, a->n_groups, a->err);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a) {
+    norm_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_norm_desc *>(a->desc), a->starts,
+                                                    a->n_groups);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a) {
+    rope_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_rope_desc *>(a->desc), a->starts,
+                                                    a->n_groups);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a) {
+    kv_write_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_kv_write_desc *>(a->desc),
+                                                        a->starts, a->n_groups, a->err);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a) {
+    act_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_act_desc *>(a->desc), a->starts,
+                                                   a->n_groups);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a) {
+    pool_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_pool_desc *>(a->desc), a->starts,
+                                                    a->n_groups);
+    return cudaGetLastError();
+}

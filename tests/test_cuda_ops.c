@@ -1,0 +1,709 @@
+/* CUDA backend conformance.
+ *
+ *  1. tests/op_ref.h on the CUDA backend: every op x dtype x shape against
+ *     the double-precision reference (limit OPREF_TOL = 1e-5, normalised),
+ *     once per GEMM path (auto, SIMT forced, tensor-core MMA forced), and the
+ *     grouped-call == separate-calls bitwise check.
+ *  2. Ragged calls compared with the CPU backend: one call mixing groups of
+ *     every weight dtype, widths, M from 1 (decode) to 200 (prefill), K up to
+ *     9000, strides and alignments; the same for every other op (KV pools of
+ *     both dtypes in one attention call, GQA, causal and bidirectional).
+ *     Limits per op, as max|gpu - cpu| / max|cpu|:
+ *       gemm 1e-5 (f32 accumulation in another order; the tensor-core path
+ *         multiplies exact bf16 splits, so only the order differs too),
+ *       get_rows, kv_write 0 (the same conversions, bit for bit),
+ *       norm, pool 1e-5 (reduction order), rope 1e-6 (cos/sin rounded
+ *         from double on both; only fma contraction differs),
+ *       attn 1e-5 (online softmax vs two-pass, accurate expf on both),
+ *       act 2e-6 (expf/tanhf/erff: CUDA's are within 2 ulp, glibc's 1).
+ *     Outputs start poisoned (NaN), so an unwritten element fails, and the
+ *     padding of every view must come back unchanged.
+ *  3. A step (step_begin .. step_end) of dependent ops, calls with thousands
+ *     of groups (descriptor staging growth) and many calls in a row (the
+ *     staging ring), and device-side range errors reported by sync.
+ *
+ * Without a CUDA device (or a build without CUDA) it prints why and counts
+ * as skipped.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "check.h"
+#include "op_ref.h"
+
+#ifdef SHOAL_WITH_CUDA
+#include "../kernels/cuda/cuda_backend.h"
+
+static sh_backend *cpu, *gpu;
+static double worst[SH_OP_COUNT]; /* largest error seen per op (CPU comparisons) */
+
+/* ---- buffers mirrored on both backends --------------------------------- */
+
+typedef struct mbuf {
+    size_t bytes;
+    void *c, *g; /* cpu and gpu addresses */
+} mbuf;
+
+static void mb_new(mbuf *b, const void *init, size_t bytes) {
+    b->bytes = bytes;
+    b->c = opr_upload(cpu, init, bytes);
+    b->g = opr_upload(gpu, init, bytes);
+}
+
+static void *mb(const mbuf *b, int on_gpu) { return on_gpu ? b->g : b->c; }
+
+static void mb_free(mbuf *b) {
+    sh_be_free(cpu, b->c);
+    sh_be_free(gpu, b->g);
+    memset(b, 0, sizeof *b);
+}
+
+/* A float buffer: rows x cols at offset off, stride; everything else NaN
+ * (poison, kept as padding), the view filled uniformly in [lo, hi] unless
+ * poison_view. */
+typedef struct fview {
+    mbuf m;
+    int rows, cols, stride, off;
+} fview;
+
+static void fv_new(fview *v, opr_rng *r, int rows, int cols, int stride, int off, float lo, float hi,
+                   int poison_view) {
+    size_t n = (size_t)off + (size_t)rows * stride + 2;
+    float *h = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    if (!poison_view)
+        for (int i = 0; i < rows; i++)
+            for (int c = 0; c < cols; c++) h[(size_t)off + (size_t)i * stride + c] = opr_unif(r, lo, hi);
+    mb_new(&v->m, h, n * sizeof(float));
+    free(h);
+    v->rows = rows;
+    v->cols = cols;
+    v->stride = stride;
+    v->off = off;
+}
+
+static sh_view fv_view(const fview *v, int on_gpu) {
+    return (sh_view){(float *)mb(&v->m, on_gpu) + v->off, v->rows, v->cols, v->stride};
+}
+
+/* Compares the gpu copy of v with the cpu copy: returns the normalised
+ * error over the view (infinity if the gpu has a NaN where the cpu has
+ * not); *pad_ok says whether the bytes outside the view agree bitwise. */
+static double fv_compare(const fview *v, int *pad_ok) {
+    size_t n = v->m.bytes / sizeof(float);
+    float *c = malloc(v->m.bytes), *g = malloc(v->m.bytes);
+    opr_download(cpu, c, v->m.c, v->m.bytes);
+    opr_download(gpu, g, v->m.g, v->m.bytes);
+    double md = 0, mr = 0;
+    int pad = 1;
+    for (size_t i = 0; i < n; i++) {
+        int inside = 0;
+        if (i >= (size_t)v->off) {
+            size_t rel = i - (size_t)v->off, r = rel / (size_t)v->stride, col = rel % (size_t)v->stride;
+            inside = r < (size_t)v->rows && col < (size_t)v->cols;
+        }
+        if (!inside) {
+            pad &= memcmp(&c[i], &g[i], sizeof(float)) == 0;
+            continue;
+        }
+        if (isnan(g[i]) != isnan(c[i])) md = INFINITY;
+        if (isnan(c[i])) continue;
+        double d = fabs((double)g[i] - (double)c[i]);
+        if (d > md) md = d;
+        if (fabs((double)c[i]) > mr) mr = fabs((double)c[i]);
+    }
+    free(c);
+    free(g);
+    *pad_ok = pad;
+    return mr > 0 ? md / mr : md;
+}
+
+static void note(sh_op op, double e) {
+    if (e > worst[op]) worst[op] = e;
+}
+
+#define OK(expr)                                                              \
+    do {                                                                      \
+        shoal_status ok_s_ = (expr);                                          \
+        CHECK(ok_s_ == SHOAL_OK, "%s: %s", #expr, shoal_last_error());        \
+    } while (0)
+
+/* Checks one output view against the CPU with limit tol. */
+static void expect_close(const char *what, int gi, const fview *v, double tol, sh_op op) {
+    int pad = 1;
+    double e = fv_compare(v, &pad);
+    note(op, e);
+    CHECK(e <= tol, "%s group %d (%dx%d): err %.3g > %.3g", what, gi, v->rows, v->cols, e, tol);
+    CHECK(pad, "%s group %d: wrote outside the view", what, gi);
+}
+
+/* ---- gemm: one ragged call ---------------------------------------------- */
+
+typedef struct gemm_case {
+    sh_dtype dt;
+    int n, k, m;
+    int xpad, xoff, ypad, bias, acc;
+} gemm_case;
+
+static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_cuda_gemm_path path) {
+    opr_rng r = {0x5eed0000u + (uint64_t)nc * 31u + (uint64_t)path};
+    OK(sh_cuda_set_gemm_path(gpu, path));
+    mbuf *w = calloc((size_t)nc, sizeof *w), *b = calloc((size_t)nc, sizeof *b);
+    fview *x = calloc((size_t)nc, sizeof *x), *y = calloc((size_t)nc, sizeof *y);
+    sh_gemm_group *gc = calloc((size_t)nc, sizeof *gc), *gg = calloc((size_t)nc, sizeof *gg);
+    for (int i = 0; i < nc; i++) {
+        const gemm_case *c = &cs[i];
+        uint8_t *wb = opr_weight_bytes(&r, c->dt, c->n, c->k);
+        mb_new(&w[i], wb, opr_row_bytes(c->dt, c->k) * (size_t)c->n);
+        free(wb);
+        float *bias = malloc((size_t)c->n * sizeof(float));
+        for (int j = 0; j < c->n; j++) bias[j] = opr_unif(&r, -1, 1);
+        mb_new(&b[i], bias, (size_t)c->n * sizeof(float));
+        free(bias);
+        fv_new(&x[i], &r, c->m, c->k, c->k + c->xpad, c->xoff, -1, 1, 0);
+        fv_new(&y[i], &r, c->m, c->n, c->n + c->ypad, 1, -1, 1, !c->acc);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+            sh_gemm_group *g = on_gpu ? &gg[i] : &gc[i];
+            *g = (sh_gemm_group){{mb(&w[i], on_gpu), c->dt, c->n, c->k}, c->bias ? mb(&b[i], on_gpu) : NULL,
+                                 fv_view(&x[i], on_gpu), fv_view(&y[i], on_gpu), c->acc};
+        }
+    }
+    OK(sh_be_gemm(cpu, nc, gc));
+    OK(sh_be_gemm(gpu, nc, gg));
+    OK(sh_be_sync(gpu));
+    for (int i = 0; i < nc; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d]", label, opr_dt_name(cs[i].dt), cs[i].n, cs[i].k,
+                 cs[i].m);
+        expect_close(what, i, &y[i], 1e-5, SH_OP_GEMM);
+        mb_free(&w[i]);
+        mb_free(&b[i]);
+        mb_free(&x[i].m);
+        mb_free(&y[i].m);
+    }
+    free(w);
+    free(b);
+    free(x);
+    free(y);
+    free(gc);
+    free(gg);
+    OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
+}
+
+static const gemm_case gemm_decode[] = {
+    {SH_BF16, 576, 576, 1, 0, 0, 0, 1, 0},    {SH_F16, 1536, 576, 5, 4, 0, 3, 1, 1},
+    {SH_Q8_0, 100, 64, 16, 0, 0, 0, 0, 0},    {SH_Q4_0, 333, 1024, 2, 8, 0, 1, 1, 0},
+    {SH_F32, 37, 37, 7, 4, 1, 0, 1, 1},       {SH_BF16, 49, 40, 12, 0, 0, 2, 0, 0},
+    {SH_F16, 64, 24, 9, 0, 0, 0, 1, 0},       {SH_F16, 17, 20, 3, 1, 2, 0, 0, 1},
+    {SH_Q8_0, 512, 4096, 8, 0, 0, 0, 1, 0},   {SH_F32, 64, 9000, 1, 0, 0, 0, 1, 0},
+    {SH_Q4_0, 96, 4864, 16, 4, 0, 0, 0, 1},   {SH_BF16, 1536, 576, 16, 0, 0, 0, 0, 0},
+    {SH_BF16, 8, 2048, 4, 0, 0, 0, 1, 1},
+};
+
+static const gemm_case gemm_prefill[] = {
+    {SH_BF16, 256, 512, 200, 0, 0, 0, 1, 0}, {SH_Q4_0, 128, 256, 130, 0, 0, 1, 0, 1},
+    {SH_F16, 72, 96, 65, 4, 0, 0, 1, 0},     {SH_Q8_0, 40, 160, 64, 0, 0, 0, 0, 0},
+    {SH_F32, 33, 70, 100, 1, 0, 0, 1, 0},    {SH_BF16, 576, 576, 1, 0, 0, 0, 0, 0},
+};
+
+/* ---- get_rows ------------------------------------------------------------ */
+
+static void test_get_rows_mixed(void) {
+    static const struct { sh_dtype dt; int n_table, d, rows, pad, acc; } cs[] = {
+        {SH_F32, 50, 37, 5, 1, 0}, {SH_F16, 40, 64, 1, 0, 1},  {SH_BF16, 30, 576, 9, 3, 0},
+        {SH_Q8_0, 20, 96, 3, 0, 1}, {SH_Q4_0, 60, 128, 17, 2, 0}, {SH_F16, 7, 21, 2, 0, 0},
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    opr_rng r = {77};
+    mbuf w[NC], ids[NC];
+    fview out[NC];
+    sh_get_rows_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        uint8_t *wb = opr_weight_bytes(&r, cs[i].dt, cs[i].n_table, cs[i].d);
+        mb_new(&w[i], wb, opr_row_bytes(cs[i].dt, cs[i].d) * (size_t)cs[i].n_table);
+        free(wb);
+        int32_t id[64];
+        for (int j = 0; j < cs[i].rows; j++) id[j] = j == 0 ? cs[i].n_table - 1 : opr_int(&r, cs[i].n_table);
+        mb_new(&ids[i], id, (size_t)cs[i].rows * sizeof(int32_t));
+        fv_new(&out[i], &r, cs[i].rows, cs[i].d, cs[i].d + cs[i].pad, 2, -1, 1, !cs[i].acc);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
+            (on_gpu ? gg : gc)[i] = (sh_get_rows_group){{mb(&w[i], on_gpu), cs[i].dt, cs[i].n_table, cs[i].d},
+                                                        mb(&ids[i], on_gpu), fv_view(&out[i], on_gpu), cs[i].acc};
+    }
+    OK(sh_be_get_rows(cpu, NC, gc));
+    OK(sh_be_get_rows(gpu, NC, gg));
+    for (int i = 0; i < NC; i++) {
+        expect_close("get_rows mixed", i, &out[i], 0.0, SH_OP_GET_ROWS);
+        mb_free(&w[i]);
+        mb_free(&ids[i]);
+        mb_free(&out[i].m);
+    }
+}
+
+/* ---- norm, act, rope, pool ----------------------------------------------- */
+
+static void test_norm_mixed(void) {
+    static const struct { sh_norm_kind kind; int rows, n, add, gamma, beta, in_place; } cs[] = {
+        {SH_NORM_RMS, 1, 576, 1, 1, 0, 1},   {SH_NORM_LAYER, 7, 768, 1, 1, 1, 0}, {SH_NORM_RMS, 3, 37, 0, 1, 0, 0},
+        {SH_NORM_LAYER, 2, 2048, 0, 0, 1, 1}, {SH_NORM_RMS, 40, 64, 1, 0, 0, 0},  {SH_NORM_LAYER, 1, 5, 1, 1, 1, 0},
+        {SH_NORM_RMS, 2, 4864, 1, 1, 1, 0},
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    opr_rng r = {99};
+    fview x[NC], add[NC], out[NC];
+    mbuf gam[NC], bet[NC];
+    sh_norm_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        int n = cs[i].n;
+        fv_new(&x[i], &r, cs[i].rows, n, n + 3, 1, -2, 2.5f, 0);
+        fv_new(&add[i], &r, cs[i].rows, n, n, 0, -1, 1, 0);
+        fv_new(&out[i], &r, cs[i].rows, n, n + 1, 2, 0, 0, 1);
+        float *p = malloc((size_t)n * sizeof(float));
+        for (int j = 0; j < n; j++) p[j] = opr_unif(&r, 0.5f, 1.5f);
+        mb_new(&gam[i], p, (size_t)n * 4);
+        for (int j = 0; j < n; j++) p[j] = opr_unif(&r, -0.5f, 0.5f);
+        mb_new(&bet[i], p, (size_t)n * 4);
+        free(p);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+            sh_view xv = fv_view(&x[i], on_gpu);
+            (on_gpu ? gg : gc)[i] = (sh_norm_group){
+                xv, cs[i].add ? fv_view(&add[i], on_gpu) : (sh_view){0}, cs[i].gamma ? mb(&gam[i], on_gpu) : NULL,
+                cs[i].beta ? mb(&bet[i], on_gpu) : NULL, 1e-5f, cs[i].kind, cs[i].in_place ? xv : fv_view(&out[i], on_gpu)};
+        }
+    }
+    OK(sh_be_norm(cpu, NC, gc));
+    OK(sh_be_norm(gpu, NC, gg));
+    for (int i = 0; i < NC; i++) {
+        expect_close("norm mixed (x)", i, &x[i], cs[i].in_place ? 1e-5 : 0.0, SH_OP_NORM);
+        if (!cs[i].in_place) expect_close("norm mixed (out)", i, &out[i], 1e-5, SH_OP_NORM);
+        mb_free(&x[i].m);
+        mb_free(&add[i].m);
+        mb_free(&out[i].m);
+        mb_free(&gam[i]);
+        mb_free(&bet[i]);
+    }
+}
+
+static void test_act_mixed(void) {
+    static const struct { sh_act_kind kind; int rows, n, in_place; } cs[] = {
+        {SH_ACT_SILU_MUL, 1, 1536, 0}, {SH_ACT_GELU_TANH, 5, 3072, 1}, {SH_ACT_GELU_ERF, 3, 37, 0},
+        {SH_ACT_SILU_MUL, 17, 100, 1}, {SH_ACT_GELU_TANH, 2, 1, 0},
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    opr_rng r = {123};
+    fview a[NC], b[NC], out[NC];
+    sh_act_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        fv_new(&a[i], &r, cs[i].rows, cs[i].n, cs[i].n + 2, 1, -9, 9, 0);
+        fv_new(&b[i], &r, cs[i].rows, cs[i].n, cs[i].n, 0, -2, 2, 0);
+        fv_new(&out[i], &r, cs[i].rows, cs[i].n, cs[i].n + 1, 3, 0, 0, 1);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+            sh_view av = fv_view(&a[i], on_gpu);
+            (on_gpu ? gg : gc)[i] = (sh_act_group){av, cs[i].kind == SH_ACT_SILU_MUL ? fv_view(&b[i], on_gpu) : (sh_view){0},
+                                                   cs[i].in_place ? av : fv_view(&out[i], on_gpu), cs[i].kind};
+        }
+    }
+    OK(sh_be_act(cpu, NC, gc));
+    OK(sh_be_act(gpu, NC, gg));
+    for (int i = 0; i < NC; i++) {
+        expect_close("act mixed", i, cs[i].in_place ? &a[i] : &out[i], 2e-6, SH_OP_ACT);
+        mb_free(&a[i].m);
+        mb_free(&b[i].m);
+        mb_free(&out[i].m);
+    }
+}
+
+static void test_rope_mixed(void) {
+    static const struct { sh_rope_mode mode; int rows, n_head, hd, n_rot, max_pos; float theta; } cs[] = {
+        {SH_ROPE_NEOX, 1, 9, 64, 64, 300, 10000.0f},   {SH_ROPE_NORM, 7, 3, 64, 64, 2000, 10000.0f},
+        {SH_ROPE_NEOX, 5, 14, 64, 32, 4000, 1e6f},     {SH_ROPE_NORM, 33, 2, 128, 96, 100, 500000.0f},
+        {SH_ROPE_NEOX, 2, 1, 6, 2, 10, 100.0f},
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    opr_rng r = {321};
+    fview x[NC];
+    mbuf pos[NC];
+    sh_rope_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        int cols = cs[i].n_head * cs[i].hd;
+        fv_new(&x[i], &r, cs[i].rows, cols, cols + 1, 0, -1, 1, 0);
+        int32_t p[64];
+        for (int j = 0; j < cs[i].rows; j++) p[j] = j == 0 ? cs[i].max_pos : opr_int(&r, cs[i].max_pos + 1);
+        mb_new(&pos[i], p, (size_t)cs[i].rows * 4);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
+            (on_gpu ? gg : gc)[i] = (sh_rope_group){fv_view(&x[i], on_gpu), cs[i].n_head, cs[i].hd, cs[i].n_rot,
+                                                    mb(&pos[i], on_gpu), cs[i].theta, cs[i].mode};
+    }
+    OK(sh_be_rope(cpu, NC, gc));
+    OK(sh_be_rope(gpu, NC, gg));
+    for (int i = 0; i < NC; i++) {
+        expect_close("rope mixed", i, &x[i], 1e-6, SH_OP_ROPE);
+        mb_free(&x[i].m);
+        mb_free(&pos[i]);
+    }
+}
+
+static void test_pool_mixed(void) {
+    static const struct { int rows, n, normalize; } cs[] = {{1, 384, 1}, {50, 384, 1}, {7, 37, 0}, {128, 768, 1}, {3, 1, 0}};
+    enum { NC = sizeof cs / sizeof cs[0] };
+    opr_rng r = {555};
+    fview x[NC], out[NC];
+    sh_pool_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        fv_new(&x[i], &r, cs[i].rows, cs[i].n, cs[i].n + 1, 1, -1, 1.5f, 0);
+        fv_new(&out[i], &r, 1, cs[i].n, cs[i].n, 1, 0, 0, 1);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
+            (on_gpu ? gg : gc)[i] = (sh_pool_group){fv_view(&x[i], on_gpu), fv_view(&out[i], on_gpu).data, cs[i].normalize};
+    }
+    OK(sh_be_pool(cpu, NC, gc));
+    OK(sh_be_pool(gpu, NC, gg));
+    for (int i = 0; i < NC; i++) {
+        expect_close("pool mixed", i, &out[i], 1e-5, SH_OP_POOL);
+        mb_free(&x[i].m);
+        mb_free(&out[i].m);
+    }
+}
+
+/* ---- paged KV: kv_write and attention ------------------------------------ */
+
+#define POOL_BLOCKS 96
+#define POOL_LAYERS 4
+#define POOL_KVD 256
+
+typedef struct kvpool {
+    mbuf m;
+    sh_dtype dt;
+    uint64_t block_bytes;
+} kvpool;
+
+static void pool_new(kvpool *p, opr_rng *r, sh_dtype dt) {
+    size_t es = dt == SH_F16 ? 2 : 4;
+    p->dt = dt;
+    p->block_bytes = (uint64_t)POOL_LAYERS * 2 * SH_KV_BLOCK * POOL_KVD * es;
+    size_t bytes = (size_t)p->block_bytes * POOL_BLOCKS;
+    uint8_t *h = malloc(bytes);
+    if (dt == SH_F16) {
+        for (size_t i = 0; i < bytes / 2; i++) {
+            uint16_t v = opr_rand_f16(r, 10, 15);
+            memcpy(h + 2 * i, &v, 2);
+        }
+    } else {
+        for (size_t i = 0; i < bytes / 4; i++) {
+            float v = opr_unif(r, -1, 1);
+            memcpy(h + 4 * i, &v, 4);
+        }
+    }
+    mb_new(&p->m, h, bytes);
+    free(h);
+}
+
+static int pool_same(const kvpool *p) {
+    uint8_t *c = malloc(p->m.bytes), *g = malloc(p->m.bytes);
+    opr_download(cpu, c, p->m.c, p->m.bytes);
+    opr_download(gpu, g, p->m.g, p->m.bytes);
+    int same = memcmp(c, g, p->m.bytes) == 0;
+    free(c);
+    free(g);
+    return same;
+}
+
+static void test_kv_write_mixed(void) {
+    opr_rng r = {2024};
+    kvpool pools[2];
+    pool_new(&pools[0], &r, SH_F32);
+    pool_new(&pools[1], &r, SH_F16);
+    static const struct { int f16, layer, kvd, rows, first; } cs[] = {
+        {0, 1, 192, 1, 37}, {1, 3, 64, 20, 5}, {0, 0, 256, 7, -1}, {1, 2, 36, 3, -1}, {1, 0, 128, 1, 0},
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    /* each group owns 8 distinct physical blocks of a shuffled list */
+    int perm[POOL_BLOCKS];
+    for (int i = 0; i < POOL_BLOCKS; i++) perm[i] = i;
+    for (int i = POOL_BLOCKS - 1; i > 0; i--) {
+        int j = opr_int(&r, i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    fview k[NC], v[NC];
+    mbuf tab[NC], pos[NC];
+    sh_kv_write_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        int32_t t[8], p[32];
+        for (int j = 0; j < 8; j++) t[j] = perm[8 * i + j];
+        mb_new(&tab[i], t, sizeof t);
+        for (int j = 0; j < cs[i].rows; j++) p[j] = cs[i].first >= 0 ? cs[i].first + j : 127 - 17 * j;
+        mb_new(&pos[i], p, (size_t)cs[i].rows * 4);
+        fv_new(&k[i], &r, cs[i].rows, cs[i].kvd, cs[i].kvd + 2, 1, -3, 3, 0);
+        fv_new(&v[i], &r, cs[i].rows, cs[i].kvd, cs[i].kvd, 0, -3, 3, 0);
+        const kvpool *pl = &pools[cs[i].f16];
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
+            (on_gpu ? gg : gc)[i] = (sh_kv_write_group){
+                fv_view(&k[i], on_gpu), fv_view(&v[i], on_gpu), mb(&pos[i], on_gpu),
+                {mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, mb(&tab[i], on_gpu), cs[i].layer, cs[i].kvd}};
+    }
+    OK(sh_be_kv_write(cpu, NC, gc));
+    OK(sh_be_kv_write(gpu, NC, gg));
+    CHECK(pool_same(&pools[0]), "kv_write mixed: f32 pools differ");
+    CHECK(pool_same(&pools[1]), "kv_write mixed: f16 pools differ");
+    for (int i = 0; i < NC; i++) {
+        mb_free(&k[i].m);
+        mb_free(&v[i].m);
+        mb_free(&tab[i]);
+        mb_free(&pos[i]);
+    }
+    mb_free(&pools[0].m);
+    mb_free(&pools[1].m);
+}
+
+static void test_attn_mixed(void) {
+    opr_rng r = {4096};
+    kvpool pools[2];
+    pool_new(&pools[0], &r, SH_F32);
+    pool_new(&pools[1], &r, SH_F16);
+    static const struct { int f16, layer, n_head, n_head_kv, hd, rows, pos0, n_kv, causal; float qs; } cs[] = {
+        {1, 0, 9, 3, 64, 1, 299, 300, 1, 3},   /* decode, GQA 3:1 */
+        {0, 1, 4, 4, 32, 40, 0, 40, 1, 2},     /* prefill, causal */
+        {1, 3, 8, 2, 128, 13, 20, 33, 1, 2},   /* prefill continuing a sequence */
+        {0, 2, 6, 6, 64, 30, 0, 30, 0, 2},     /* encoder, bidirectional */
+        {1, 1, 2, 1, 80, 2, 50, 52, 1, 4},     /* head_dim 80 */
+        {0, 0, 2, 1, 256, 1, 600, 601, 1, 2},  /* head_dim 256, long */
+        {1, 2, 3, 3, 20, 5, 0, 17, 0, 2},      /* unaligned rows (scalar loads) */
+        {0, 3, 4, 1, 64, 1, 0, 1, 1, 2},       /* first token */
+        {1, 0, 2, 2, 64, 3, 40, 43, 1, 40},    /* scores far past exp's range */
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    fview q[NC], out[NC];
+    mbuf tab[NC];
+    sh_attn_group gc[NC], gg[NC];
+    for (int i = 0; i < NC; i++) {
+        int qd = cs[i].n_head * cs[i].hd;
+        int nb = (cs[i].n_kv + SH_KV_BLOCK - 1) / SH_KV_BLOCK;
+        int32_t *t = malloc((size_t)nb * sizeof(int32_t));
+        for (int j = 0; j < nb; j++) t[j] = opr_int(&r, POOL_BLOCKS);
+        mb_new(&tab[i], t, (size_t)nb * sizeof(int32_t));
+        free(t);
+        fv_new(&q[i], &r, cs[i].rows, qd, qd + 4, 1, -cs[i].qs, cs[i].qs, 0);
+        fv_new(&out[i], &r, cs[i].rows, qd, qd + 1, 2, 0, 0, 1);
+        const kvpool *pl = &pools[cs[i].f16];
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
+            (on_gpu ? gg : gc)[i] = (sh_attn_group){
+                fv_view(&q[i], on_gpu), fv_view(&out[i], on_gpu), cs[i].n_head, cs[i].n_head_kv, cs[i].hd,
+                1.0f / sqrtf((float)cs[i].hd), cs[i].pos0, cs[i].n_kv, cs[i].causal,
+                {mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, mb(&tab[i], on_gpu), cs[i].layer,
+                 cs[i].n_head_kv * cs[i].hd}};
+    }
+    OK(sh_be_attn(cpu, NC, gc));
+    OK(sh_be_attn(gpu, NC, gg));
+    for (int i = 0; i < NC; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "attn mixed [%s hd=%d rows=%d]", cs[i].f16 ? "f16" : "f32", cs[i].hd, cs[i].rows);
+        expect_close(what, i, &out[i], 1e-5, SH_OP_ATTN);
+        mb_free(&q[i].m);
+        mb_free(&out[i].m);
+        mb_free(&tab[i]);
+    }
+    mb_free(&pools[0].m);
+    mb_free(&pools[1].m);
+}
+
+/* ---- a step of dependent ops --------------------------------------------- */
+
+/* h = rmsnorm(x); u = h W1^T; a = silu(u) * u; y = a W2^T; y += x, h =
+ * rmsnorm(y): queued in one step on the GPU (one descriptor copy, launches
+ * deferred to step_end) vs the CPU. */
+static void test_step(void) {
+    opr_rng r = {8080};
+    const int M = 6, D = 256, F = 512;
+    fview x, h, u, a, y;
+    fv_new(&x, &r, M, D, D, 0, -1, 1, 0);
+    fv_new(&h, &r, M, D, D, 0, 0, 0, 1);
+    fv_new(&u, &r, M, F, F, 0, 0, 0, 1);
+    fv_new(&a, &r, M, F, F, 0, 0, 0, 1);
+    fv_new(&y, &r, M, D, D, 0, 0, 0, 1);
+    mbuf w1, w2;
+    uint8_t *wb = opr_weight_bytes(&r, SH_BF16, F, D);
+    mb_new(&w1, wb, opr_row_bytes(SH_BF16, D) * F);
+    free(wb);
+    wb = opr_weight_bytes(&r, SH_Q8_0, D, F);
+    mb_new(&w2, wb, opr_row_bytes(SH_Q8_0, F) * D);
+    free(wb);
+    for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+        sh_backend *be = on_gpu ? gpu : cpu;
+        OK(sh_be_step_begin(be));
+        sh_norm_group n = {fv_view(&x, on_gpu), {0}, NULL, NULL, 1e-6f, SH_NORM_RMS, fv_view(&h, on_gpu)};
+        OK(sh_be_norm(be, 1, &n));
+        sh_gemm_group g1 = {{mb(&w1, on_gpu), SH_BF16, F, D}, NULL, fv_view(&h, on_gpu), fv_view(&u, on_gpu), 0};
+        OK(sh_be_gemm(be, 1, &g1));
+        sh_act_group ac = {fv_view(&u, on_gpu), fv_view(&u, on_gpu), fv_view(&a, on_gpu), SH_ACT_SILU_MUL};
+        OK(sh_be_act(be, 1, &ac));
+        sh_gemm_group g2 = {{mb(&w2, on_gpu), SH_Q8_0, D, F}, NULL, fv_view(&a, on_gpu), fv_view(&y, on_gpu), 0};
+        OK(sh_be_gemm(be, 1, &g2));
+        sh_norm_group res = {fv_view(&y, on_gpu), fv_view(&x, on_gpu), NULL, NULL, 1e-6f, SH_NORM_RMS,
+                             fv_view(&h, on_gpu)};
+        OK(sh_be_norm(be, 1, &res));
+        OK(sh_be_step_end(be));
+    }
+    OK(sh_be_sync(gpu));
+    expect_close("step (u)", 0, &u, 1e-5, SH_OP_GEMM);
+    expect_close("step (a)", 0, &a, 1e-5, SH_OP_ACT);
+    expect_close("step (y = a W2^T + x)", 0, &y, 1e-5, SH_OP_GEMM);
+    expect_close("step (h)", 0, &h, 1e-5, SH_OP_NORM);
+    mb_free(&x.m);
+    mb_free(&h.m);
+    mb_free(&u.m);
+    mb_free(&a.m);
+    mb_free(&y.m);
+    mb_free(&w1);
+    mb_free(&w2);
+}
+
+/* ---- many groups, many calls --------------------------------------------- */
+
+static void test_many(void) {
+    opr_rng r = {31337};
+    /* 3000 one-row norms in one call: 3000 descriptors (staging grows) */
+    enum { NG = 3000, N = 32 };
+    fview x, out;
+    fv_new(&x, &r, NG, N, N + 1, 0, -2, 2, 0);
+    fv_new(&out, &r, NG, N, N, 0, 0, 0, 1);
+    sh_norm_group *gc = malloc(NG * sizeof *gc), *gg = malloc(NG * sizeof *gg);
+    for (int i = 0; i < NG; i++)
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+            sh_view xv = fv_view(&x, on_gpu), ov = fv_view(&out, on_gpu);
+            xv.data += (size_t)i * xv.stride;
+            ov.data += (size_t)i * ov.stride;
+            xv.rows = ov.rows = 1;
+            (on_gpu ? gg : gc)[i] = (sh_norm_group){xv, {0}, NULL, NULL, 1e-5f, (sh_norm_kind)(i % 2), ov};
+        }
+    OK(sh_be_norm(cpu, NG, gc));
+    OK(sh_be_norm(gpu, NG, gg));
+    expect_close("3000 groups", 0, &out, 1e-5, SH_OP_NORM);
+    /* 50 calls in a row, each a different slice: the staging ring turns */
+    for (int i = 0; i < 50; i++) {
+        OK(sh_be_norm(cpu, 60, gc + 60 * i));
+        OK(sh_be_norm(gpu, 60, gg + 60 * i));
+    }
+    expect_close("50 calls", 0, &out, 1e-5, SH_OP_NORM);
+    free(gc);
+    free(gg);
+    mb_free(&x.m);
+    mb_free(&out.m);
+}
+
+/* ---- device-side errors and the small API -------------------------------- */
+
+static void test_errors_and_info(void) {
+    const sh_cuda_device_info *info = sh_cuda_backend_info(gpu);
+    CHECK(info != NULL, "no device info");
+    if (info) {
+        printf("device: %s, %d SMs, cc %d.%d, %.1f GiB, pci %s\n", info->name, info->sm_count, info->cc_major,
+               info->cc_minor, (double)info->total_bytes / (1u << 30), info->pci_bus_id);
+        CHECK(info->name[0] && info->sm_count > 0 && info->total_bytes > 0 && info->pci_bus_id[0],
+              "incomplete device info");
+    }
+    int n = 0;
+    OK(sh_cuda_device_count(&n));
+    CHECK(n >= 1, "device count %d", n);
+    sh_cuda_device_info di;
+    CHECK(sh_cuda_device_info_get(n, &di) == SHOAL_ERR_NOT_FOUND, "device %d should not exist", n);
+    sh_backend *be2 = NULL;
+    CHECK(sh_cuda_backend_create(n, &be2) == SHOAL_ERR_NOT_FOUND && !be2, "cuda:%d should not exist", n);
+    CHECK(sh_cuda_set_gemm_path(cpu, SH_CUDA_GEMM_SIMT) == SHOAL_ERR_INVALID_ARG, "set_gemm_path took a CPU backend");
+    CHECK(sh_cuda_stream(cpu) == NULL && sh_cuda_stream(gpu) != NULL, "sh_cuda_stream");
+    CHECK(strcmp(gpu->ops->name, "cuda") == 0, "name %s", gpu->ops->name);
+
+    /* an embedding id out of range: zero row, SHOAL_ERR_RANGE at sync, then clear */
+    opr_rng r = {1};
+    uint8_t *wb = opr_weight_bytes(&r, SH_F16, 4, 32);
+    void *w = opr_upload(gpu, wb, opr_row_bytes(SH_F16, 32) * 4);
+    free(wb);
+    int32_t ids[2] = {1, 4};
+    int32_t *idd = opr_upload(gpu, ids, sizeof ids);
+    float init[64];
+    for (int c = 0; c < 64; c++) init[c] = 5.0f;
+    float *o = opr_upload(gpu, init, sizeof init);
+    sh_get_rows_group g = {{w, SH_F16, 4, 32}, idd, {o, 2, 32, 32}, 0};
+    OK(sh_be_get_rows(gpu, 1, &g));
+    CHECK(sh_be_sync(gpu) == SHOAL_ERR_RANGE, "bad id not reported");
+    OK(sh_be_sync(gpu));
+    float got[64];
+    opr_download(gpu, got, o, sizeof got);
+    int zero = 1;
+    for (int c = 32; c < 64; c++) zero &= got[c] == 0.0f;
+    CHECK(zero, "row of a bad id not zeroed");
+    sh_be_free(gpu, w);
+    sh_be_free(gpu, idd);
+    sh_be_free(gpu, o);
+
+    /* allocation failure is a status, not an abort */
+    void *big = NULL;
+    shoal_status s = sh_be_alloc(gpu, (size_t)1 << 50, &big);
+    CHECK(s == SHOAL_ERR_NOMEM && big == NULL, "1 PiB alloc: %d", (int)s);
+    OK(sh_be_sync(gpu));
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0; /* for compute-sanitizer runs */
+    shoal_status s = sh_cuda_backend_create(0, &gpu);
+    if (s != SHOAL_OK) {
+        printf("skipped: %s\n0 passed, 0 failed, 1 skipped\n", shoal_last_error());
+        return s == SHOAL_ERR_DEVICE ? 0 : 1;
+    }
+    OK(sh_cpu_backend_create(0, &cpu));
+    if (!cpu) return check_report();
+
+    test_errors_and_info();
+
+    /* the double-precision reference suite, per GEMM path */
+    static const struct { sh_cuda_gemm_path p; const char *name; } paths[] = {
+        {SH_CUDA_GEMM_AUTO, "cuda/auto"}, {SH_CUDA_GEMM_SIMT, "cuda/simt"}, {SH_CUDA_GEMM_MMA, "cuda/mma"}};
+    for (int i = 0; i < (quick ? 1 : 3); i++) {
+        int f0 = check_fail_;
+        OK(sh_cuda_set_gemm_path(gpu, paths[i].p));
+        opref_run_all(gpu, paths[i].name);
+        printf("op_ref suite [%s]: %s\n", paths[i].name, check_fail_ == f0 ? "ok" : "FAILED");
+    }
+    OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
+    int f0 = check_fail_;
+    opref_grouped_run_all(gpu, "cuda");
+    printf("grouped == separate calls (bitwise): %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+
+    /* ragged calls against the CPU backend */
+    static const struct { sh_cuda_gemm_path p; const char *name; } gp[] = {
+        {SH_CUDA_GEMM_AUTO, "auto"}, {SH_CUDA_GEMM_SIMT, "simt"}, {SH_CUDA_GEMM_MMA, "mma"}};
+    for (int i = 0; i < 3; i++) {
+        test_gemm_mixed(gp[i].name, gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), gp[i].p);
+        if (!quick)
+            test_gemm_mixed(gp[i].name, gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), gp[i].p);
+    }
+    test_get_rows_mixed();
+    test_norm_mixed();
+    test_act_mixed();
+    test_rope_mixed();
+    test_pool_mixed();
+    test_kv_write_mixed();
+    test_attn_mixed();
+    test_step();
+    test_many();
+    OK(sh_be_sync(gpu));
+
+    printf("largest error vs the CPU backend:");
+    for (int op = 0; op < SH_OP_COUNT; op++) printf(" %s %.2g", sh_op_name((sh_op)op), worst[op]);
+    printf("\n");
+    sh_backend_free(cpu);
+    sh_backend_free(gpu);
+    return check_report();
+}
+
+#else /* !SHOAL_WITH_CUDA */
+
+int main(void) {
+    printf("skipped: built without CUDA\n0 passed, 0 failed, 1 skipped\n");
+    return 0;
+}
+
+#endif
