@@ -104,6 +104,14 @@ static inline int blocks_more(const shoal_request *r, int rows) {
     return need > 0 ? need : 0;
 }
 
+/* Blocks a queued request needs to start: its whole feed (prompt, or prompt
+ * + generated tokens for a recompute) and one more position for the next
+ * token (decoders). */
+static inline int admit_blocks(const shoal_request *r) {
+    int enc = r->m->hp.tmpl == SH_TMPL_BERT;
+    return blocks_more(r, r->n_ids - r->kv.n_past + (enc ? 0 : 1));
+}
+
 /* Unfused mode: the next model (round robin) with running or queued work. */
 static int pick_model(shoal_cluster *c) {
     for (int k = 0; k < c->n_models; k++) {
@@ -167,6 +175,7 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
 
     /* A: every running sequence of the filter gets one row; make KV room for
      * that by preempting the lowest-ranked running sequences */
+    uint64_t preempted0 = c->st.preemptions;
     for (;;) {
         int need = 0, n_in = 0;
         for (int i = 0; i < c->n_running; i++)
@@ -199,11 +208,9 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
     shoal_request *head = NULL;
     for (int i = 0; i < c->n_queue && !head; i++)
         if (in_filter(c->queue[i], only)) head = c->queue[i];
-    if (head && c->n_running < c->p.max_running) {
-        int enc = head->m->hp.tmpl == SH_TMPL_BERT;
-        int pend = head->n_ids - head->kv.n_past;
-        int first = enc ? pend : (pend < c->p.prefill_chunk ? pend : c->p.prefill_chunk);
-        int want = blocks_more(head, first);
+    int starved = c->st.preemptions != preempted0; /* no admissions after a preemption */
+    if (head && c->n_running < c->p.max_running && !starved) {
+        int want = admit_blocks(head);
         if (want > avail) {
             int could = avail;
             for (int i = c->n_running - 1; i >= 0 && sh_req_rank_cmp(c->running[i], head) > 0; i--) {
@@ -244,8 +251,11 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
         SH_TRY(plan_add(c, pl, r, rows));
     }
 
-    /* C: admit from the queue head while rows, slots and blocks last */
-    for (int i = 0; i < c->n_queue && budget > 0 && c->n_running < c->p.max_running;) {
+    /* C: admit from the queue head while rows, slots and blocks last. A
+     * request starts only when its whole feed and its first token fit in the
+     * free blocks (or nothing else runs): partial starts would take blocks
+     * running sequences are about to need, and be preempted again at once. */
+    for (int i = 0; i < c->n_queue && budget > 0 && c->n_running < c->p.max_running && !starved;) {
         shoal_request *r = c->queue[i];
         if (!in_filter(r, only)) {
             i++;
@@ -254,6 +264,7 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
         int enc = r->m->hp.tmpl == SH_TMPL_BERT;
         int pend = r->n_ids - r->kv.n_past;
         int rows;
+        if (c->n_running > 0 && admit_blocks(r) > avail) break;
         if (enc) {
             /* encoders run whole; an oversize one runs alone */
             if (pend > budget && pl->n > 0) break;
