@@ -24,6 +24,12 @@ enum {
     SH_UF_PC = 1 << 9,      /* Pc */
     SH_UF_S = 1 << 10,      /* S* */
     SH_UF_Z = 1 << 11,      /* Z* */
+    /* as Hugging Face's BERT components see them (older Unicode tables;
+     * the generator lists the differences) */
+    SH_UF_HF_CTL = 1 << 12,   /* removed by BertNormalizer clean_text */
+    SH_UF_HF_MARK = 1 << 13,  /* removed by StripAccents */
+    SH_UF_HF_PUNCT = 1 << 14, /* isolated by BertPreTokenizer */
+    SH_UF_HF_BERT_MN = 1 << 15, /* removed by BertNormalizer strip_accents */
 };
 
 typedef struct sh_uc_record { uint16_t flags; uint8_t ccc; } sh_uc_record;

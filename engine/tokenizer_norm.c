@@ -184,7 +184,7 @@ static shoal_status bert_clean(const sh_norm_op *op, const cpvec *in, cpvec *out
              * whitespace becomes ' ' */
             unsigned f = sh_uc_flags(c);
             int keep_ctl = c == '\t' || c == '\n' || c == '\r';
-            if (c == 0 || c == 0xFFFD || (!keep_ctl && (f & SH_UF_C))) continue;
+            if (c == 0 || c == 0xFFFD || (!keep_ctl && (f & SH_UF_HF_CTL))) continue;
             if (keep_ctl || (f & SH_UF_WS)) c = ' ';
         }
         if (op->chinese && is_cjk(c)) {
@@ -198,10 +198,12 @@ static shoal_status bert_clean(const sh_norm_op *op, const cpvec *in, cpvec *out
     return SHOAL_OK;
 }
 
-static void drop_mn(cpvec *c) {
+/* Drops marks: flag SH_UF_HF_BERT_MN (BertNormalizer) or SH_UF_HF_MARK
+ * (StripAccents). */
+static void drop_marks(cpvec *c, unsigned flag) {
     size_t o = 0;
     for (size_t i = 0; i < c->n; i++)
-        if (!(sh_uc_flags(c->v[i]) & SH_UF_MN)) c->v[o++] = c->v[i];
+        if (!(sh_uc_flags(c->v[i]) & flag)) c->v[o++] = c->v[i];
     c->n = o;
 }
 
@@ -273,7 +275,7 @@ shoal_status sh_normalize(const sh_tokenizer *t, const char *s, size_t n, sh_buf
                 if (strip) {
                     if ((st = nfd(&a, &b)) != SHOAL_OK) break;
                     swap(&a, &b);
-                    drop_mn(&a);
+                    drop_marks(&a, SH_UF_HF_BERT_MN);
                 }
                 if (op->lowercase) {
                     if ((st = lower(&a, &b)) != SHOAL_OK) break;
@@ -283,7 +285,7 @@ shoal_status sh_normalize(const sh_tokenizer *t, const char *s, size_t n, sh_buf
                 if ((st = lower(&a, &b)) != SHOAL_OK) break;
                 swap(&a, &b);
             } else if (op->kind == SH_NORM_STRIP_ACCENTS) {
-                drop_mn(&a);
+                drop_marks(&a, SH_UF_HF_MARK);
             } else if (op->kind == SH_NORM_NFD || op->kind == SH_NORM_NFC) {
                 if ((st = nfd(&a, &b)) != SHOAL_OK) break;
                 swap(&a, &b);

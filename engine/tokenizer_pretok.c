@@ -269,10 +269,7 @@ static shoal_status split_digits(sh_pieces *p, int individual) {
     return SHOAL_OK;
 }
 
-static int is_bert_punct(uint32_t c) {
-    if (c < 0x80) return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
-    return (sh_uc_flags(c) & SH_UF_P) != 0;
-}
+static int is_bert_punct(uint32_t c) { return (sh_uc_flags(c) & SH_UF_HF_PUNCT) != 0; }
 
 /* whitespace removed; with punct, punctuation isolated */
 static shoal_status split_ws(sh_pieces *p, int punct) {
