@@ -203,8 +203,8 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
     int budget = c->p.max_batch_rows - n_min; /* rows beyond the minimum */
     if (budget < 0) budget = 0;
 
-    /* P: a queue head ranked above running sequences may evict them when
-     * its first chunk does not fit */
+    /* P: a queue head ranked above running sequences may evict them when it
+     * cannot start otherwise (and evicting them makes it fit) */
     shoal_request *head = NULL;
     for (int i = 0; i < c->n_queue && !head; i++)
         if (in_filter(c->queue[i], only)) head = c->queue[i];
@@ -237,7 +237,11 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
         if (!in_filter(r, only)) continue;
         int pend = r->n_ids - r->kv.n_past;
         int rows = 1;
-        if (pend > 1) {
+        if (r->m->hp.tmpl == SH_TMPL_BERT) {
+            /* an encoder left running by a failed plan: it still runs whole */
+            rows = pend;
+            avail -= blocks_more(r, rows) - blocks_more(r, 1);
+        } else if (pend > 1) {
             int want = pend < c->p.prefill_chunk ? pend : c->p.prefill_chunk;
             if (want > 1 + budget) want = 1 + budget;
             int base = blocks_more(r, 1);
