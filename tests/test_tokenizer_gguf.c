@@ -1,13 +1,17 @@
-/* Tokenizers loaded from vocabulary-only GGUF files against the expected ids
- * in $SHOAL_SHARED/data/tokenizer-vectors (ggml-vocab-*.gguf + .inp/.out,
- * produced by Hugging Face tokenizers; see that folder's README). Skipped
- * with a message when the folder is absent. */
+/* Tokenizers loaded from vocabulary-only GGUF files:
+ *  - the committed fixtures tests/fixtures/tokenizers/{spm,bpe_llama3,
+ *    bpe_smollm}/vocab.gguf against the same vectors as their tokenizer.json
+ *    (spm: against sentencepiece's own ids, since GGUF merges by score);
+ *  - the files in $SHOAL_SHARED/data/tokenizer-vectors (ggml-vocab-*.gguf +
+ *    .inp/.out, expected ids from Hugging Face tokenizers; see that folder's
+ *    README), skipped with a message when the folder is absent. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "gguf.h"
+#include "test_tokenizer_common.h"
 #include "tokenizer.h"
 
 static char *slurp(const char *path, size_t *len) {
@@ -92,7 +96,70 @@ static void run_file(const char *dir, const char *name, sh_tok_family family) {
     sh_tokenizer_free(t);
 }
 
+static sh_tokenizer *load_gguf(const char *path) {
+    sh_gguf *g = NULL;
+    sh_tokenizer *t = NULL;
+    shoal_status st = sh_gguf_open(path, &g);
+    CHECK(st == SHOAL_OK, "%s: open: %s", path, shoal_last_error());
+    if (st != SHOAL_OK) return NULL;
+    st = sh_tokenizer_load_gguf(g, &t);
+    CHECK(st == SHOAL_OK, "%s: load: %s", path, shoal_last_error());
+    sh_gguf_close(g);
+    return t;
+}
+
+/* vocab.gguf of a fixture tokenizer against <ids> (lines "=" defer to <name>.ids) */
+static void run_fixture(const char *dir, const char *name, const char *ids_ext, sh_tok_family family) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/vocab.gguf", dir, name);
+    sh_tokenizer *t = load_gguf(path);
+    if (!t) return;
+    sh_tokenizer_info info;
+    sh_tokenizer_get_info(t, &info);
+    CHECK(info.family == family, "%s: family %d", path, (int)info.family);
+    CHECK(info.chat_template && strlen(info.chat_template) > 20, "%s: no chat template", path);
+    tv_lines strs, ids, alt;
+    snprintf(path, sizeof path, "%s/vectors/strings.txt", dir);
+    int ok = tv_read_lines(path, &strs);
+    snprintf(path, sizeof path, "%s/vectors/%s.ids", dir, name);
+    ok &= tv_read_lines(path, &ids);
+    snprintf(path, sizeof path, "%s/vectors/%s.%s", dir, name, ids_ext);
+    ok &= tv_read_lines(path, &alt);
+    CHECK(ok && strs.n == ids.n && strs.n == alt.n && strs.n >= 2000, "%s: vectors missing", name);
+    int n_ok = 0;
+    char *buf = NULL;
+    for (int i = 0; ok && i < strs.n; i++) {
+        buf = realloc(buf, strlen(strs.line[i]) + 1);
+        size_t n = tv_unescape(strs.line[i], buf);
+        int32_t *want, *got = NULL;
+        int nw = tv_parse_ids(strcmp(alt.line[i], "=") ? alt.line[i] : ids.line[i], &want), ng = 0;
+        shoal_status st = sh_tokenizer_encode(t, buf, n, 0, &got, &ng);
+        int same = st == SHOAL_OK && tv_ids_equal(got, ng, want, nw);
+        CHECK(same, "%s gguf: string %d \"%.60s\" differs", name, i, strs.line[i]);
+        if (!same && st == SHOAL_OK) {
+            tv_print_ids("got", got, ng);
+            tv_print_ids("want", want, nw);
+        }
+        n_ok += same;
+        free(got);
+        free(want);
+    }
+    printf("%s/vocab.gguf: %d/%d strings match\n", name, n_ok, strs.n);
+    free(buf);
+    tv_free_lines(&strs);
+    tv_free_lines(&ids);
+    tv_free_lines(&alt);
+    sh_tokenizer_free(t);
+}
+
 int main(void) {
+    const char *fx = check_env("SHOAL_FIXTURES", "tests/fixtures");
+    char fdir[1024];
+    snprintf(fdir, sizeof fdir, "%s/tokenizers", fx);
+    run_fixture(fdir, "spm", "sp", SH_TOK_BPE_SPM);
+    run_fixture(fdir, "bpe_llama3", "ids", SH_TOK_BPE_BYTE);
+    run_fixture(fdir, "bpe_smollm", "ids", SH_TOK_BPE_BYTE);
+
     const char *shared = check_env("SHOAL_SHARED", "../shared");
     char dir[900];
     snprintf(dir, sizeof dir, "%s/data/tokenizer-vectors", shared);
