@@ -372,7 +372,7 @@ static void test_pool_mixed(void) {
 
 #define POOL_BLOCKS 96
 #define POOL_LAYERS 4
-#define POOL_KVD 256
+#define POOL_KVD 512
 
 typedef struct kvpool {
     mbuf m;

@@ -18,13 +18,14 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kDpl = SH_CU_ATTN_DMAX / 32; /* head dims per lane, at most */
+constexpr int kVB = 8; /* V rows loaded together */
 
 /* sum_i qs[i] k[i] over hd dims of one K row (f32 or f16). */
 __device__ __forceinline__ float dot_k(const float *qs, const unsigned char *kp, int hd, bool f16, bool vec) {
     float s = 0.0f;
     if (f16) {
         if (vec) {
+#pragma unroll 4
             for (int i = 0; i < hd; i += 8) {
                 const uint4 u = __ldg(reinterpret_cast<const uint4 *>(kp + 2 * i));
                 const unsigned w[4] = {u.x, u.y, u.z, u.w};
@@ -44,6 +45,7 @@ __device__ __forceinline__ float dot_k(const float *qs, const unsigned char *kp,
     } else {
         const float *kf = reinterpret_cast<const float *>(kp);
         if (vec) {
+#pragma unroll 4
             for (int i = 0; i < hd; i += 4) {
                 const float4 k4 = __ldg(reinterpret_cast<const float4 *>(kf + i));
                 const float4 q4 = *reinterpret_cast<const float4 *>(qs + i);
@@ -59,7 +61,9 @@ __device__ __forceinline__ float dot_k(const float *qs, const unsigned char *kp,
     return s;
 }
 
-/* out[row, head] = sum_t softmax_t(q . K_t * scale) V_t over the visible t. */
+/* out[row, head] = sum_t softmax_t(q . K_t * scale) V_t over the visible t.
+ * DPL: head dims per lane (head_dim <= 32 * DPL for every group). */
+template <int DPL>
 __global__ void __launch_bounds__(kThreads)
     attn_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                 int *err) {
@@ -88,9 +92,9 @@ __global__ void __launch_bounds__(kThreads)
     const uint64_t k_slot = (uint64_t)(d.kv.layer * 2) * SH_KV_TOKENS * row_bytes;
 
     float m_run = -INFINITY, l_run = 0.0f;
-    float acc[kDpl];
+    float acc[DPL];
 #pragma unroll
-    for (int i = 0; i < kDpl; i++) acc[i] = 0.0f;
+    for (int i = 0; i < DPL; i++) acc[i] = 0.0f;
     bool bad = false;
 
     for (int c0 = warp * 32; c0 < n_keys; c0 += kWarps * 32) {
@@ -113,21 +117,32 @@ __global__ void __launch_bounds__(kThreads)
         const float corr = expf(m_run - m_new); /* 0 on the first chunk */
         l_run = l_run * corr + warp_sum(p);
 #pragma unroll
-        for (int i = 0; i < kDpl; i++) acc[i] *= corr;
+        for (int i = 0; i < DPL; i++) acc[i] *= corr;
+        /* acc += p_j V_j over the chunk's keys, kVB V rows in flight at a time
+         * (past the chunk: the last key again, with weight 0) */
         const int nv = min(32, n_keys - c0);
-        for (int j = 0; j < nv; j++) {
-            const float pj = __shfl_sync(FULL_MASK, p, j);
-            const unsigned long long vo = __shfl_sync(FULL_MASK, (unsigned long long)koff, j) + v_off;
-            if (pj == 0.0f) continue; /* warp-uniform */
-            const unsigned char *vp = d.kv.pool + vo;
+        for (int j0 = 0; j0 < nv; j0 += kVB) {
+            float pj[kVB], vv[kVB][DPL];
 #pragma unroll
-            for (int i = 0; i < kDpl; i++) {
-                const int dd = lane + 32 * i;
-                if (dd < hd) {
-                    const float v = f16 ? f16_bits_to_f32(ldg_u16(vp + 2 * dd))
-                                        : __ldg(reinterpret_cast<const float *>(vp) + dd);
-                    acc[i] = fmaf(pj, v, acc[i]);
+            for (int jj = 0; jj < kVB; jj++) {
+                const int j = min(j0 + jj, nv - 1);
+                const float pw = __shfl_sync(FULL_MASK, p, j);
+                const unsigned long long vo = __shfl_sync(FULL_MASK, (unsigned long long)koff, j) + v_off;
+                pj[jj] = j0 + jj < nv ? pw : 0.0f;
+                const unsigned char *vp = d.kv.pool + vo;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) {
+                    const int dd = lane + 32 * i;
+                    vv[jj][i] = dd >= hd ? 0.0f
+                                : f16 ? f16_bits_to_f32(ldg_u16(vp + 2 * dd))
+                                      : __ldg(reinterpret_cast<const float *>(vp) + dd);
                 }
+            }
+#pragma unroll
+            for (int jj = 0; jj < kVB; jj++) {
+                if (pj[jj] == 0.0f) continue; /* warp-uniform; also keeps 0 * (unwritten slot) out */
+#pragma unroll
+                for (int i = 0; i < DPL; i++) acc[i] = fmaf(pj[jj], vv[jj][i], acc[i]);
             }
         }
         m_run = m_new;
@@ -139,7 +154,7 @@ __global__ void __launch_bounds__(kThreads)
         wsum[warp] = l_run;
     }
 #pragma unroll
-    for (int i = 0; i < kDpl; i++) {
+    for (int i = 0; i < DPL; i++) {
         const int dd = lane + 32 * i;
         if (dd < hd) wacc[warp][dd] = acc[i];
     }
@@ -164,7 +179,13 @@ __global__ void __launch_bounds__(kThreads)
 } // namespace
 
 extern "C" cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a) {
-    attn_kernel<<<a->n_blocks, kThreads, 0, s>>>(static_cast<const sh_cu_attn_desc *>(a->desc), a->starts,
-                                                 a->n_groups, a->err);
+    const sh_cu_attn_desc *desc = static_cast<const sh_cu_attn_desc *>(a->desc);
+    switch (a->variant) {
+    case 1: attn_kernel<1><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
+    case 2: attn_kernel<2><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
+    case 4: attn_kernel<4><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
+    case 8: attn_kernel<8><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
+    default: return cudaErrorInvalidValue;
+    }
     return cudaGetLastError();
 }

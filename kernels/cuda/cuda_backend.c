@@ -35,6 +35,8 @@
 _Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes differ");
 
 #define SH_CU_NSTAGE 4
+/* AUTO GEMM path: tensor cores from this many rows (bench/NOTES.md, "CUDA GEMM") */
+#define SH_CU_MMA_MIN_M 2
 #define SH_CU_ALIGN 64 /* bytes between packed descriptor arrays */
 
 typedef struct sh_cu_stage {
@@ -347,12 +349,13 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         };
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
+        d[i].xdirect = cu_aligned(e->x.data, 16);
         const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
                            e->x.stride % 4 == 0 && (!float_dt || d[i].vec);
         int use_mma = 0;
         if (mma_ok) {
             if (cb->gemm_path == SH_CUDA_GEMM_MMA) use_mma = 1;
-            else if (cb->gemm_path == SH_CUDA_GEMM_AUTO) use_mma = e->x.rows >= 8;
+            else if (cb->gemm_path == SH_CUDA_GEMM_AUTO) use_mma = e->x.rows >= SH_CU_MMA_MIN_M;
         }
         int64_t blocks;
         if (use_mma) {
@@ -464,7 +467,9 @@ static shoal_status cu_kv_write(sh_backend *be, int n, const sh_kv_write_group *
 static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
+    int dpl = 1; /* head dims per lane: the kernel variant */
     for (int i = 0; i < n; i++) {
+        while (32 * dpl < g[i].head_dim && dpl < SH_CU_ATTN_DMAX / 32) dpl *= 2;
         if (g[i].head_dim > SH_CU_ATTN_DMAX)
             return sh_fail(SHOAL_ERR_UNSUPPORTED, "attn: group %d: head_dim %d > %d", i, g[i].head_dim,
                            SH_CU_ATTN_DMAX);
@@ -488,7 +493,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
         CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head);
     }
     pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, 0, "attn");
+    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, dpl, "attn");
 }
 
 static shoal_status cu_act(sh_backend *be, int n, const sh_act_group *g) {

@@ -14,13 +14,20 @@ enum { DT_F32 = 0, DT_F16 = 1, DT_Q4_0 = 2, DT_Q8_0 = 8, DT_BF16 = 30 };
 
 #define FULL_MASK 0xffffffffu
 
-/* The group of flattened block b: the largest g with starts[g] <= b. */
+/* The group of flattened block b: the largest g with starts[g] <= b
+ * (starts ascending, starts[0] = 0). Called by every lane of a full warp
+ * (the result is warp-uniform): a 32-ary search, so one dependent load for
+ * up to 32 groups, two for up to 1024. */
 __device__ __forceinline__ int sh_find_group(const int32_t *__restrict__ starts, int n, int b) {
-    int lo = 0, hi = n - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) >> 1;
-        if (__ldg(starts + mid) <= b) lo = mid;
-        else hi = mid - 1;
+    const int lane = threadIdx.x & 31;
+    int lo = 0, hi = n; /* starts[lo] <= b, and the answer is in [lo, hi) */
+    while (hi - lo > 1) {
+        const int step = (hi - lo + 31) >> 5;
+        const int idx = lo + lane * step;
+        const bool le = idx < hi && __ldg(starts + idx) <= b;
+        const unsigned m = __ballot_sync(0xffffffffu, le); /* a prefix of lanes; lane 0 always set */
+        lo += (31 - __clz((int)m)) * step;
+        hi = min(hi, lo + step);
     }
     return lo;
 }

@@ -35,6 +35,7 @@ typedef struct sh_cu_gemm_desc {
     int32_t dtype;       /* sh_dtype */
     int32_t accumulate;  /* 1: y += ... */
     int32_t vec;         /* SIMT: 1 if 16-byte weight loads are allowed */
+    int32_t xdirect;     /* SIMT, M = 1: x is 16-byte aligned, read straight from global */
     int32_t path;        /* SH_CU_PATH_* */
     int32_t tiles_n;     /* MMA: column tiles; block b -> (b % tiles_n, b / tiles_n) */
 } sh_cu_gemm_desc;
@@ -127,7 +128,7 @@ static inline int sh_cu_gemm_class(int max_m) {
     return s;
 }
 static inline int sh_cu_simt_mt(int s) { return s < 8 ? s : 8; }
-static inline int sh_cu_simt_r(int s) { return s >= 8 ? 4 : 2; }
+static inline int sh_cu_simt_r(int s) { (void)s; return 4; }
 static inline int sh_cu_mma_nt(int s) { return s <= 8 ? 1 : s / 8; }
 static inline int sh_cu_mma_wm(int s) { return s <= 8 ? 1 : 2; }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
@@ -139,7 +140,7 @@ typedef struct sh_cu_launch_args {
     const int32_t *starts;  /* device: (n_groups + 1) first block per group */
     int n_groups;
     int n_blocks;           /* starts[n_groups], > 0 */
-    int variant;            /* op specific (GEMM: the shape class S) */
+    int variant;            /* op specific (GEMM: the shape class S; attn: head dims per lane) */
     int *err;               /* device error word */
 } sh_cu_launch_args;
 

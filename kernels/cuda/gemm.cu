@@ -31,7 +31,8 @@
 namespace {
 
 constexpr int kThreads = SH_CU_WARPS * 32;
-constexpr int kSmemFloats = 8192; /* 32 KB: SIMT activations or MMA partials */
+/* Shared floats a launch of shape class S uses (small M: more blocks fit). */
+__host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s < 8 ? 4096 : 8192; }
 
 /* ---- loads -------------------------------------------------------------- */
 
@@ -68,48 +69,70 @@ __device__ __forceinline__ void unpack16(const uint4 u, float *w) {
 
 /* ---- SIMT body ---------------------------------------------------------- */
 
-/* acc[r][m] += sum over this K chunk of w_r[k] x_m[k]; 16-byte weight loads. */
-template <int MT, int R, int DT>
-__device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], int k0, int kc,
-                                         const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+/* Activations come from shared memory (staged chunks) or, XG, straight from
+ * global memory through the read-only path. */
+template <bool XG>
+__device__ __forceinline__ float4 ldx4(const float *p) {
+    return XG ? __ldg(reinterpret_cast<const float4 *>(p)) : *reinterpret_cast<const float4 *>(p);
+}
+
+/* acc[r][m] += sum over this K chunk of w_r[k] x_m[k]; 16-byte weight loads.
+ * Each lane issues the loads of U warp-steps for all R rows before using
+ * any of them (addresses past the chunk are clamped to its last vector and
+ * their products skipped), so U * R loads are in flight per lane. */
+template <int MT, int R, int DT, bool XG>
+__device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], int k0, int kc, const float *xs,
+                                         int kcap, float (&acc)[R][MT], int lane) {
     constexpr int ES = DT == DT_F32 ? 4 : 2;
     constexpr int V = 16 / ES;
-#pragma unroll 2
-    for (int kk = lane * V; kk < kc; kk += 32 * V) {
-        float w[R][V];
+    constexpr int U = MT <= 2 ? 4 : 2;
+    for (int kb = lane * V; kb < kc; kb += U * 32 * V) {
+        uint4 raw[U][R];
 #pragma unroll
-        for (int r = 0; r < R; r++) unpack16<DT>(ld_stream16(wrow[r] + (int64_t)(k0 + kk) * ES), w[r]);
+        for (int u = 0; u < U; u++) {
+            const int kk = min(kb + u * 32 * V, kc - V);
 #pragma unroll
-        for (int m = 0; m < MT; m++) {
-            float xv[V];
+            for (int r = 0; r < R; r++) raw[u][r] = ld_stream16(wrow[r] + (int64_t)(k0 + kk) * ES);
+        }
 #pragma unroll
-            for (int j = 0; j < V / 4; j++) {
-                const float4 t = *reinterpret_cast<const float4 *>(xs + m * kcap + kk + 4 * j);
-                xv[4 * j] = t.x;
-                xv[4 * j + 1] = t.y;
-                xv[4 * j + 2] = t.z;
-                xv[4 * j + 3] = t.w;
+        for (int u = 0; u < U; u++) {
+            const int kk = kb + u * 32 * V;
+            if (kk >= kc) break;
+            float w[R][V];
+#pragma unroll
+            for (int r = 0; r < R; r++) unpack16<DT>(raw[u][r], w[r]);
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                float xv[V];
+#pragma unroll
+                for (int j = 0; j < V / 4; j++) {
+                    const float4 t = ldx4<XG>(xs + m * kcap + kk + 4 * j);
+                    xv[4 * j] = t.x;
+                    xv[4 * j + 1] = t.y;
+                    xv[4 * j + 2] = t.z;
+                    xv[4 * j + 3] = t.w;
+                }
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int j = 0; j < V; j++) acc[r][m] = fmaf(w[r][j], xv[j], acc[r][m]);
             }
-#pragma unroll
-            for (int r = 0; r < R; r++)
-#pragma unroll
-                for (int j = 0; j < V; j++) acc[r][m] = fmaf(w[r][j], xv[j], acc[r][m]);
         }
     }
 }
 
 /* Same, one element per lane per step (unaligned rows or odd K). */
-template <int MT, int R>
-__device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R], int dtype, int k0,
-                                            int kc, const float *xs, int kcap, float (&acc)[R][MT],
-                                            int lane) {
+template <int MT, int R, bool XG>
+__device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R], int dtype, int k0, int kc,
+                                            const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+#pragma unroll 4
     for (int kk = lane; kk < kc; kk += 32) {
         float w[R];
 #pragma unroll
         for (int r = 0; r < R; r++) w[r] = load_weight_elem(wrow[r], dtype, k0 + kk);
 #pragma unroll
         for (int m = 0; m < MT; m++) {
-            const float xv = xs[m * kcap + kk];
+            const float xv = XG ? __ldg(xs + m * kcap + kk) : xs[m * kcap + kk];
 #pragma unroll
             for (int r = 0; r < R; r++) acc[r][m] = fmaf(w[r], xv, acc[r][m]);
         }
@@ -117,50 +140,85 @@ __device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R
 }
 
 /* q8_0 / q4_0: each lane takes 4 consecutive elements of a 32-element block
- * per step (8 lanes per block), so the activation reads stay contiguous. */
-template <int MT, int R, int DT>
-__device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R], int k0, int kc,
-                                           const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+ * per step (8 lanes per block), so the activation reads stay contiguous;
+ * loads batched as in simt_vec. Blocks are only 2-byte aligned: 16-bit loads. */
+template <int MT, int R, int DT, bool XG>
+__device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R], int k0, int kc, const float *xs,
+                                           int kcap, float (&acc)[R][MT], int lane) {
     constexpr int BB = DT == DT_Q8_0 ? 34 : 18;
-#pragma unroll 2
-    for (int kk = lane * 4; kk < kc; kk += 128) {
-        const int kg = k0 + kk;
-        const int blk = kg >> 5, within = kg & 31;
-        float w[R][4];
+    constexpr int U = MT <= 2 ? 4 : 2;
+    for (int kb = lane * 4; kb < kc; kb += U * 128) {
+        unsigned raw[U][R][3]; /* scale bits, two 16-bit words of quants */
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const unsigned char *p = wrow[r] + (int64_t)blk * BB;
-            const float d = f16_bits_to_f32(ldg_u16(p));
-            if (DT == DT_Q8_0) {
-                const unsigned u0 = ldg_u16(p + 2 + within), u1 = ldg_u16(p + 4 + within);
-                w[r][0] = d * (float)(int8_t)(u0 & 0xffu);
-                w[r][1] = d * (float)(int8_t)(u0 >> 8);
-                w[r][2] = d * (float)(int8_t)(u1 & 0xffu);
-                w[r][3] = d * (float)(int8_t)(u1 >> 8);
-            } else {
-                const int off = within & 15, sh = within >= 16 ? 4 : 0;
-                const unsigned u = ldg_u16(p + 2 + off) | (ldg_u16(p + 4 + off) << 16);
+        for (int u = 0; u < U; u++) {
+            const int kg = k0 + min(kb + u * 128, kc - 4);
+            const int blk = kg >> 5, within = kg & 31;
+            const int off = DT == DT_Q8_0 ? within : (within & 15);
 #pragma unroll
-                for (int j = 0; j < 4; j++) w[r][j] = d * (float)((int)((u >> (8 * j + sh)) & 15u) - 8);
+            for (int r = 0; r < R; r++) {
+                const unsigned char *p = wrow[r] + (int64_t)blk * BB;
+                raw[u][r][0] = ldg_u16(p);
+                raw[u][r][1] = ldg_u16(p + 2 + off);
+                raw[u][r][2] = ldg_u16(p + 4 + off);
             }
         }
 #pragma unroll
-        for (int m = 0; m < MT; m++) {
-            const float4 t = *reinterpret_cast<const float4 *>(xs + m * kcap + kk);
+        for (int u = 0; u < U; u++) {
+            const int kk = kb + u * 128;
+            if (kk >= kc) break;
+            const int sh = DT == DT_Q4_0 && ((k0 + kk) & 31) >= 16 ? 4 : 0;
+            float w[R][4];
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                float a = acc[r][m];
-                a = fmaf(w[r][0], t.x, a);
-                a = fmaf(w[r][1], t.y, a);
-                a = fmaf(w[r][2], t.z, a);
-                a = fmaf(w[r][3], t.w, a);
-                acc[r][m] = a;
+                const float d = f16_bits_to_f32(raw[u][r][0]);
+                const unsigned q = raw[u][r][1] | (raw[u][r][2] << 16);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    if (DT == DT_Q8_0) w[r][j] = d * (float)(int8_t)((q >> (8 * j)) & 0xffu);
+                    else w[r][j] = d * (float)((int)((q >> (8 * j + sh)) & 15u) - 8);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                const float4 t = ldx4<XG>(xs + m * kcap + kk);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    float a = acc[r][m];
+                    a = fmaf(w[r][0], t.x, a);
+                    a = fmaf(w[r][1], t.y, a);
+                    a = fmaf(w[r][2], t.z, a);
+                    a = fmaf(w[r][3], t.w, a);
+                    acc[r][m] = a;
+                }
             }
         }
     }
 }
 
-/* y[m0 + m][row] (+)= v + bias[row] for the rows/columns that exist. */
+/* One K chunk of every row of this warp, by dtype. */
+template <int MT, int R, bool XG>
+__device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
+                                           int kc, const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+    switch (d.dtype) {
+    case DT_F32:
+        if (d.vec) simt_vec<MT, R, DT_F32, XG>(wrow, k0, kc, xs, kcap, acc, lane);
+        else simt_scalar<MT, R, XG>(wrow, d.dtype, k0, kc, xs, kcap, acc, lane);
+        break;
+    case DT_F16:
+        if (d.vec) simt_vec<MT, R, DT_F16, XG>(wrow, k0, kc, xs, kcap, acc, lane);
+        else simt_scalar<MT, R, XG>(wrow, d.dtype, k0, kc, xs, kcap, acc, lane);
+        break;
+    case DT_BF16:
+        if (d.vec) simt_vec<MT, R, DT_BF16, XG>(wrow, k0, kc, xs, kcap, acc, lane);
+        else simt_scalar<MT, R, XG>(wrow, d.dtype, k0, kc, xs, kcap, acc, lane);
+        break;
+    case DT_Q8_0: simt_quant<MT, R, DT_Q8_0, XG>(wrow, k0, kc, xs, kcap, acc, lane); break;
+    case DT_Q4_0: simt_quant<MT, R, DT_Q4_0, XG>(wrow, k0, kc, xs, kcap, acc, lane); break;
+    default: break;
+    }
+}
+
+/* y[m][row] (+)= v + bias[row] for the rows/columns that exist. */
 __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row, float v) {
     if (row >= d.n || m >= d.m) return;
     if (d.bias) v += __ldg(d.bias + row);
@@ -168,10 +226,26 @@ __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row
     *p = d.accumulate ? *p + v : v;
 }
 
-/* Block = 4 warps x R weight rows; all M rows of the group in passes of MT. */
+/* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores. */
 template <int MT, int R>
+__device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
+                                           int lane) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            const float v = warp_sum(acc[r][m]);
+            if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v);
+        }
+}
+
+/* Block = 4 warps x R weight rows; all M rows of the group in passes of MT.
+ * M = 1 with aligned x skips shared memory (no barrier before the first
+ * weight load). */
+template <int MT, int R, int SMEM>
 __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int local, float *xs) {
-    constexpr int KC = kSmemFloats / MT; /* K chunk staged per pass */
+    constexpr int KC = SMEM / MT; /* K chunk staged per pass: a multiple of 256 */
+    static_assert(KC % 256 == 0, "K chunk must keep every lane's k order");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int row0 = local * (SH_CU_WARPS * R) + warp * R;
     const unsigned char *wrow[R];
@@ -179,6 +253,14 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
     for (int r = 0; r < R; r++)
         wrow[r] = static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
 
+    if (MT == 1 && d.xdirect) {
+        float acc[R][MT];
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
+        if (row0 < d.n) simt_chunk<MT, R, true>(d, wrow, 0, d.k, d.x, 0, acc, lane);
+        simt_store<MT, R>(d, 0, row0, acc, lane);
+        return;
+    }
     for (int m0 = 0; m0 < d.m; m0 += MT) {
         float acc[R][MT];
 #pragma unroll
@@ -200,34 +282,9 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
                 }
             }
             __syncthreads();
-            if (row0 < d.n) {
-                switch (d.dtype) {
-                case DT_F32:
-                    if (d.vec) simt_vec<MT, R, DT_F32>(wrow, k0, kc, xs, KC, acc, lane);
-                    else simt_scalar<MT, R>(wrow, d.dtype, k0, kc, xs, KC, acc, lane);
-                    break;
-                case DT_F16:
-                    if (d.vec) simt_vec<MT, R, DT_F16>(wrow, k0, kc, xs, KC, acc, lane);
-                    else simt_scalar<MT, R>(wrow, d.dtype, k0, kc, xs, KC, acc, lane);
-                    break;
-                case DT_BF16:
-                    if (d.vec) simt_vec<MT, R, DT_BF16>(wrow, k0, kc, xs, KC, acc, lane);
-                    else simt_scalar<MT, R>(wrow, d.dtype, k0, kc, xs, KC, acc, lane);
-                    break;
-                case DT_Q8_0: simt_quant<MT, R, DT_Q8_0>(wrow, k0, kc, xs, KC, acc, lane); break;
-                case DT_Q4_0: simt_quant<MT, R, DT_Q4_0>(wrow, k0, kc, xs, KC, acc, lane); break;
-                default: break;
-                }
-            }
+            if (row0 < d.n) simt_chunk<MT, R, false>(d, wrow, k0, kc, xs, KC, acc, lane);
         }
-        /* every lane ends with every sum; lane (r * MT + m) % 32 stores it */
-#pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int m = 0; m < MT; m++) {
-                const float v = warp_sum(acc[r][m]);
-                if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v);
-            }
+        simt_store<MT, R>(d, m0, row0, acc, lane);
     }
 }
 
@@ -269,23 +326,47 @@ __device__ __forceinline__ void split_f16(unsigned u, unsigned &hi, unsigned &lo
 
 __device__ __forceinline__ unsigned pack_bf2(float a, float b) { return bf2_bits(__floats2bfloat162_rn(a, b)); }
 
-/* The 8 weights of lane (g, t) in one 32-element chunk of one row, as four
- * bf16 pairs (exact). q: also returns the block scale. */
+/* Raw A operand bits of one row and one 32-element chunk for lane t:
+ * f16/bf16: 16 bytes (ra[0..3]); q8_0: scale + four 16-bit words of quants;
+ * q4_0: scale + two 16-bit words of nibbles. */
 template <int DT>
-__device__ __forceinline__ void load_a_quant(const unsigned char *row, int chunk, int t, unsigned (&a)[4],
-                                             float &scale) {
-    if (DT == DT_Q8_0) {
+__device__ __forceinline__ void load_a_raw(const unsigned char *row, int chunk, int t, unsigned (&ra)[5]) {
+    if (DT == DT_BF16 || DT == DT_F16) {
+        const uint4 u = ld_stream16(row + (int64_t)chunk * 64 + 16 * t);
+        ra[0] = u.x;
+        ra[1] = u.y;
+        ra[2] = u.z;
+        ra[3] = u.w;
+    } else if (DT == DT_Q8_0) {
         const unsigned char *p = row + (int64_t)chunk * 34;
-        scale = f16_bits_to_f32(ldg_u16(p));
+        ra[0] = ldg_u16(p);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const unsigned u = ldg_u16(p + 2 + 8 * t + 2 * i);
-            a[i] = pack_bf2((float)(int8_t)(u & 0xffu), (float)(int8_t)(u >> 8));
-        }
+        for (int i = 0; i < 4; i++) ra[1 + i] = ldg_u16(p + 2 + 8 * t + 2 * i);
     } else {
         const unsigned char *p = row + (int64_t)chunk * 18;
-        scale = f16_bits_to_f32(ldg_u16(p));
-        const unsigned u = ldg_u16(p + 2 + 4 * t) | (ldg_u16(p + 4 + 4 * t) << 16);
+        ra[0] = ldg_u16(p);
+        ra[1] = ldg_u16(p + 2 + 4 * t);
+        ra[2] = ldg_u16(p + 4 + 4 * t);
+    }
+}
+
+/* The raw bits as four bf16 pairs (exact); pair i holds permuted k
+ * (2i, 2i + 1). f16: hi terms in a, lo terms in al. Quants: block scale. */
+template <int DT>
+__device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[4], unsigned (&al)[4], float &scale) {
+    if (DT == DT_BF16) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = ra[i];
+    } else if (DT == DT_F16) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) split_f16(ra[i], a[i], al[i]);
+    } else if (DT == DT_Q8_0) {
+        scale = f16_bits_to_f32(ra[0]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = pack_bf2((float)(int8_t)(ra[1 + i] & 0xffu), (float)(int8_t)(ra[1 + i] >> 8));
+    } else {
+        scale = f16_bits_to_f32(ra[0]);
+        const unsigned u = ra[1] | (ra[2] << 16);
         /* low nibbles: elements 4t..4t+3; high nibbles: 16+4t..16+4t+3 */
         a[0] = pack_bf2((float)((int)(u & 15u) - 8), (float)((int)((u >> 8) & 15u) - 8));
         a[1] = pack_bf2((float)((int)((u >> 16) & 15u) - 8), (float)((int)((u >> 24) & 15u) - 8));
@@ -294,78 +375,80 @@ __device__ __forceinline__ void load_a_quant(const unsigned char *row, int chunk
     }
 }
 
+/* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
+ * loads of a batch are all issued before any is used. */
 template <int NT, int WM, int DT>
 __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
                                          const float *const (&xr)[NT], float (&acc)[WM][NT][4]) {
     constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
+    constexpr int U = NT <= 2 ? 4 : (NT == 4 ? 2 : 1);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = lane & 3;
     const int o0 = DT == DT_Q4_0 ? 4 * t : 8 * t;
     const int o1 = DT == DT_Q4_0 ? 16 + 4 * t : 8 * t + 4;
     const int n_chunks = d.k >> 5;
-#pragma unroll 2
-    for (int c = warp; c < n_chunks; c += SH_CU_WARPS) {
-        const int kb = c * 32;
-        /* A: rows g (e) and g + 8 (f) of each m tile as four bf16 pairs;
-         * pair i holds permuted k (2i, 2i + 1); mma step s uses pairs 2s, 2s + 1.
-         * f16 weights: e/f hold the hi terms and el/fl the lo terms. */
-        unsigned e[WM][4], f[WM][4], el[WM][4], fl[WM][4];
-        float se[WM], sf[WM];
+    for (int c0 = warp; c0 < n_chunks; c0 += SH_CU_WARPS * U) {
+        unsigned ra[U][WM][2][5];
+        float4 xv[U][NT][2];
 #pragma unroll
-        for (int wm = 0; wm < WM; wm++) {
-            if (kQuant) {
-                load_a_quant<DT>(wa[wm][0], c, t, e[wm], se[wm]);
-                load_a_quant<DT>(wa[wm][1], c, t, f[wm], sf[wm]);
-            } else {
-                const uint4 ue = ld_stream16(wa[wm][0] + (int64_t)(kb + 8 * t) * 2);
-                const uint4 uf = ld_stream16(wa[wm][1] + (int64_t)(kb + 8 * t) * 2);
-                const unsigned ea[4] = {ue.x, ue.y, ue.z, ue.w}, fa[4] = {uf.x, uf.y, uf.z, uf.w};
+        for (int u = 0; u < U; u++) {
+            const int c = min(c0 + SH_CU_WARPS * u, n_chunks - 1);
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    if (DT == DT_F16) {
-                        split_f16(ea[i], e[wm][i], el[wm][i]);
-                        split_f16(fa[i], f[wm][i], fl[wm][i]);
-                    } else {
-                        e[wm][i] = ea[i];
-                        f[wm][i] = fa[i];
-                    }
-                }
+            for (int wm = 0; wm < WM; wm++) {
+                load_a_raw<DT>(wa[wm][0], c, t, ra[u][wm][0]);
+                load_a_raw<DT>(wa[wm][1], c, t, ra[u][wm][1]);
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                xv[u][nt][0] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o0));
+                xv[u][nt][1] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o1));
             }
         }
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            /* B: activation row g of this n tile, split into three bf16 terms */
-            unsigned bh[4], bm[4], bl[4];
-            const float4 v0 = __ldg(reinterpret_cast<const float4 *>(xr[nt] + kb + o0));
-            const float4 v1 = __ldg(reinterpret_cast<const float4 *>(xr[nt] + kb + o1));
-            split3(v0.x, v0.y, bh[0], bm[0], bl[0]);
-            split3(v0.z, v0.w, bh[1], bm[1], bl[1]);
-            split3(v1.x, v1.y, bh[2], bm[2], bl[2]);
-            split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
+        for (int u = 0; u < U; u++) {
+            if (c0 + SH_CU_WARPS * u >= n_chunks) break;
+            /* A: rows g (e) and g + 8 (f) of each m tile; mma step s uses pairs 2s, 2s + 1 */
+            unsigned e[WM][4], f[WM][4], el[WM][4], fl[WM][4];
+            float se[WM], sf[WM];
 #pragma unroll
             for (int wm = 0; wm < WM; wm++) {
-                float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
+                decode_a<DT>(ra[u][wm][0], e[wm], el[wm], se[wm]);
+                decode_a<DT>(ra[u][wm][1], f[wm], fl[wm], sf[wm]);
+            }
 #pragma unroll
-                for (int s = 0; s < 2; s++) {
-                    const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
-                    const unsigned b0 = 2 * s, b1 = 2 * s + 1;
-                    mma_bf16(cc, a0, a1, a2, a3, bh[b0], bh[b1]);
-                    mma_bf16(cc, a0, a1, a2, a3, bm[b0], bm[b1]);
-                    mma_bf16(cc, a0, a1, a2, a3, bl[b0], bl[b1]);
-                    if (DT == DT_F16) {
-                        const unsigned l0 = el[wm][2 * s], l1 = fl[wm][2 * s];
-                        const unsigned l2 = el[wm][2 * s + 1], l3 = fl[wm][2 * s + 1];
-                        mma_bf16(cc, l0, l1, l2, l3, bh[b0], bh[b1]);
-                        mma_bf16(cc, l0, l1, l2, l3, bm[b0], bm[b1]);
+            for (int nt = 0; nt < NT; nt++) {
+                /* B: activation row g of this n tile, split into three bf16 terms */
+                unsigned bh[4], bm[4], bl[4];
+                const float4 v0 = xv[u][nt][0], v1 = xv[u][nt][1];
+                split3(v0.x, v0.y, bh[0], bm[0], bl[0]);
+                split3(v0.z, v0.w, bh[1], bm[1], bl[1]);
+                split3(v1.x, v1.y, bh[2], bm[2], bl[2]);
+                split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
+#pragma unroll
+                for (int wm = 0; wm < WM; wm++) {
+                    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
+#pragma unroll
+                    for (int s = 0; s < 2; s++) {
+                        const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
+                        const int b0 = 2 * s, b1 = 2 * s + 1;
+                        mma_bf16(cc, a0, a1, a2, a3, bh[b0], bh[b1]);
+                        mma_bf16(cc, a0, a1, a2, a3, bm[b0], bm[b1]);
+                        mma_bf16(cc, a0, a1, a2, a3, bl[b0], bl[b1]);
+                        if (DT == DT_F16) {
+                            const unsigned l0 = el[wm][2 * s], l1 = fl[wm][2 * s];
+                            const unsigned l2 = el[wm][2 * s + 1], l3 = fl[wm][2 * s + 1];
+                            mma_bf16(cc, l0, l1, l2, l3, bh[b0], bh[b1]);
+                            mma_bf16(cc, l0, l1, l2, l3, bm[b0], bm[b1]);
+                        }
                     }
-                }
-                if (kQuant) {
-                    /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
-                    acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
-                    acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
-                    acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
-                    acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
+                    if (kQuant) {
+                        /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
+                        acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
+                        acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
+                        acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
+                        acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
+                    }
                 }
             }
         }
@@ -373,7 +456,7 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
 }
 
 /* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
-template <int NT, int WM>
+template <int NT, int WM, int SMEM>
 __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2;
@@ -409,7 +492,7 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 
     /* partials of the 4 warps: red[warp][slot][lane], slot = (wm NT + nt) 4 + j */
     constexpr int kPer = WM * NT * 4 * 32;
-    static_assert(SH_CU_WARPS * kPer <= kSmemFloats, "MMA partials exceed shared memory");
+    static_assert(SH_CU_WARPS * kPer <= SMEM, "MMA partials exceed shared memory");
 #pragma unroll
     for (int wm = 0; wm < WM; wm++)
 #pragma unroll
@@ -432,18 +515,19 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 /* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
  * SIMT row tiles or MMA tiles, as its descriptor's path says. */
 template <int S>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
-    __shared__ __align__(16) float smem[kSmemFloats];
+    constexpr int SMEM = smem_floats(S);
+    __shared__ __align__(16) float smem[SMEM];
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const int local = blockIdx.x - __ldg(starts + g);
     const sh_cu_gemm_desc d = descs[g];
     constexpr int MT = S < 8 ? S : 8;
-    constexpr int R = S >= 8 ? 4 : 2;
+    constexpr int R = 4; /* = sh_cu_simt_r */
     constexpr int NT = S <= 8 ? 1 : S / 8;
     constexpr int WM = S <= 8 ? 1 : 2;
-    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM>(d, local, smem);
-    else gemm_simt_body<MT, R>(d, local, smem);
+    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, SMEM>(d, local, smem);
+    else gemm_simt_body<MT, R, SMEM>(d, local, smem);
 }
 
 } // namespace
