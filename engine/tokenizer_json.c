@@ -275,7 +275,7 @@ static shoal_status parse_post(jload *L, const cJSON *o, int depth) {
     } else if (!strcmp(ty, "ByteLevel")) {
         /* offsets only */
     } else if (!strcmp(ty, "BertProcessing") || !strcmp(ty, "RobertaProcessing")) {
-        int32_t cls, sep;
+        int32_t cls = -1, sep = -1;
         SH_TRY(pair_id(o, "cls", &cls));
         SH_TRY(pair_id(o, "sep", &sep));
         L->n_prefix = L->n_suffix = 0;
