@@ -50,7 +50,9 @@ typedef void (*sh_cpu_task)(void *ctx, int64_t begin, int64_t end, int thread);
 typedef struct sh_cpu_pool sh_cpu_pool;
 
 /* Starts n_threads - 1 workers (the caller is thread 0), each pinned to one
- * CPU of the process's affinity mask where allowed. n_threads >= 2. */
+ * CPU of the process's affinity mask where allowed (worker i to the i-th
+ * allowed CPU; the caller's thread is left alone), unless the environment
+ * sets SHOAL_CPU_PIN=0. n_threads >= 2. */
 shoal_status sh_cpu_pool_create(int n_threads, sh_cpu_pool **out);
 void sh_cpu_pool_free(sh_cpu_pool *p); /* NULL is fine */
 

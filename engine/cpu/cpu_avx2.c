@@ -13,6 +13,10 @@
 
 #include "cpu.h"
 
+#ifndef SH_PF_DIST
+#define SH_PF_DIST 12288 /* bytes ahead of the current block (see cpu_avx512.c) */
+#endif
+
 #define SH_T __attribute__((target("avx2,fma,f16c")))
 #define SH_TI static inline __attribute__((target("avx2,fma,f16c"), always_inline))
 
@@ -58,7 +62,9 @@ SH_TI void sh_tile256(int dt, int R, int C, const float *x, int64_t xs, const ui
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
     int64_t nb = K / 32;
+    size_t bb = sh_cpu_row_bytes(dt, 32); /* bytes per 32-block */
     for (int64_t b = 0; b < nb; b++) {
+        for (int c = 0; c < C; c++) _mm_prefetch((const char *)(w + (size_t)c * wrow + (size_t)b * bb + SH_PF_DIST), _MM_HINT_T0);
         for (int q = 0; q < 4; q++) {
             __m256 wv[SH_CPU_TILE_C];
             for (int c = 0; c < C; c++) wv[c] = sh_deq8(dt, w + (size_t)c * wrow, b, q);

@@ -13,6 +13,10 @@
 
 #include "cpu.h"
 
+#ifndef SH_PF_DIST
+#define SH_PF_DIST 12288 /* bytes ahead of the current block (tuned on decode) */
+#endif
+
 #define SH_T __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 #define SH_TI static inline __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c"), always_inline))
 
@@ -50,7 +54,11 @@ SH_TI void sh_tile512(int dt, int R, int C, const float *x, int64_t xs, const ui
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm512_setzero_ps();
     int64_t nb = K / 32;
+    size_t bb = sh_cpu_row_bytes(dt, 32); /* bytes per 32-block */
     for (int64_t b = 0; b < nb; b++) {
+        /* software prefetch: decode streams weights once, and the hardware
+         * prefetchers alone leave the dequantising loop latency-bound */
+        for (int c = 0; c < C; c++) _mm_prefetch((const char *)(w + (size_t)c * wrow + (size_t)b * bb + SH_PF_DIST), _MM_HINT_T0);
         for (int h = 0; h < 2; h++) {
             __m512 wv[SH_CPU_TILE_C];
             for (int c = 0; c < C; c++) wv[c] = sh_deq16(dt, w + (size_t)c * wrow, b, h);

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cpu.h"
@@ -145,6 +146,10 @@ shoal_status sh_cpu_pool_create(int n_threads, sh_cpu_pool **out) {
     cv_ok = 1;
     p->workers = calloc((size_t)(n_threads - 1), sizeof *p->workers);
     if (!p->workers) goto fail;
+    /* SHOAL_CPU_PIN=0 leaves placement to the OS (e.g. on a shared machine,
+     * where a pinned worker cannot move off a busy core) */
+    const char *pin_env = getenv("SHOAL_CPU_PIN");
+    int pin = !(pin_env && strcmp(pin_env, "0") == 0);
     for (int i = 0; i < n_threads - 1; i++) {
         sh_cpu_worker *w = &p->workers[i];
         w->pool = p;
@@ -155,7 +160,7 @@ shoal_status sh_cpu_pool_create(int n_threads, sh_cpu_pool **out) {
             return sh_fail(SHOAL_ERR_NOMEM, "cpu pool: pthread_create failed (%d)", rc);
         }
         p->n_started++;
-        sh_pool_pin(w->th, w->index);
+        if (pin) sh_pool_pin(w->th, w->index);
     }
     *out = p;
     return SHOAL_OK;
