@@ -98,7 +98,7 @@ static double host_read_bandwidth(int nthreads) {
  * ========================================================================== */
 
 typedef struct step_rec {
-    double ms, exec_ms;
+    double ms, exec_ms, sample_ms;
     int rows, decode_rows, prefill_rows, models;
     uint64_t launches, groups, bytes;
 } step_rec;
@@ -126,7 +126,7 @@ static void on_step(const shoal_step_info *in, void *user) {
         lg->v = nv;
         lg->cap = nc;
     }
-    lg->v[lg->n++] = (step_rec){in->ms, in->exec_ms, in->rows, in->decode_rows, in->prefill_rows, in->models,
+    lg->v[lg->n++] = (step_rec){in->ms, in->exec_ms, in->sample_ms, in->rows, in->decode_rows, in->prefill_rows, in->models,
                                 in->launches, in->groups, in->weight_bytes + in->kv_bytes};
     /* a row that ends a feed produced a token: decode rows, plus the first
      * token of each finished prefill (counted at the end exactly) */
@@ -148,7 +148,7 @@ typedef struct run_result {
     double wall_s, agg_tok_s, decode_tok_s, decode_s;
     double ttft50, ttft99, tpot50, tpot99;
     double launches_per_step, launches_per_decode_step, groups_per_launch, rows_per_step;
-    double bytes_per_step, step_ms, achieved, bw;
+    double bytes_per_step, step_ms, exec_ms, sample_ms, achieved, bw;
     const char *bw_kind;
     uint64_t weight_bytes, steps, decode_steps, preemptions, tokens;
     int nthreads;
@@ -227,6 +227,9 @@ static int run_once(const bopts *o, const char *dts, int fused, run_result *rr) 
             goto done;
         }
         rr->bw_kind = "device copy (read+write)";
+    } else if (strcmp(c->be->ops->name, "cpu") != 0) {
+        rr->bw = 0; /* host bandwidth says nothing about a device's memory */
+        rr->bw_kind = "not measured: the backend has no bandwidth probe";
     } else {
         rr->bw = host_read_bandwidth(rr->nthreads);
         rr->bw_kind = "host read";
@@ -290,13 +293,15 @@ static int run_once(const bopts *o, const char *dts, int fused, run_result *rr) 
     rr->launches_per_step = st.launches_per_step;
     rr->groups_per_launch = st.groups_per_launch;
     rr->rows_per_step = st.rows_per_step;
-    double dec_ms = 0, dec_bytes = 0, dec_launches = 0;
+    double dec_ms = 0, dec_exec = 0, dec_sample = 0, dec_bytes = 0, dec_launches = 0;
     uint64_t dec_rows = 0;
     for (int i = 0; i < lg.n; i++) {
         const step_rec *s = &lg.v[i];
         if (s->prefill_rows || !s->decode_rows) continue;
         rr->decode_steps++;
         dec_ms += s->ms;
+        dec_exec += s->exec_ms;
+        dec_sample += s->sample_ms;
         dec_bytes += (double)s->bytes;
         dec_launches += (double)s->launches;
         dec_rows += (uint64_t)s->decode_rows;
@@ -307,6 +312,8 @@ static int run_once(const bopts *o, const char *dts, int fused, run_result *rr) 
         rr->launches_per_decode_step = dec_launches / (double)rr->decode_steps;
         rr->bytes_per_step = dec_bytes / (double)rr->decode_steps;
         rr->step_ms = dec_ms / (double)rr->decode_steps;
+        rr->exec_ms = dec_exec / (double)rr->decode_steps;
+        rr->sample_ms = dec_sample / (double)rr->decode_steps;
         rr->achieved = dec_ms > 0 ? dec_bytes / (dec_ms * 1e-3) : 0;
     }
     rr->ok = 1;
@@ -486,6 +493,8 @@ static void print_run(const bopts *o, const char *dts, const run_result *r, int 
            "%llu steps, %.1f rows/step)\n",
            r->launches_per_decode_step, r->launches_per_step, r->groups_per_launch, o->models,
            (unsigned long long)r->steps, r->rows_per_step);
+    printf("  decode step: %.3f ms = compute %.3f (logits download included) + sampling %.3f + scheduling %.3f\n",
+           r->step_ms, r->exec_ms, r->sample_ms, r->step_ms - r->exec_ms - r->sample_ms);
     printf("  bytes/step:  %.2f MB (weights of all models %.1f MB) in %.3f ms = %.2f GB/s\n", r->bytes_per_step / 1e6,
            (double)r->weight_bytes / 1e6, r->step_ms, r->achieved / 1e9);
     printf("  bandwidth:   %.2f GB/s measured (%s); roofline fraction %.1f%%\n", r->bw / 1e9, r->bw_kind,
@@ -500,12 +509,14 @@ static void json_run(FILE *f, const run_result *r) {
             "\"ttft_ms_p50\":%.4f,\"ttft_ms_p99\":%.4f,\"tpot_ms_p50\":%.4f,\"tpot_ms_p99\":%.4f,"
             "\"launches_per_decode_step\":%.2f,\"launches_per_step\":%.2f,\"groups_per_launch\":%.3f,"
             "\"rows_per_step\":%.2f,\"weight_bytes\":%llu,\"bytes_per_step\":%.0f,\"step_ms\":%.6f,"
+            "\"step_exec_ms\":%.6f,\"step_sample_ms\":%.6f,"
             "\"achieved_bytes_per_s\":%.0f,\"bandwidth_bytes_per_s\":%.0f,\"bandwidth_kind\":\"%s\","
             "\"roofline_fraction\":%.5f,\"preemptions\":%llu}",
             r->device, r->kv_dtype, r->nthreads, r->agg_tok_s, r->wall_s, (unsigned long long)r->tokens,
             r->decode_tok_s, r->decode_s, (unsigned long long)r->decode_steps, (unsigned long long)r->steps, r->ttft50,
             r->ttft99, r->tpot50, r->tpot99, r->launches_per_decode_step, r->launches_per_step, r->groups_per_launch,
-            r->rows_per_step, (unsigned long long)r->weight_bytes, r->bytes_per_step, r->step_ms, r->achieved, r->bw,
+            r->rows_per_step, (unsigned long long)r->weight_bytes, r->bytes_per_step, r->step_ms, r->exec_ms, r->sample_ms,
+            r->achieved, r->bw,
             r->bw_kind, r->bw > 0 ? r->achieved / r->bw : 0.0, (unsigned long long)r->preemptions);
 }
 

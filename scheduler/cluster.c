@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "scheduler.h"
 
@@ -53,7 +54,7 @@ shoal_status shoal_cluster_create(const shoal_cluster_params *params, shoal_clus
     if (p->n_models < 1 || !p->models)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cluster: at least one model is needed");
     if (p->max_queue < 0 || p->max_running < 0 || p->max_batch_rows < 0 || p->prefill_chunk < 0 || p->kv_blocks < 0 ||
-        p->n_threads < 0)
+        p->n_threads < 0 || p->sample_threads < 0 || p->sample_threads > 256)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cluster: limits must not be negative");
     for (int i = 0; i < p->n_models; i++) {
         const char *nm = p->models[i].name;
@@ -128,6 +129,17 @@ shoal_status shoal_cluster_create(const shoal_cluster_params *params, shoal_clus
     if (s != SHOAL_OK) goto fail;
     s = sh_exec_create(c->be, c->pool, &c->ex);
     if (s != SHOAL_OK) goto fail;
+    /* sampling helpers: the CPU backend's own threads are busy computing, so
+     * only accelerator clusters get them by default */
+    int n_samplers = p->sample_threads;
+    if (n_samplers == 0 && strcmp(c->be->ops->name, "cpu") != 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        n_samplers = ncpu > 1 ? (int)(ncpu - 1 < 8 ? ncpu - 1 : 8) : 0;
+    }
+    if (n_samplers > 0) {
+        s = sh_spool_create(c, n_samplers, &c->spool);
+        if (s != SHOAL_OK) goto fail;
+    }
     if (c->p.threaded) {
         if (pthread_create(&c->thread, NULL, sh_sched_thread, c) != 0) {
             s = sh_fail(SHOAL_ERR_NOMEM, "cluster: cannot start the scheduler thread");
@@ -161,6 +173,7 @@ void shoal_cluster_free(shoal_cluster *c) {
                     "the cluster was freed");
     pthread_mutex_unlock(&c->mu);
     sh_fin_run(fin);
+    sh_spool_free(c->spool);
     sh_exec_free(c->ex);
     sh_kv_pool_free(c->pool);
     for (int i = 0; i < c->n_models; i++) shoal_model_free(c->models[i].m);
@@ -172,6 +185,8 @@ void shoal_cluster_free(shoal_cluster *c) {
     free(c->breq);
     free(c->brows);
     free(c->logits);
+    free(c->sampled);
+    free(c->to_sample);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv_work);
     pthread_cond_destroy(&c->cv_idle);

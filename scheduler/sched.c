@@ -157,7 +157,11 @@ static shoal_status plan_add(shoal_cluster *c, plan *pl, shoal_request *r, int r
         if (nr) c->breq = nr;
         int *nw = realloc(c->brows, (size_t)nc * sizeof *nw);
         if (nw) c->brows = nw;
-        if (!nb || !nr || !nw) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+        int32_t *ns = realloc(c->sampled, (size_t)nc * sizeof *ns);
+        if (ns) c->sampled = ns;
+        int *nt = realloc(c->to_sample, (size_t)nc * sizeof *nt);
+        if (nt) c->to_sample = nt;
+        if (!nb || !nr || !nw || !ns || !nt) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
         c->cap_batch = nc;
     }
     c->breq[pl->n] = r;
@@ -295,6 +299,105 @@ static shoal_status make_plan(shoal_cluster *c, int only, plan *pl, shoal_reques
 }
 
 /* ============================================================================
+ * Parallel sampling
+ * ========================================================================== */
+
+/* Samples the sequences of items [next...) until none is left. Sampling a
+ * sequence touches only that request (its logits, history and rng). */
+static void sample_items(shoal_cluster *c, const int *items, int n_items, atomic_int *next) {
+    for (;;) {
+        int k = atomic_fetch_add(next, 1);
+        if (k >= n_items) return;
+        int i = items[k];
+        shoal_request *r = c->breq[i];
+        c->sampled[i] = sh_sample(c->batch[i].logits, r->m->hp.n_vocab, &r->sp, r->ids, r->n_ids, &r->rng);
+    }
+}
+
+static void *spool_main(void *arg) {
+    sh_spool *sp = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&sp->mu);
+    for (;;) {
+        while (!sp->stop && sp->gen == seen) pthread_cond_wait(&sp->cv_go, &sp->mu);
+        if (sp->stop) break;
+        seen = sp->gen;
+        shoal_cluster *c = sp->c;
+        const int *items = sp->items;
+        int n_items = sp->n_items;
+        pthread_mutex_unlock(&sp->mu);
+        sample_items(c, items, n_items, &sp->next);
+        pthread_mutex_lock(&sp->mu);
+        if (--sp->busy == 0) pthread_cond_signal(&sp->cv_done);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return NULL;
+}
+
+shoal_status sh_spool_create(shoal_cluster *c, int n, sh_spool **out) {
+    *out = NULL;
+    sh_spool *sp = calloc(1, sizeof *sp);
+    if (!sp) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    sp->th = calloc((size_t)n, sizeof *sp->th);
+    if (!sp->th) {
+        free(sp);
+        return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_init(&sp->mu, NULL);
+    pthread_cond_init(&sp->cv_go, NULL);
+    pthread_cond_init(&sp->cv_done, NULL);
+    sp->c = c;
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&sp->th[i], NULL, spool_main, sp) != 0) break;
+        sp->n++;
+    }
+    if (sp->n == 0) {
+        sh_spool_free(sp);
+        return sh_fail(SHOAL_ERR_NOMEM, "cluster: cannot start sampling threads");
+    }
+    *out = sp;
+    return SHOAL_OK;
+}
+
+void sh_spool_free(sh_spool *sp) {
+    if (!sp) return;
+    pthread_mutex_lock(&sp->mu);
+    sp->stop = 1;
+    pthread_cond_broadcast(&sp->cv_go);
+    pthread_mutex_unlock(&sp->mu);
+    for (int i = 0; i < sp->n; i++) pthread_join(sp->th[i], NULL);
+    pthread_mutex_destroy(&sp->mu);
+    pthread_cond_destroy(&sp->cv_go);
+    pthread_cond_destroy(&sp->cv_done);
+    free(sp->th);
+    free(sp);
+}
+
+/* Fills c->sampled[i] for every batch index in items, helpers joining in when
+ * there are enough sequences to pay for waking them. */
+static void sample_all(shoal_cluster *c, const int *items, int n_items) {
+    sh_spool *sp = c->spool;
+    if (!sp || n_items < 8) {
+        atomic_int next;
+        atomic_init(&next, 0);
+        sample_items(c, items, n_items, &next);
+        return;
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->items = items;
+    sp->n_items = n_items;
+    atomic_store(&sp->next, 0);
+    sp->busy = sp->n;
+    sp->gen++;
+    pthread_cond_broadcast(&sp->cv_go);
+    pthread_mutex_unlock(&sp->mu);
+    sample_items(c, items, n_items, &sp->next);
+    pthread_mutex_lock(&sp->mu);
+    while (sp->busy > 0) pthread_cond_wait(&sp->cv_done, &sp->mu);
+    pthread_mutex_unlock(&sp->mu);
+}
+
+/* ============================================================================
  * The step
  * ========================================================================== */
 
@@ -401,7 +504,12 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
 
     /* ---- sample, stream, decide (no lock: in_step keeps others off) ---- */
     int n_fin = 0;
+    double ts0 = sh_now_ms();
     if (s == SHOAL_OK) {
+        int n_items = 0;
+        for (int i = 0; i < n; i++)
+            if (c->batch[i].out == SH_OUT_LAST) c->to_sample[n_items++] = i;
+        sample_all(c, c->to_sample, n_items);
         double now = sh_now_ms();
         for (int i = 0; i < n; i++) {
             shoal_request *r = c->breq[i];
@@ -414,8 +522,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
                 continue;
             }
             if (b->out == SH_OUT_LAST) {
-                int nv = r->m->hp.n_vocab;
-                int32_t id = sh_sample(b->logits, nv, &r->sp, r->ids, r->n_ids, &r->rng);
+                int32_t id = c->sampled[i];
                 int g = r->n_ids - r->n_prompt;
                 r->ids[r->n_ids++] = id;
                 r->token_ms[g] = now - r->t_submit;
@@ -432,6 +539,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
             }
         }
     }
+    info.sample_ms = sh_now_ms() - ts0;
     const char *err = s == SHOAL_OK ? NULL : shoal_last_error();
     char errbuf[256];
     if (err) snprintf(errbuf, sizeof errbuf, "%s", err);

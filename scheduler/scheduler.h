@@ -87,6 +87,25 @@ struct shoal_request {
     char message[256];
 };
 
+/* Host threads that sample a step's sequences in parallel (greedy argmax
+ * over a 49k vocabulary is ~50 us a row; 128 rows would cost ~6 ms). The
+ * stepper publishes a job, helpers and the stepper take items by an atomic
+ * counter, and the stepper waits for the helpers to go idle. */
+typedef struct sh_spool {
+    pthread_t *th;              /* (n) helpers */
+    int n;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_go, cv_done;
+    uint64_t gen;               /* job generation; helpers wait for a new one */
+    int stop;
+    int busy;                   /* helpers still in the current job */
+    /* the job: items [0, n_items) of `items` */
+    struct shoal_cluster *c;
+    const int *items;           /* batch indices of sequences to sample */
+    int n_items;
+    atomic_int next;
+} sh_spool;
+
 struct shoal_cluster {
     shoal_cluster_params p;     /* resolved limits; models/device not kept */
     char device[64];
@@ -118,6 +137,9 @@ struct shoal_cluster {
     int cap_batch;
     float *logits;
     size_t cap_logits;
+    int32_t *sampled;           /* (cap_batch) token sampled for batch entry i */
+    int *to_sample;             /* (cap_batch) batch indices with logits */
+    sh_spool *spool;            /* NULL: sample on the stepper alone */
 
     shoal_cluster_stats st;
 };
@@ -131,6 +153,9 @@ shoal_status sh_queue_insert(shoal_cluster *c, shoal_request *r);
 /* Removes r from the queue / running set (c->mu held). */
 void sh_queue_remove(shoal_cluster *c, shoal_request *r);
 void sh_running_remove(shoal_cluster *c, shoal_request *r);
+/* Starts n sampling helpers (n >= 1). */
+shoal_status sh_spool_create(shoal_cluster *c, int n, sh_spool **out);
+void sh_spool_free(sh_spool *sp);
 /* One iteration (see shoal_cluster_step); the caller is the only stepper. */
 shoal_status sh_sched_step(shoal_cluster *c, int *did_work);
 /* The scheduler thread's body. */

@@ -19,6 +19,7 @@
 #include "shoal.h"
 
 static const char *g_fix;
+static int g_samplers; /* sampling helpers for manual clusters */
 static char g_paths[8][1100];
 
 /* ============================================================================
@@ -67,6 +68,7 @@ static shoal_cluster *make_cluster(const shoal_cluster_model *ms, int n, int thr
     cp.n_models = n;
     cp.n_threads = 1;
     cp.threaded = threaded;
+    cp.sample_threads = threaded ? 3 : g_samplers; /* the parallel sampler too */
     cp.kv_blocks = kv_blocks;
     if (rows) cp.max_batch_rows = rows;
     if (chunk) cp.prefill_chunk = chunk;
@@ -168,8 +170,8 @@ static void test_exact_mixed(void) {
         for (int k = 1; k < res.n_tokens; k++) CHECK(res.token_ms[k] >= res.token_ms[k - 1], "token times rise");
         shoal_request_free(j->r);
     }
-    printf("exact mixed: %d/%d sequences equal alone, %llu steps, %.1f launches/step, %.2f groups/launch\n",
-           mixed_ok, NJ, (unsigned long long)st.steps, st.launches_per_step, st.groups_per_launch);
+    printf("exact mixed (%d sampling helpers): %d/%d sequences equal alone, %llu steps, %.1f launches/step, %.2f groups/launch\n",
+           g_samplers, mixed_ok, NJ, (unsigned long long)st.steps, st.launches_per_step, st.groups_per_launch);
     shoal_cluster_free(c);
 }
 
@@ -742,6 +744,9 @@ int main(void) {
     test_cancel();
     test_launches();
     test_exact_mixed();
+    g_samplers = 2; /* again with sequences sampled on helper threads */
+    test_exact_mixed();
+    g_samplers = 0;
     test_preempt();
     test_threaded();
     test_embed_and_config();

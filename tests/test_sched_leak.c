@@ -67,6 +67,7 @@ static void run(int threaded, int n_total) {
     cp.n_models = 3;
     cp.n_threads = 1;
     cp.threaded = threaded;
+    cp.sample_threads = threaded ? 2 : 0; /* the parallel sampler too */
     cp.kv_blocks = 24;
     cp.max_queue = 48;
     cp.max_batch_rows = 64;

@@ -202,7 +202,8 @@ typedef struct shoal_step_info {
     uint64_t weight_bytes; /* bytes of the weights of the models present */
     uint64_t kv_bytes;     /* KV bytes attention read (positions x layers x K,V x width) */
     double ms;             /* wall time: plan + compute + sampling + callbacks */
-    double exec_ms;        /* the fused compute call alone */
+    double exec_ms;        /* the fused compute call alone (logits download included) */
+    double sample_ms;      /* host sampling and token callbacks */
 } shoal_step_info;
 
 typedef void (*shoal_step_cb)(const shoal_step_info *info, void *user);
@@ -226,6 +227,9 @@ typedef struct shoal_cluster_params {
                          * shoal_cluster_run_until_idle (deterministic tests) */
     int fused;          /* 1 (default): every model in one step; 0: one model per
                          * step, round robin (the unfused baseline) */
+    int sample_threads; /* extra host threads sampling a step's sequences in
+                         * parallel; 0 = none on the CPU device (its threads
+                         * compute), min(8, cores - 1) on accelerators */
     shoal_step_cb on_step; /* (optional) after every step, on the stepping thread */
     void *step_user;
 } shoal_cluster_params;
