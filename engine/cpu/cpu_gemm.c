@@ -17,19 +17,32 @@
 
 /* ---- scalar kernels: the reference path -------------------------------- */
 
-/* out = sum_k x[k] w[k]: 8 lane partial sums over each dequantised 32-block,
- * lanes summed pairwise at the end. */
-static float sh_dot_scalar(int dt, const float *x, const uint8_t *wrow, int K) {
-    float lane[8] = {0};
+/* 8 float lanes in a generic vector: compilers lower it to whatever SIMD
+ * the base target has (SSE2 on x86-64, NEON on aarch64). */
+typedef float sh_v8 __attribute__((vector_size(32)));
+
+/* out = sum_k x[k] w[k]: lane j of the accumulator sums elements 8i + j of
+ * each dequantised 32-block; lanes summed pairwise at the end. */
+static inline __attribute__((always_inline)) float sh_dot_scalar(int dt, const float *x, const uint8_t *wrow, int K) {
+    sh_v8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
     float wb[32], xb[32];
     int64_t nb = (K + 31) / 32;
     for (int64_t b = 0; b < nb; b++) {
         int n = K - (int)(b * 32) < 32 ? K - (int)(b * 32) : 32;
         sh_cpu_dequant_block(dt, wrow, b, n, wb);
-        for (int i = 0; i < 32; i++) xb[i] = i < n ? x[b * 32 + i] : 0.0f;
-        for (int i = 0; i < 32; i++) lane[i & 7] += xb[i] * wb[i];
+        const float *xs = x + b * 32;
+        if (n < 32) {
+            for (int i = 0; i < 32; i++) xb[i] = i < n ? xs[i] : 0.0f;
+            xs = xb;
+        }
+        for (int i = 0; i < 32; i += 8) {
+            sh_v8 xv, wv;
+            memcpy(&xv, xs + i, sizeof xv);
+            memcpy(&wv, wb + i, sizeof wv);
+            acc += xv * wv;
+        }
     }
-    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
 #define SH_SCALAR_TILE(NAME, DT)                                                              \
