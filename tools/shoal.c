@@ -153,6 +153,14 @@ int cli_parse(int argc, char **argv, cli_opts *o) {
             if (!cli_parse_int(v, 0, INT32_MAX, &lv)) return cli_die("bad seed '%s'", v);
             o->seed = (uint64_t)lv;
         } else if (!strcmp(a, "--stop")) { NEED_VALUE(); o->stop = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { NEED_VALUE(); o->prompt = v; }
+        else if (!strcmp(a, "--text")) { NEED_VALUE(); o->text = v; }
+        else if (!strcmp(a, "--file")) { NEED_VALUE(); o->file = v; }
+        else if (!strcmp(a, "--format")) { NEED_VALUE(); o->format = v; }
+        else if (!strcmp(a, "--template")) { NEED_VALUE(); o->chat_template = v; }
+        else if (!strcmp(a, "--system")) { NEED_VALUE(); o->system = v; }
+        else if (!strcmp(a, "--no-special")) o->no_special = 1;
+        else if (!strcmp(a, "--echo")) o->echo = 1;
         else if (!strcmp(a, "--print-ids")) o->print_ids = 1;
         else if (!strcmp(a, "--tensors")) o->tensors = 1;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1;
