@@ -71,6 +71,7 @@ void sh_fin_push(shoal_cluster *c, shoal_request **list, shoal_request *r, shoal
         va_end(ap);
     }
     r->t_done = sh_now_ms();
+    c->n_finishing++;
     if (status == SHOAL_OK) c->st.completed++;
     else if (status == SHOAL_ERR_CANCELLED) c->st.cancelled++;
     else c->st.failed++;
@@ -96,6 +97,12 @@ void sh_fin_run(shoal_request *list) {
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
         if (r->on_done) r->on_done(r, r->user);
+        /* idle only once every finished request is visible as finished */
+        shoal_cluster *c = r->c;
+        pthread_mutex_lock(&c->mu);
+        if (--c->n_finishing == 0 && !c->n_queue && !c->n_running && !c->in_step)
+            pthread_cond_broadcast(&c->cv_idle);
+        pthread_mutex_unlock(&c->mu);
         sh_req_unref(r);
     }
 }
@@ -332,7 +339,6 @@ shoal_status shoal_request_cancel(shoal_request *r) {
         sh_fin_push(c, &list, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
     else if (r->where == SH_REQ_RUNNING)
         r->cancel = 1; /* the stepper frees its KV right after the step in flight */
-    if (!c->n_queue && !c->n_running && !c->in_step) pthread_cond_broadcast(&c->cv_idle);
     pthread_mutex_unlock(&c->mu);
     sh_fin_run(list);
     return SHOAL_OK;

@@ -607,7 +607,7 @@ shoal_status shoal_cluster_run_until_idle(shoal_cluster *c) {
     if (!c) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_cluster_run_until_idle: cluster is NULL");
     if (c->has_thread) {
         pthread_mutex_lock(&c->mu);
-        while (c->n_queue || c->n_running || c->in_step) pthread_cond_wait(&c->cv_idle, &c->mu);
+        while (c->n_queue || c->n_running || c->in_step || c->n_finishing) pthread_cond_wait(&c->cv_idle, &c->mu);
         pthread_mutex_unlock(&c->mu);
         return SHOAL_OK;
     }

@@ -122,6 +122,7 @@ struct shoal_cluster {
     pthread_t thread;
     int has_thread, stop;
     int in_step;                /* a stepper is between plan and commit */
+    int n_finishing;            /* pushed by sh_fin_push, not yet through sh_fin_run */
 
     shoal_request **queue;      /* (n_queue) best first: priority, deadline, age */
     int n_queue, cap_queue;
