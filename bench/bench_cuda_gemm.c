@@ -173,6 +173,52 @@ static double time_layer(const layer_sets *L, int m, int mode, int trials, int r
     return med;
 }
 
+/* Median microseconds per layer when one step holding every weight set's
+ * layer (grouped: one call each; else one call per model) is captured in a
+ * CUDA graph and replayed: no host launch cost, one descriptor copy. */
+static double time_graph(const layer_sets *L, int m, int grouped, int trials, int reps) {
+    /* the same step, uncaptured, until every staging buffer and the device
+     * descriptor arena have grown to it (growing syncs, which capture forbids) */
+    for (int i = 0; i < 5; i++) {
+        if (sh_be_step_begin(be) != SHOAL_OK) die("step_begin");
+        for (int set = 0; set < L->n_sets; set++) issue(L, set, m, grouped ? MODE_GROUPED : MODE_SEPARATE);
+        if (sh_be_step_end(be) != SHOAL_OK) die("step_end");
+    }
+    if (sh_be_sync(be) != SHOAL_OK) die("sync");
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    cu_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "begin capture");
+    if (sh_be_step_begin(be) != SHOAL_OK) die("step_begin");
+    for (int set = 0; set < L->n_sets; set++) issue(L, set, m, grouped ? MODE_GROUPED : MODE_SEPARATE);
+    if (sh_be_step_end(be) != SHOAL_OK) die("step_end");
+    cu_check(cudaStreamEndCapture(stream, &graph), "end capture");
+    cu_check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    cudaEvent_t e0, e1;
+    cu_check(cudaEventCreate(&e0), "event");
+    cu_check(cudaEventCreate(&e1), "event");
+    int per = reps / L->n_sets > 0 ? reps / L->n_sets : 1;
+    for (int i = 0; i < 3; i++) cu_check(cudaGraphLaunch(exec, stream), "graph launch");
+    double *t = malloc((size_t)trials * sizeof(double));
+    for (int tr = 0; tr < trials; tr++) {
+        cu_check(cudaEventRecord(e0, stream), "record");
+        for (int r = 0; r < per; r++) cu_check(cudaGraphLaunch(exec, stream), "graph launch");
+        cu_check(cudaEventRecord(e1, stream), "record");
+        cu_check(cudaEventSynchronize(e1), "sync");
+        float ms = 0;
+        cu_check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+        t[tr] = 1000.0 * ms / ((double)per * L->n_sets);
+    }
+    qsort(t, (size_t)trials, sizeof *t, cmp_double);
+    double med = t[trials / 2];
+    free(t);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    if (sh_be_sync(be) != SHOAL_OK) die("sync");
+    return med;
+}
+
 static double weight_bytes(const layer_sets *L) {
     double rb = L->dt == SH_BF16 ? L->k * 2.0 : L->dt == SH_Q8_0 ? L->k / 32 * 34.0 : L->k / 32 * 18.0;
     return rb * L->n;
@@ -327,6 +373,24 @@ int main(int argc, char **argv) {
             if (t[MODE_SEPARATE_STEP] / t[MODE_GROUPED_STEP] < min_speedup_step)
                 min_speedup_step = t[MODE_SEPARATE_STEP] / t[MODE_GROUPED_STEP];
         }
+        /* launch costs: CUDA graph replay, and programmatic dependent launch off */
+        for (int mi = 0; mi < (quick ? 1 : 2); mi++) {
+            int m = mi ? 16 : 1;
+            double gs = time_graph(&L, m, 0, trials, 4 * reps);
+            double gg = time_graph(&L, m, 1, trials, 4 * reps);
+            add_row(&L, m, "separate, CUDA graph", gs, 0);
+            add_row(&L, m, "grouped, CUDA graph", gg, gs / gg);
+            sh_cuda_set_pdl(be, 0);
+            double ns = time_layer(&L, m, MODE_SEPARATE_STEP, trials, reps);
+            double n32 = time_layer(&L, m, MODE_GROUPED_32, trials, reps);
+            double gsn = time_graph(&L, m, 0, trials, 4 * reps);
+            double ggn = time_graph(&L, m, 1, trials, 4 * reps);
+            sh_cuda_set_pdl(be, 1);
+            add_row(&L, m, "separate, in a step, no PDL", ns, 0);
+            add_row(&L, m, "grouped, 32 per step, no PDL", n32, 0);
+            add_row(&L, m, "separate, CUDA graph, no PDL", gsn, 0);
+            add_row(&L, m, "grouped, CUDA graph, no PDL", ggn, gsn / ggn);
+        }
         /* 2. kernel paths, grouped, 32 layers per step (kernel time + launch gaps) */
         static const int Mp[] = {1, 2, 4, 8, 16, 32, 64};
         for (int mi = 0; mi < (quick ? 4 : 7); mi++) {
@@ -403,7 +467,9 @@ int main(int argc, char **argv) {
                 N_MODELS, trials, reps, copy_gbps);
         fprintf(f, "Modes: *separate* = one call per model, each a descriptor copy + a launch; *grouped* = one call "
                    "for all models; *in a step* = the calls of one layer between step_begin/step_end (one "
-                   "descriptor copy); *32 per step* = 32 grouped layers in one step (kernel time + launch gaps).\n\n");
+                   "descriptor copy); *32 per step* = 32 grouped layers in one step (kernel time + launch gaps); "
+                   "*CUDA graph* = one step holding the layer of every weight set, captured once and replayed (no "
+                   "host launch cost). Launches use programmatic dependent launch unless the row says *no PDL*.\n\n");
         fprintf(f, "| models | N | K | dtype | M | mode | us / layer | GB/s | %% of copy bw | grouped speed-up |\n");
         fprintf(f, "| ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
         for (int i = 0; i < n_rows; i++) {

@@ -18,7 +18,9 @@
  *       act 2e-6 (expf/tanhf/erff: CUDA's are within 2 ulp, glibc's 1).
  *     Outputs start poisoned (NaN), so an unwritten element fails, and the
  *     padding of every view must come back unchanged.
- *  3. A step (step_begin .. step_end) of dependent ops, calls with thousands
+ *  3. A step (step_begin .. step_end) of dependent ops, a chain of 60
+ *     dependent kernels (with and without programmatic dependent launch),
+ *     calls with thousands
  *     of groups (descriptor staging growth) and many calls in a row (the
  *     staging ring), and device-side range errors reported by sync.
  *
@@ -561,6 +563,40 @@ static void test_step(void) {
     mb_free(&w2);
 }
 
+/* 30 rounds of b = a W^T (bf16, M = 3, decode-sized and MMA), a = rmsnorm(b
+ * + a) in one step: every kernel reads what the previous one wrote, so a
+ * kernel that touched activations before its programmatic-launch wait
+ * would read stale rows. */
+static void test_chain(const char *label) {
+    opr_rng r = {6060};
+    const int M = 3, D = 128;
+    fview a, b;
+    fv_new(&a, &r, M, D, D, 0, -1, 1, 0);
+    fv_new(&b, &r, M, D, D, 0, 0, 0, 1);
+    mbuf w;
+    uint8_t *wb = opr_weight_bytes(&r, SH_BF16, D, D);
+    mb_new(&w, wb, opr_row_bytes(SH_BF16, D) * D);
+    free(wb);
+    for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+        sh_backend *be = on_gpu ? gpu : cpu;
+        OK(sh_be_step_begin(be));
+        for (int it = 0; it < 30; it++) {
+            sh_gemm_group g = {{mb(&w, on_gpu), SH_BF16, D, D}, NULL, fv_view(&a, on_gpu), fv_view(&b, on_gpu), 0};
+            OK(sh_be_gemm(be, 1, &g));
+            sh_norm_group n = {fv_view(&b, on_gpu), fv_view(&a, on_gpu), NULL, NULL, 1e-6f, SH_NORM_RMS,
+                               fv_view(&a, on_gpu)};
+            OK(sh_be_norm(be, 1, &n));
+        }
+        OK(sh_be_step_end(be));
+    }
+    OK(sh_be_sync(gpu));
+    /* errors compound over 30 rounds; each round is within 1e-5 */
+    expect_close(label, 0, &a, 1e-4, SH_OP_NORM);
+    mb_free(&a.m);
+    mb_free(&b.m);
+    mb_free(&w);
+}
+
 /* ---- many groups, many calls --------------------------------------------- */
 
 static void test_many(void) {
@@ -689,6 +725,12 @@ int main(int argc, char **argv) {
     test_attn_mixed();
     test_step();
     test_many();
+    test_chain("chain (pdl)");
+    /* the same without programmatic dependent launch */
+    OK(sh_cuda_set_pdl(gpu, 0));
+    test_step();
+    test_chain("chain (no pdl)");
+    OK(sh_cuda_set_pdl(gpu, 1));
     OK(sh_be_sync(gpu));
 
     printf("largest error vs the CPU backend:");

@@ -29,6 +29,14 @@ timeout ${CS_TIMEOUT:-240} "$CS" --tool memcheck --leak-check full --report-api-
 rc_mc=$?
 grep -m 20 -E "Invalid|Error|ERROR SUMMARY|passed" "$OUT/memcheck.log"
 
+if [ "${RACECHECK:-1}" = 1 ]; then
+  echo "== compute-sanitizer racecheck (test_cuda_ops --quick)"
+  timeout ${RC_TIMEOUT:-180} "$CS" --tool racecheck --racecheck-report all --error-exitcode 9 "$BIN/test_cuda_ops" --quick \
+    >"$OUT/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  grep -m 20 -E "RACECHECK SUMMARY|hazard|Race|passed" "$OUT/racecheck.log"
+fi
+
 echo "== bench_cuda_gemm"
 timeout ${BENCH_TIMEOUT:-200} "$BIN/bench_cuda_gemm" --out "$OUT" >"$OUT/bench.log" 2>&1
 rc_bench=$?

@@ -73,6 +73,8 @@ __global__ void __launch_bounds__(kThreads)
 
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int local = blockIdx.x - __ldg(starts + g);
     const int row = local / d.n_head, head = local % d.n_head;
     const int hd = d.head_dim;
@@ -181,11 +183,10 @@ __global__ void __launch_bounds__(kThreads)
 extern "C" cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a) {
     const sh_cu_attn_desc *desc = static_cast<const sh_cu_attn_desc *>(a->desc);
     switch (a->variant) {
-    case 1: attn_kernel<1><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
-    case 2: attn_kernel<2><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
-    case 4: attn_kernel<4><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
-    case 8: attn_kernel<8><<<a->n_blocks, kThreads, 0, s>>>(desc, a->starts, a->n_groups, a->err); break;
+    case 1: return sh_cu_launch_k(attn_kernel<1>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups, a->err);
+    case 2: return sh_cu_launch_k(attn_kernel<2>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups, a->err);
+    case 4: return sh_cu_launch_k(attn_kernel<4>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups, a->err);
+    case 8: return sh_cu_launch_k(attn_kernel<8>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups, a->err);
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
 }

@@ -13,6 +13,11 @@
  * layout a captured CUDA graph can replay. upload/download/free/sync flush
  * first, so work stays in call order.
  *
+ * Launches use programmatic dependent launch (Hopper): a kernel may start
+ * while the previous one finishes, doing its group lookup and weight loads,
+ * and waits (griddepcontrol.wait) before it touches activations. Memory
+ * copies keep their ordinary stream order. SHOAL_CUDA_PDL=0 turns it off.
+ *
  * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
  * after the event recorded behind its last copy has completed, so the host
  * may run several flushes ahead of the device. The device arena is single:
@@ -69,6 +74,7 @@ typedef struct sh_cu_backend {
     int *d_err;              /* device error word (SH_CU_ERR_* bits) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
+    int pdl;                 /* launch with programmatic dependent launch */
 } sh_cu_backend;
 
 static const sh_backend_ops sh_cu_ops;
@@ -202,7 +208,7 @@ static shoal_status cu_flush(sh_cu_backend *cb) {
     for (int i = 0; i < n_recs; i++) {
         const sh_cu_launch_rec *r = &cb->recs[i];
         sh_cu_launch_args a = {cb->arena + r->desc_off, (const int32_t *)(cb->arena + r->starts_off), r->n_groups,
-                               r->n_blocks, r->variant, cb->d_err};
+                               r->n_blocks, r->variant, cb->d_err, cb->pdl};
         cudaError_t e = r->fn(cb->stream, &a);
         if (e != cudaSuccess) return cu_fail(e, "kernel launch");
     }
@@ -635,6 +641,8 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
     cb->device = device_index;
     cb->gemm_path = SH_CUDA_GEMM_AUTO;
+    const char *pdl_env = getenv("SHOAL_CUDA_PDL");
+    cb->pdl = !(pdl_env && strcmp(pdl_env, "0") == 0);
 
     if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
@@ -682,6 +690,15 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path) {
     if (path != SH_CUDA_GEMM_AUTO && path != SH_CUDA_GEMM_SIMT && path != SH_CUDA_GEMM_MMA)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_path: unknown path %d", (int)path);
     cb->gemm_path = path;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_pdl(sh_backend *be, int on) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_pdl: not a CUDA backend");
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb)); /* queued launches keep the setting they were queued under */
+    cb->pdl = on != 0;
     return SHOAL_OK;
 }
 

@@ -47,6 +47,11 @@ typedef enum sh_cuda_gemm_path {
  * sh_cuda_backend_create). Returns SHOAL_ERR_INVALID_ARG otherwise. */
 shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
 
+/* Programmatic dependent launch on (1, the default unless the environment
+ * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes
+ * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */
+shoal_status sh_cuda_set_pdl(sh_backend *be, int on);
+
 /* The backend's stream (a cudaStream_t), for benchmarks that time with CUDA
  * events on it. NULL if be is not a CUDA backend. */
 void *sh_cuda_stream(sh_backend *be);

@@ -32,6 +32,35 @@ __device__ __forceinline__ int sh_find_group(const int32_t *__restrict__ starts,
     return lo;
 }
 
+/* Programmatic dependent launch (sm_90). Every kernel triggers its
+ * dependents at entry, so the next kernel of the stream may start while
+ * this one runs; the next kernel does what depends on no earlier kernel
+ * (group lookup, descriptors, weights) and then waits in pdl_wait() for
+ * the earlier grids to complete and their writes to be visible, before it
+ * reads activations, ids, positions or the KV pool, or writes anything.
+ * Without the launch attribute both are no-ops. */
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
+/* Launches kernel on a grid of `blocks` x `threads` on stream s, with
+ * programmatic stream serialization when pdl is set. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t sh_cu_launch_k(void (*kernel)(KArgs...), int blocks, int threads, cudaStream_t s, int pdl,
+                                         Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)blocks);
+    cfg.blockDim = dim3((unsigned)threads);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);

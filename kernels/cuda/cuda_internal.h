@@ -142,6 +142,7 @@ typedef struct sh_cu_launch_args {
     int n_blocks;           /* starts[n_groups], > 0 */
     int variant;            /* op specific (GEMM: the shape class S; attn: head dims per lane) */
     int *err;               /* device error word */
+    int pdl;                /* launch with programmatic stream serialization */
 } sh_cu_launch_args;
 
 typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);

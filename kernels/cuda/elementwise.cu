@@ -18,6 +18,8 @@ __global__ void __launch_bounds__(kRowThreads)
                     int *err) {
     const int g = sh_find_group(starts, n, blockIdx.x);
     const sh_cu_get_rows_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
     const int id = __ldg(d.ids + r);
     const bool ok = id >= 0 && id < d.n_out;
@@ -40,6 +42,8 @@ __global__ void __launch_bounds__(kRowThreads)
     __shared__ float red[32];
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_norm_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
     float *x = d.x + (int64_t)r * d.x_stride;
     const float *add = d.add ? d.add + (int64_t)r * d.add_stride : nullptr;
@@ -87,6 +91,8 @@ __global__ void __launch_bounds__(kRowThreads)
     rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_rope_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
     float *x = d.x + (int64_t)r * d.stride;
     const double p = (double)__ldg(d.pos + r), lt = log((double)d.theta);
@@ -120,6 +126,8 @@ __global__ void __launch_bounds__(kRowThreads)
                     int *err) {
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_kv_write_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
     const int p = __ldg(d.pos + r);
     const int32_t blk = __ldg(d.kv.block_table + p / SH_KV_TOKENS);
@@ -154,6 +162,8 @@ __global__ void __launch_bounds__(kRowThreads)
     act_kernel(const sh_cu_act_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_act_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
     const float *a = d.a + (int64_t)r * d.a_stride;
     const float *b = d.b ? d.b + (int64_t)r * d.b_stride : nullptr;
@@ -181,6 +191,8 @@ __global__ void __launch_bounds__(kRowThreads)
     __shared__ float red[32];
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_pool_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     float sq = 0.0f;
     for (int c = threadIdx.x; c < d.n; c += kRowThreads) {
         float s = 0.0f;
@@ -199,37 +211,31 @@ __global__ void __launch_bounds__(kRowThreads)
 
 /* One block per row (pool: per group), kRowThreads threads each. */
 extern "C" cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a) {
-    get_rows_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_get_rows_desc *>(a->desc),
-                                                        a->starts, a->n_groups, a->err);
-    return cudaGetLastError();
+    return sh_cu_launch_k(get_rows_kernel, a->n_blocks, kRowThreads, s, a->pdl,
+                          static_cast<const sh_cu_get_rows_desc *>(a->desc), a->starts, a->n_groups, a->err);
 }
 
 extern "C" cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a) {
-    norm_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_norm_desc *>(a->desc), a->starts,
-                                                    a->n_groups);
-    return cudaGetLastError();
+    return sh_cu_launch_k(norm_kernel, a->n_blocks, kRowThreads, s, a->pdl,
+                          static_cast<const sh_cu_norm_desc *>(a->desc), a->starts, a->n_groups);
 }
 
 extern "C" cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a) {
-    rope_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_rope_desc *>(a->desc), a->starts,
-                                                    a->n_groups);
-    return cudaGetLastError();
+    return sh_cu_launch_k(rope_kernel, a->n_blocks, kRowThreads, s, a->pdl,
+                          static_cast<const sh_cu_rope_desc *>(a->desc), a->starts, a->n_groups);
 }
 
 extern "C" cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a) {
-    kv_write_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_kv_write_desc *>(a->desc),
-                                                        a->starts, a->n_groups, a->err);
-    return cudaGetLastError();
+    return sh_cu_launch_k(kv_write_kernel, a->n_blocks, kRowThreads, s, a->pdl,
+                          static_cast<const sh_cu_kv_write_desc *>(a->desc), a->starts, a->n_groups, a->err);
 }
 
 extern "C" cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a) {
-    act_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_act_desc *>(a->desc), a->starts,
-                                                   a->n_groups);
-    return cudaGetLastError();
+    return sh_cu_launch_k(act_kernel, a->n_blocks, kRowThreads, s, a->pdl,
+                          static_cast<const sh_cu_act_desc *>(a->desc), a->starts, a->n_groups);
 }
 
 extern "C" cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a) {
-    pool_kernel<<<a->n_blocks, kRowThreads, 0, s>>>(static_cast<const sh_cu_pool_desc *>(a->desc), a->starts,
-                                                    a->n_groups);
-    return cudaGetLastError();
+    return sh_cu_launch_k(pool_kernel, a->n_blocks, kRowThreads, s, a->pdl,
+                          static_cast<const sh_cu_pool_desc *>(a->desc), a->starts, a->n_groups);
 }

@@ -36,10 +36,11 @@ __host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s 
 
 /* ---- loads -------------------------------------------------------------- */
 
-/* 16 bytes of streamed weights: read-only path, not kept in L1. */
+/* 16 bytes of streamed weights: read-only path, not kept in L1 (volatile:
+ * stays ahead of pdl_wait, so weight loads overlap the previous kernel). */
 __device__ __forceinline__ uint4 ld_stream16(const void *p) {
     uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
         : "l"(p));
     return v;
@@ -69,6 +70,11 @@ __device__ __forceinline__ void unpack16(const uint4 u, float *w) {
 
 /* ---- SIMT body ---------------------------------------------------------- */
 
+/* Warp-steps whose weight loads a lane issues together: M = 1 covers 768
+ * bf16 elements per row in one batch with few registers (so 6 blocks fit an
+ * SM); larger MT needs registers for the accumulators. */
+__host__ __device__ constexpr int simt_batch(int mt) { return mt == 1 ? 3 : mt == 2 ? 4 : 2; }
+
 /* Activations come from shared memory (staged chunks) or, XG, straight from
  * global memory through the read-only path. */
 template <bool XG>
@@ -85,7 +91,7 @@ __device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], 
                                          int kcap, float (&acc)[R][MT], int lane) {
     constexpr int ES = DT == DT_F32 ? 4 : 2;
     constexpr int V = 16 / ES;
-    constexpr int U = MT <= 2 ? 4 : 2;
+    constexpr int U = simt_batch(MT);
     for (int kb = lane * V; kb < kc; kb += U * 32 * V) {
         uint4 raw[U][R];
 #pragma unroll
@@ -94,6 +100,7 @@ __device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], 
 #pragma unroll
             for (int r = 0; r < R; r++) raw[u][r] = ld_stream16(wrow[r] + (int64_t)(k0 + kk) * ES);
         }
+        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kk = kb + u * 32 * V;
@@ -125,6 +132,7 @@ __device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], 
 template <int MT, int R, bool XG>
 __device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R], int dtype, int k0, int kc,
                                             const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+    if (XG) pdl_wait();
 #pragma unroll 4
     for (int kk = lane; kk < kc; kk += 32) {
         float w[R];
@@ -146,7 +154,7 @@ template <int MT, int R, int DT, bool XG>
 __device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R], int k0, int kc, const float *xs,
                                            int kcap, float (&acc)[R][MT], int lane) {
     constexpr int BB = DT == DT_Q8_0 ? 34 : 18;
-    constexpr int U = MT <= 2 ? 4 : 2;
+    constexpr int U = simt_batch(MT);
     for (int kb = lane * 4; kb < kc; kb += U * 128) {
         unsigned raw[U][R][3]; /* scale bits, two 16-bit words of quants */
 #pragma unroll
@@ -162,6 +170,7 @@ __device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R]
                 raw[u][r][2] = ldg_u16(p + 4 + off);
             }
         }
+        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kk = kb + u * 128;
@@ -230,6 +239,7 @@ __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row
 template <int MT, int R>
 __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
                                            int lane) {
+    pdl_wait(); /* lanes that loaded nothing have not waited yet */
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -261,6 +271,7 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
         simt_store<MT, R>(d, 0, row0, acc, lane);
         return;
     }
+    pdl_wait();
     for (int m0 = 0; m0 < d.m; m0 += MT) {
         float acc[R][MT];
 #pragma unroll
@@ -377,11 +388,10 @@ __device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[
 
 /* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
  * loads of a batch are all issued before any is used. */
-template <int NT, int WM, int DT>
+template <int NT, int WM, int U, int DT>
 __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
                                          const float *const (&xr)[NT], float (&acc)[WM][NT][4]) {
     constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
-    constexpr int U = NT <= 2 ? 4 : (NT == 4 ? 2 : 1);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = lane & 3;
     const int o0 = DT == DT_Q4_0 ? 4 * t : 8 * t;
@@ -398,6 +408,11 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
                 load_a_raw<DT>(wa[wm][0], c, t, ra[u][wm][0]);
                 load_a_raw<DT>(wa[wm][1], c, t, ra[u][wm][1]);
             }
+        }
+        pdl_wait(); /* activations next; no-op after the first batch */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = min(c0 + SH_CU_WARPS * u, n_chunks - 1);
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
                 xv[u][nt][0] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o0));
@@ -456,7 +471,7 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
 }
 
 /* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
-template <int NT, int WM, int SMEM>
+template <int NT, int WM, int U, int SMEM>
 __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2;
@@ -483,13 +498,14 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
             for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
 
     switch (d.dtype) {
-    case DT_BF16: mma_loop<NT, WM, DT_BF16>(d, wa, xr, acc); break;
-    case DT_F16: mma_loop<NT, WM, DT_F16>(d, wa, xr, acc); break;
-    case DT_Q8_0: mma_loop<NT, WM, DT_Q8_0>(d, wa, xr, acc); break;
-    case DT_Q4_0: mma_loop<NT, WM, DT_Q4_0>(d, wa, xr, acc); break;
+    case DT_BF16: mma_loop<NT, WM, U, DT_BF16>(d, wa, xr, acc); break;
+    case DT_F16: mma_loop<NT, WM, U, DT_F16>(d, wa, xr, acc); break;
+    case DT_Q8_0: mma_loop<NT, WM, U, DT_Q8_0>(d, wa, xr, acc); break;
+    case DT_Q4_0: mma_loop<NT, WM, U, DT_Q4_0>(d, wa, xr, acc); break;
     default: break;
     }
 
+    pdl_wait(); /* warps without chunks have not waited yet */
     /* partials of the 4 warps: red[warp][slot][lane], slot = (wm NT + nt) 4 + j */
     constexpr int kPer = WM * NT * 4 * 32;
     static_assert(SH_CU_WARPS * kPer <= SMEM, "MMA partials exceed shared memory");
@@ -514,11 +530,16 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 
 /* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
  * SIMT row tiles or MMA tiles, as its descriptor's path says. */
+/* Blocks per SM the register budget must allow: S = 1 (decode, M = 1) is
+ * latency-bound, so it trades registers for resident warps. */
+__host__ __device__ constexpr int min_blocks(int s) { return s == 1 ? 6 : 1; }
+
 template <int S>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, min_blocks(S))
     gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     constexpr int SMEM = smem_floats(S);
     __shared__ __align__(16) float smem[SMEM];
+    pdl_trigger();
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const int local = blockIdx.x - __ldg(starts + g);
     const sh_cu_gemm_desc d = descs[g];
@@ -526,7 +547,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int R = 4; /* = sh_cu_simt_r */
     constexpr int NT = S <= 8 ? 1 : S / 8;
     constexpr int WM = S <= 8 ? 1 : 2;
-    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, SMEM>(d, local, smem);
+    constexpr int U = S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1; /* MMA chunks per load batch */
+    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM>(d, local, smem);
 }
 
@@ -534,18 +556,19 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a) {
     const sh_cu_gemm_desc *desc = static_cast<const sh_cu_gemm_desc *>(a->desc);
-    const dim3 grid(a->n_blocks), block(kThreads);
+#define SH_CU_GEMM_CASE(S)                                                                                    \
+    case S: return sh_cu_launch_k(gemm_kernel<S>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups);
     switch (a->variant) {
-    case 1: gemm_kernel<1><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
-    case 2: gemm_kernel<2><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
-    case 4: gemm_kernel<4><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
-    case 8: gemm_kernel<8><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
-    case 16: gemm_kernel<16><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
-    case 32: gemm_kernel<32><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
-    case 64: gemm_kernel<64><<<grid, block, 0, s>>>(desc, a->starts, a->n_groups); break;
+        SH_CU_GEMM_CASE(1)
+        SH_CU_GEMM_CASE(2)
+        SH_CU_GEMM_CASE(4)
+        SH_CU_GEMM_CASE(8)
+        SH_CU_GEMM_CASE(16)
+        SH_CU_GEMM_CASE(32)
+        SH_CU_GEMM_CASE(64)
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
+#undef SH_CU_GEMM_CASE
 }
 
 extern "C" cudaError_t sh_cu_probe_kernels(void) {
