@@ -87,7 +87,8 @@ shoal_status shoal_cluster_create(const shoal_cluster_params *params, shoal_clus
     shoal_status s = sh_backend_create(device, p->n_threads, &c->be);
     if (s != SHOAL_OK) goto fail;
     c->models = calloc((size_t)p->n_models, sizeof *c->models);
-    if (!c->models) {
+    c->model_mark = calloc((size_t)p->n_models, sizeof *c->model_mark);
+    if (!c->models || !c->model_mark) {
         s = sh_fail(SHOAL_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -178,6 +179,7 @@ void shoal_cluster_free(shoal_cluster *c) {
     sh_kv_pool_free(c->pool);
     for (int i = 0; i < c->n_models; i++) shoal_model_free(c->models[i].m);
     free(c->models);
+    free(c->model_mark);
     sh_backend_free(c->be);
     free(c->queue);
     free(c->running);

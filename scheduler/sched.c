@@ -456,6 +456,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
     shoal_step_info info;
     memset(&info, 0, sizeof info);
     info.index = c->st.steps;
+    c->n_plans++;
     info.seqs = n;
     info.admitted = pl.admitted;
     size_t lo = 0;
@@ -479,10 +480,8 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
         if (rows == 1 && r->kv.n_past + 1 == r->n_ids && r->n_ids > r->n_prompt) info.decode_rows++;
         else info.prefill_rows += rows;
         info.rows += rows;
-        int first = 1;
-        for (int k = 0; k < i; k++)
-            if (c->breq[k]->m == r->m) first = 0;
-        if (first) {
+        if (c->model_mark[r->model] != c->n_plans) {
+            c->model_mark[r->model] = c->n_plans;
             info.models++;
             info.weight_bytes += r->m->n_bytes;
         }

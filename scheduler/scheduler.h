@@ -141,6 +141,8 @@ struct shoal_cluster {
     int32_t *sampled;           /* (cap_batch) token sampled for batch entry i */
     int *to_sample;             /* (cap_batch) batch indices with logits */
     sh_spool *spool;            /* NULL: sample on the stepper alone */
+    uint64_t *model_mark;       /* (n_models) the plan number a model was last counted in */
+    uint64_t n_plans;           /* plans made (failed steps included) */
 
     shoal_cluster_stats st;
 };

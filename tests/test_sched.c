@@ -117,10 +117,19 @@ static void test_exact_mixed(void) {
     shoal_cluster_model ms[] = {
         {"mha", g_paths[0]}, {"gqa", g_paths[1]}, {"mqa", g_paths[2]}, {"qwen2", g_paths[3]},
         {"tiny", "synthetic:tiny:f32:7"}, {"tinyq", "synthetic:tiny:q8_0:8"},
-        {"gpt2", g_paths[4]}, {"tinyg", "synthetic:tiny-gpt2:f32:9"},
+        {"gpt2", g_paths[4]}, {"tinyg", "synthetic:tiny-gpt2:f32:9"}, {NULL, NULL},
     };
-    const int n_models = 8;
-    int vocab[] = {256, 256, 256, 256, 512, 512, 256, 512};
+    int n_models = 8;
+    int vocab[] = {256, 256, 256, 256, 512, 512, 256, 512, 512};
+    /* a wider member of the family (n_embd != 64) when the engine has one */
+    sh_hparams whp;
+    if (sh_synthetic_hparams("tiny-wide", &whp) == SHOAL_OK) {
+        ms[n_models] = (shoal_cluster_model){"wide", "synthetic:tiny-wide:f32:10"};
+        vocab[n_models] = whp.n_vocab;
+        n_models++;
+    } else {
+        printf("(no synthetic 'tiny-wide' shape: every llama member has n_embd 64)\n");
+    }
     /* small rows and chunks: prefills are split and mixed with decode rows */
     shoal_cluster *c = make_cluster(ms, n_models, 0, 0, 48, 16);
     if (!c) return;
@@ -557,6 +566,61 @@ static void test_preempt(void) {
 }
 
 /* ============================================================================
+ * Limits: a sequence the whole pool cannot hold, the model's context, prefill only
+ * ========================================================================== */
+
+static void test_limits(void) {
+    const char *path = "synthetic:tiny:f32:12";
+    shoal_cluster_model ms[] = {{"a", path}};
+    /* 2 blocks = 32 positions: a lone sequence that outgrows the pool fails
+     * with RANGE, keeping the tokens it made (equal to the model alone) */
+    shoal_cluster *c = make_cluster(ms, 1, 0, 2, 0, 0);
+    if (!c) return;
+    int32_t p[2048];
+    make_prompt(p, 2048, 512, 5);
+    shoal_request *r = submit(c, "a", p, 20, 40);
+    CHECK(shoal_request_wait(r, -1) == SHOAL_ERR_RANGE, "outgrowing the pool is RANGE: %s", shoal_last_error());
+    shoal_request_result res;
+    shoal_request_get_result(r, &res);
+    int32_t ref[64];
+    int n_ref = solo_generate(path, p, 20, 40, ref);
+    CHECK(res.finish == SHOAL_FINISH_ERROR && res.n_tokens == 13 && n_ref == 40 &&
+              !memcmp(ref, res.tokens, 13 * sizeof *ref),
+          "13 tokens kept before the pool ran out (%d, finish %d): %s", res.n_tokens, res.finish, res.message);
+    CHECK(kv_free(c) == 2, "blocks back after the failure");
+    shoal_request_free(r);
+    /* a prompt larger than the whole pool is refused at submit */
+    shoal_request_params rp;
+    shoal_request_params_init(&rp);
+    rp.model = "a";
+    rp.prompt = p;
+    rp.n_prompt = 40;
+    CHECK(shoal_cluster_submit(c, &rp, &r) == SHOAL_ERR_RANGE, "prompt past the pool");
+    shoal_cluster_free(c);
+
+    /* the context fills: tiny has 2048 positions, so a 2040-token prompt
+     * yields 9 tokens, as shoal_generate does */
+    c = make_cluster(ms, 1, 0, 0, 512, 128);
+    if (!c) return;
+    r = submit(c, "a", p, 2040, 20);
+    CHECK(shoal_request_wait(r, -1) == SHOAL_OK, "context run");
+    shoal_request_get_result(r, &res);
+    n_ref = solo_generate(path, p, 2040, 20, ref);
+    CHECK(res.finish == SHOAL_FINISH_CONTEXT && res.n_tokens == 9 && n_ref == 9 &&
+              !memcmp(ref, res.tokens, 9 * sizeof *ref),
+          "context full after 9 tokens (%d, finish %d)", res.n_tokens, res.finish);
+    shoal_request_free(r);
+    /* max_tokens 0: prefill only */
+    r = submit(c, "a", p, 33, 0);
+    CHECK(shoal_request_wait(r, -1) == SHOAL_OK, "prefill only");
+    shoal_request_get_result(r, &res);
+    CHECK(res.finish == SHOAL_FINISH_LENGTH && res.n_tokens == 0 && res.ttft_ms < 0, "no tokens, no ttft");
+    shoal_request_free(r);
+    CHECK(kv_free(c) == c->pool->n_blocks, "KV free");
+    shoal_cluster_free(c);
+}
+
+/* ============================================================================
  * The scheduler thread
  * ========================================================================== */
 
@@ -748,6 +812,7 @@ int main(void) {
     test_exact_mixed();
     g_samplers = 0;
     test_preempt();
+    test_limits();
     test_threaded();
     test_embed_and_config();
     return check_report();
