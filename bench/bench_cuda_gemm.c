@@ -173,26 +173,45 @@ static double time_layer(const layer_sets *L, int m, int mode, int trials, int r
     return med;
 }
 
+/* Queues the layer of every weight set (no step brackets); 0 on success. */
+static int queue_all_sets(const layer_sets *L, int m, int grouped) {
+    sh_gemm_group g[N_MODELS];
+    for (int set = 0; set < L->n_sets; set++) {
+        make_groups(L, set, m, g);
+        if (grouped) {
+            if (sh_be_gemm(be, L->n_models, g) != SHOAL_OK) return -1;
+        } else {
+            for (int j = 0; j < L->n_models; j++)
+                if (sh_be_gemm(be, 1, &g[j]) != SHOAL_OK) return -1;
+        }
+    }
+    return 0;
+}
+
 /* Median microseconds per layer when one step holding every weight set's
  * layer (grouped: one call each; else one call per model) is captured in a
- * CUDA graph and replayed: no host launch cost, one descriptor copy. */
+ * CUDA graph and replayed: no host launch cost, one descriptor copy.
+ * Returns -1 (and says why) if the capture fails. */
 static double time_graph(const layer_sets *L, int m, int grouped, int trials, int reps) {
     /* the same step, uncaptured, until every staging buffer and the device
      * descriptor arena have grown to it (growing syncs, which capture forbids) */
     for (int i = 0; i < 5; i++) {
-        if (sh_be_step_begin(be) != SHOAL_OK) die("step_begin");
-        for (int set = 0; set < L->n_sets; set++) issue(L, set, m, grouped ? MODE_GROUPED : MODE_SEPARATE);
-        if (sh_be_step_end(be) != SHOAL_OK) die("step_end");
+        if (sh_be_step_begin(be) != SHOAL_OK || queue_all_sets(L, m, grouped) || sh_be_step_end(be) != SHOAL_OK)
+            die("step");
     }
     if (sh_be_sync(be) != SHOAL_OK) die("sync");
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
     cu_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "begin capture");
-    if (sh_be_step_begin(be) != SHOAL_OK) die("step_begin");
-    for (int set = 0; set < L->n_sets; set++) issue(L, set, m, grouped ? MODE_GROUPED : MODE_SEPARATE);
-    if (sh_be_step_end(be) != SHOAL_OK) die("step_end");
-    cu_check(cudaStreamEndCapture(stream, &graph), "end capture");
-    cu_check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    int bad = sh_be_step_begin(be) != SHOAL_OK || queue_all_sets(L, m, grouped) || sh_be_step_end(be) != SHOAL_OK;
+    cudaError_t ce = cudaStreamEndCapture(stream, &graph);
+    if (bad || ce != cudaSuccess || cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+        printf("  (graph capture failed: %s / %s)\n", bad ? shoal_last_error() : "-", cudaGetErrorString(ce));
+        (void)cudaGetLastError();
+        if (graph) cudaGraphDestroy(graph);
+        (void)sh_be_sync(be);
+        return -1;
+    }
     cudaEvent_t e0, e1;
     cu_check(cudaEventCreate(&e0), "event");
     cu_check(cudaEventCreate(&e1), "event");
@@ -378,8 +397,10 @@ int main(int argc, char **argv) {
             int m = mi ? 16 : 1;
             double gs = time_graph(&L, m, 0, trials, 4 * reps);
             double gg = time_graph(&L, m, 1, trials, 4 * reps);
-            add_row(&L, m, "separate, CUDA graph", gs, 0);
-            add_row(&L, m, "grouped, CUDA graph", gg, gs / gg);
+            if (gs > 0 && gg > 0) {
+                add_row(&L, m, "separate, CUDA graph", gs, 0);
+                add_row(&L, m, "grouped, CUDA graph", gg, gs / gg);
+            }
             sh_cuda_set_pdl(be, 0);
             double ns = time_layer(&L, m, MODE_SEPARATE_STEP, trials, reps);
             double n32 = time_layer(&L, m, MODE_GROUPED_32, trials, reps);
@@ -388,8 +409,10 @@ int main(int argc, char **argv) {
             sh_cuda_set_pdl(be, 1);
             add_row(&L, m, "separate, in a step, no PDL", ns, 0);
             add_row(&L, m, "grouped, 32 per step, no PDL", n32, 0);
-            add_row(&L, m, "separate, CUDA graph, no PDL", gsn, 0);
-            add_row(&L, m, "grouped, CUDA graph, no PDL", ggn, gsn / ggn);
+            if (gsn > 0 && ggn > 0) {
+                add_row(&L, m, "separate, CUDA graph, no PDL", gsn, 0);
+                add_row(&L, m, "grouped, CUDA graph, no PDL", ggn, gsn / ggn);
+            }
         }
         /* 2. kernel paths, grouped, 32 layers per step (kernel time + launch gaps) */
         static const int Mp[] = {1, 2, 4, 8, 16, 32, 64};

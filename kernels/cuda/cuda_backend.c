@@ -203,8 +203,15 @@ static shoal_status cu_flush(sh_cu_backend *cb) {
         cb->arena_cap = cap;
     }
     CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->stream), "descriptor copy");
-    CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
-    st->pending = 1;
+    /* Under stream capture the copy becomes a graph node that reads the
+     * staging buffer at every replay: no event can track it, so the caller
+     * syncs before capturing and keeps the backend idle while it replays. */
+    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    CU_TRY(cudaStreamIsCapturing(cb->stream, &cap), "cudaStreamIsCapturing");
+    if (cap == cudaStreamCaptureStatusNone) {
+        CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
+        st->pending = 1;
+    }
     for (int i = 0; i < n_recs; i++) {
         const sh_cu_launch_rec *r = &cb->recs[i];
         sh_cu_launch_args a = {cb->arena + r->desc_off, (const int32_t *)(cb->arena + r->starts_off), r->n_groups,
@@ -550,6 +557,7 @@ static shoal_status cu_sync(sh_backend *be) {
     SH_TRY(cu_flush(cb));
     CU_TRY(cudaMemcpyAsync(cb->h_err, cb->d_err, sizeof(int), cudaMemcpyDeviceToHost, cb->stream), "sync");
     CU_TRY(cudaStreamSynchronize(cb->stream), "sync");
+    for (int i = 0; i < SH_CU_NSTAGE; i++) cb->stage[i].pending = 0; /* every copy is done */
     int err = *cb->h_err;
     if (err) {
         *cb->h_err = 0;

@@ -130,7 +130,7 @@ static inline int sh_cu_gemm_class(int max_m) {
 static inline int sh_cu_simt_mt(int s) { return s < 8 ? s : 8; }
 static inline int sh_cu_simt_r(int s) { (void)s; return 4; }
 static inline int sh_cu_mma_nt(int s) { return s <= 8 ? 1 : s / 8; }
-static inline int sh_cu_mma_wm(int s) { return s <= 8 ? 1 : 2; }
+static inline int sh_cu_mma_wm(int s) { return s == 1 ? 1 : 2; }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
 /* ---- launches ---------------------------------------------------------- */

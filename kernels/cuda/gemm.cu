@@ -530,9 +530,11 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 
 /* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
  * SIMT row tiles or MMA tiles, as its descriptor's path says. */
-/* Blocks per SM the register budget must allow: S = 1 (decode, M = 1) is
- * latency-bound, so it trades registers for resident warps. */
-__host__ __device__ constexpr int min_blocks(int s) { return s == 1 ? 6 : 1; }
+/* Blocks per SM the register budget must allow: small M is latency-bound,
+ * so it trades registers for resident warps (S = 1: 6 blocks of 16 rows;
+ * S = 2..8: 3 blocks of 32 rows, so a layer of 8 models of 1536 rows is
+ * one wave). */
+__host__ __device__ constexpr int min_blocks(int s) { return s == 1 ? 6 : s <= 8 ? 3 : 1; }
 
 template <int S>
 __global__ void __launch_bounds__(kThreads, min_blocks(S))
@@ -546,7 +548,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S))
     constexpr int MT = S < 8 ? S : 8;
     constexpr int R = 4; /* = sh_cu_simt_r */
     constexpr int NT = S <= 8 ? 1 : S / 8;
-    constexpr int WM = S <= 8 ? 1 : 2;
+    constexpr int WM = S == 1 ? 1 : 2; /* = sh_cu_mma_wm */
     constexpr int U = S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1; /* MMA chunks per load batch */
     if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM>(d, local, smem);
