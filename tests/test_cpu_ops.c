@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "op_ref.h"
@@ -253,7 +254,44 @@ static void test_row_invariance(sh_backend *be, const char *lbl) {
     }
 }
 
+/* ---- the thread pool: every item of every job exactly once ------------- */
+
+typedef struct pool_job {
+    int *hits; /* (n_items) */
+    int64_t sum;
+} pool_job;
+
+static void pool_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    pool_job *j = ctx;
+    (void)thread;
+    for (int64_t i = begin; i < end; i++) __atomic_fetch_add(&j->hits[i], 1, __ATOMIC_RELAXED);
+}
+
+static void test_pool(void) {
+    for (int threads = 2; threads <= 5; threads += 3) {
+        sh_cpu_pool *p = NULL;
+        CHECK(sh_cpu_pool_create(threads, &p) == SHOAL_OK, "pool: %s", shoal_last_error());
+        if (!p) continue;
+        int hits[64], bad = 0;
+        opr_rng r = {9};
+        for (int job = 0; job < 20000; job++) {
+            int n = 1 + opr_int(&r, 64), chunk = 1 + opr_int(&r, 3);
+            memset(hits, 0, sizeof hits);
+            pool_job j = {hits, 0};
+            sh_cpu_pool_run(p, n, chunk, pool_task, &j);
+            for (int i = 0; i < 64; i++) bad += hits[i] != (i < n);
+            if (job % 5000 == 4999) {
+                struct timespec ts = {0, 3000000}; /* let the workers fall asleep */
+                nanosleep(&ts, NULL);
+            }
+        }
+        CHECK(bad == 0, "pool with %d threads: %d items run a wrong number of times", threads, bad);
+        sh_cpu_pool_free(p);
+    }
+}
+
 int main(void) {
+    test_pool();
     test_registry();
     for (int isa = 0; isa <= (int)sh_cpu_isa_best(); isa++) {
         for (int threads = 1; threads <= 2; threads++) {

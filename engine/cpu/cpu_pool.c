@@ -2,12 +2,24 @@
  *
  * A job is (fn, ctx, n_items, chunk). Threads take chunks with an atomic
  * counter, so which thread runs which item varies from run to run; kernels
- * keep results independent of that (see cpu.h). Workers spin briefly after a
- * job (decode issues hundreds of small calls per token) and then sleep on a
- * condition variable.
+ * keep results independent of that (see cpu.h). The caller works too and
+ * returns once every item is done — it never waits for a worker that has not
+ * started (on a busy machine a worker may be off its core for a whole time
+ * slice; the caller then simply does the items itself).
+ *
+ * Publishing a job (gen is the job generation, odd while the caller edits
+ * the job):
+ *   caller: gen++ (odd: closed); wait until no worker is active; write the
+ *           job; gen++ (even: open); wake sleepers; work; wait for done.
+ *   worker: see an even gen g it has not run; active++; re-read gen: if it
+ *           is not g, active-- and look again; else claim chunks; active--.
+ * Both sides touch (gen, active) with sequentially consistent atomics, so a
+ * worker either sees the closed gen and backs off, or the caller sees it
+ * active and waits for it: no worker ever reads a job being rewritten.
+ * Idle workers spin briefly (decode issues hundreds of small calls per
+ * token), then sleep on a condition variable.
  */
 #define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np */
-#include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -37,13 +49,14 @@ struct sh_cpu_pool {
     sh_cpu_worker *workers; /* (n_threads - 1) */
     int n_started;
 
-    /* the current job; written by the caller before gen is bumped */
+    /* the current job; written by the caller only while gen is odd */
     sh_cpu_task fn;
     void *ctx;
     int64_t n_items, chunk;
     _Atomic int64_t next;   /* next unclaimed item */
-    _Atomic int pending;    /* workers that have not finished the job */
-    _Atomic uint64_t gen;   /* job generation; bumped per job */
+    _Atomic int64_t done;   /* items finished */
+    _Atomic uint64_t gen;   /* job generation: odd while closed */
+    _Atomic int active;     /* workers inside a job */
     _Atomic int stop;
 
     pthread_mutex_t mu;
@@ -57,21 +70,26 @@ static uint64_t sh_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Claims and runs chunks of the current job until none are left. */
 static void sh_pool_work(sh_cpu_pool *p, int thread) {
     for (;;) {
-        int64_t b = atomic_fetch_add_explicit(&p->next, p->chunk, memory_order_relaxed);
+        int64_t b = atomic_fetch_add(&p->next, p->chunk);
         if (b >= p->n_items) break;
         int64_t e = b + p->chunk < p->n_items ? b + p->chunk : p->n_items;
         p->fn(p->ctx, b, e, thread);
+        atomic_fetch_add(&p->done, e - b);
     }
 }
 
-/* Waits until the job generation differs from seen (or stop); returns it. */
+/* 1 if g is an open job generation other than seen. */
+static inline int sh_pool_new_job(uint64_t g, uint64_t seen) { return (g & 1) == 0 && g != seen; }
+
+/* Waits for an open job other than `seen` (or stop); returns its gen. */
 static uint64_t sh_pool_wait_job(sh_cpu_pool *p, uint64_t seen) {
     uint64_t t0 = 0;
     for (int i = 0;; i++) {
         uint64_t g = atomic_load(&p->gen);
-        if (g != seen || atomic_load(&p->stop)) return g;
+        if (sh_pool_new_job(g, seen) || atomic_load(&p->stop)) return g;
         SH_CPU_RELAX();
         if ((i & 63) == 63) {
             uint64_t t = sh_now_ns();
@@ -79,12 +97,11 @@ static uint64_t sh_pool_wait_job(sh_cpu_pool *p, uint64_t seen) {
             else if (t - t0 > SH_POOL_SPIN_NS) break;
         }
     }
-    /* Sleep. The caller bumps gen and then reads n_sleeping; we bump
-     * n_sleeping and then read gen (both sequentially consistent), so at
-     * least one of us sees the other: no lost wake-up. */
+    /* Sleep. The caller opens a job and then reads n_sleeping; we bump
+     * n_sleeping and then read gen: at least one of us sees the other. */
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->n_sleeping, 1);
-    while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
+    while (!sh_pool_new_job(atomic_load(&p->gen), seen) && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
     atomic_fetch_sub(&p->n_sleeping, 1);
     pthread_mutex_unlock(&p->mu);
     return atomic_load(&p->gen);
@@ -95,10 +112,15 @@ static void *sh_pool_main(void *arg) {
     sh_cpu_pool *p = w->pool;
     uint64_t seen = 0;
     for (;;) {
-        seen = sh_pool_wait_job(p, seen);
+        uint64_t g = sh_pool_wait_job(p, seen);
         if (atomic_load(&p->stop)) break;
-        sh_pool_work(p, w->index);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        if (!sh_pool_new_job(g, seen)) continue;
+        atomic_fetch_add(&p->active, 1);
+        if (atomic_load(&p->gen) == g) {
+            seen = g;
+            sh_pool_work(p, w->index);
+        }
+        atomic_fetch_sub(&p->active, 1);
     }
     return NULL;
 }
@@ -135,7 +157,8 @@ shoal_status sh_cpu_pool_create(int n_threads, sh_cpu_pool **out) {
     if (!p) return sh_fail(SHOAL_ERR_NOMEM, "cpu pool: out of memory");
     p->n_threads = n_threads;
     atomic_init(&p->next, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->done, 0);
+    atomic_init(&p->active, 0);
     atomic_init(&p->gen, 0);
     atomic_init(&p->stop, 0);
     atomic_init(&p->n_sleeping, 0);
@@ -192,20 +215,27 @@ void sh_cpu_pool_run(sh_cpu_pool *p, int64_t n_items, int64_t chunk, sh_cpu_task
         fn(ctx, 0, n_items, 0);
         return;
     }
+    /* close: no worker may enter the old job's state from here on */
+    atomic_fetch_add(&p->gen, 1);
+    for (int i = 0; atomic_load(&p->active) > 0; i++) {
+        SH_CPU_RELAX();
+        if ((i & 1023) == 1023) sched_yield();
+    }
     p->fn = fn;
     p->ctx = ctx;
     p->n_items = n_items;
     p->chunk = chunk;
     atomic_store(&p->next, 0);
-    atomic_store(&p->pending, p->n_started);
-    atomic_fetch_add(&p->gen, 1); /* publishes the job (seq_cst) */
+    atomic_store(&p->done, 0);
+    atomic_fetch_add(&p->gen, 1); /* open */
     if (atomic_load(&p->n_sleeping) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
     sh_pool_work(p, 0);
-    for (int i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
+    /* only chunks already claimed by workers remain */
+    for (int i = 0; atomic_load(&p->done) < n_items; i++) {
         SH_CPU_RELAX();
         if ((i & 1023) == 1023) sched_yield();
     }
