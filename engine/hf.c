@@ -6,7 +6,9 @@
  * "data_offsets": [begin, end]}, .., "__metadata__": {str: str} } with offsets
  * relative to the first data byte. Every field is checked before a tensor is
  * exposed; tensor data points into the read-only mapping of the file and has
- * no alignment guarantee (the format does not promise any). */
+ * no alignment guarantee (the format does not promise any). Tensors of a known
+ * dtype the engine does not compute with (I64, F64, ..) pass the same checks
+ * and are then recorded by name only ("skipped"), not exposed as tensors. */
 #include "hf.h"
 
 #include "error.h"
@@ -33,16 +35,27 @@ typedef struct hf_map {
     size_t size; /* bytes mapped */
 } hf_map;
 
+/* A tensor that passed every check but has a dtype the engine does not
+ * compute with: kept by name so lookups can say why it is absent. */
+typedef struct hf_skip {
+    char *name;        /* owned */
+    const char *dtype; /* static dtype name, e.g. "I64" */
+    int shard;         /* index into maps (0 for an in-memory image) */
+} hf_skip;
+
 struct sh_hf {
     char *dir;        /* folder path; NULL for an in-memory image */
     cJSON *config;    /* parsed config.json, or NULL */
     sh_tensor *t;     /* [n] tensors in load order */
     int *shard;       /* [n] index into maps (0 for an in-memory image) */
     int n, cap;
+    hf_skip *skip;    /* [n_skip] skipped tensors in load order */
+    int n_skip, cap_skip;
     hf_map *maps;     /* [n_maps] */
     int n_maps;
-    int *slots;       /* [n_slots] open-addressing name index: -1 or tensor idx */
-    size_t n_slots;   /* power of two, > 2n */
+    int *slots;       /* [n_slots] open-addressing name index: -1 empty, k >= 0
+                         tensor k, k <= -2 skipped entry -k - 2 */
+    size_t n_slots;   /* power of two, > 2 (n + n_skip) */
 };
 
 /* ---- name index ---------------------------------------------------------- */
@@ -54,17 +67,28 @@ static uint64_t hf_hash(const char *s) {
     return h;
 }
 
+/* Name and shard of a non-empty slot value (see sh_hf.slots). */
+static const char *hf_entry_name(const sh_hf *h, int v) { return v >= 0 ? h->t[v].name : h->skip[-v - 2].name; }
+static int hf_entry_shard(const sh_hf *h, int v) { return v >= 0 ? h->shard[v] : h->skip[-v - 2].shard; }
+
 /* Slot holding name, or the empty slot where it would go. */
 static size_t hf_slot(const sh_hf *h, const char *name) {
     size_t mask = h->n_slots - 1;
     size_t i = (size_t)hf_hash(name) & mask;
-    while (h->slots[i] >= 0 && strcmp(h->t[h->slots[i]].name, name) != 0) i = (i + 1) & mask;
+    while (h->slots[i] != -1 && strcmp(hf_entry_name(h, h->slots[i]), name) != 0) i = (i + 1) & mask;
     return i;
+}
+
+/* Slot value for name (tensor or skipped entry), or -1 if absent. */
+static int hf_lookup(const sh_hf *h, const char *name) {
+    if (!h || !name || !h->n_slots) return -1;
+    return h->slots[hf_slot(h, name)];
 }
 
 /* Makes room for one more entry: keeps the load factor under 1/2. */
 static shoal_status hf_index_reserve(sh_hf *h) {
-    if (h->n_slots && (size_t)(h->n + 1) * 2 <= h->n_slots) return SHOAL_OK;
+    size_t used = (size_t)h->n + (size_t)h->n_skip;
+    if (h->n_slots && (used + 1) * 2 <= h->n_slots) return SHOAL_OK;
     size_t ns = h->n_slots ? h->n_slots * 2 : 64;
     int *s = malloc(ns * sizeof *s);
     if (!s) return sh_fail(SHOAL_ERR_NOMEM, "out of memory for the tensor index");
@@ -73,6 +97,7 @@ static shoal_status hf_index_reserve(sh_hf *h) {
     h->slots = s;
     h->n_slots = ns;
     for (int k = 0; k < h->n; k++) h->slots[hf_slot(h, h->t[k].name)] = k;
+    for (int k = 0; k < h->n_skip; k++) h->slots[hf_slot(h, h->skip[k].name)] = -k - 2;
     return SHOAL_OK;
 }
 
@@ -209,27 +234,47 @@ done:
 
 typedef struct hf_dtype_info {
     const char *name;
-    int supported;
-    sh_dtype dtype;
-    uint32_t size; /* bytes per element */
+    int supported; /* 0: known to the format, validated, then skipped */
+    sh_dtype dtype; /* meaningful only when supported */
+    uint32_t size;  /* bytes per element */
 } hf_dtype_info;
 
 static const hf_dtype_info hf_dtypes[] = {
-    {"F32", 1, SH_F32, 4},
-    {"F16", 1, SH_F16, 2},
-    {"BF16", 1, SH_BF16, 2},
+    {"F32", 1, SH_F32, 4},     {"F16", 1, SH_F16, 2},     {"BF16", 1, SH_BF16, 2},
+    {"F64", 0, SH_F32, 8},     {"I64", 0, SH_F32, 8},     {"I32", 0, SH_F32, 4},
+    {"I16", 0, SH_F32, 2},     {"I8", 0, SH_F32, 1},      {"U8", 0, SH_F32, 1},
+    {"U16", 0, SH_F32, 2},     {"U32", 0, SH_F32, 4},     {"U64", 0, SH_F32, 8},
+    {"BOOL", 0, SH_F32, 1},    {"F8_E4M3", 0, SH_F32, 1}, {"F8_E5M2", 0, SH_F32, 1},
 };
 
-/* Appends one tensor; the name is copied. Duplicate names are an error. */
-static shoal_status hf_add(sh_hf *h, const char *label, const char *name, const sh_tensor *t, int shard) {
+/* Appends one tensor (t != NULL) or one skipped entry of dtype skip_dtype
+ * (t == NULL); the name is copied. Duplicate names, of either kind, are an
+ * error. */
+static shoal_status hf_add(sh_hf *h, const char *label, const char *name, const sh_tensor *t,
+                           const char *skip_dtype, int shard) {
     SH_TRY(hf_index_reserve(h));
     size_t slot = hf_slot(h, name);
-    if (h->slots[slot] >= 0) {
-        int other = h->shard[h->slots[slot]];
+    if (h->slots[slot] != -1) {
+        int other = hf_entry_shard(h, h->slots[slot]);
         if (other != shard && other < h->n_maps)
             return sh_fail(SHOAL_ERR_FORMAT, "%s: tensor '%s' is also in %s", label, name,
                            h->maps[other].path);
         return sh_fail(SHOAL_ERR_FORMAT, "%s: tensor '%s' appears twice", label, name);
+    }
+    if (!t) {
+        if (h->n_skip == h->cap_skip) {
+            int nc = h->cap_skip ? h->cap_skip * 2 : 8;
+            hf_skip *nk = realloc(h->skip, (size_t)nc * sizeof *nk);
+            if (!nk) return sh_fail(SHOAL_ERR_NOMEM, "%s: out of memory for tensors", label);
+            h->skip = nk;
+            h->cap_skip = nc;
+        }
+        char *nm = hf_strdup(name);
+        if (!nm) return sh_fail(SHOAL_ERR_NOMEM, "%s: out of memory for tensor names", label);
+        h->skip[h->n_skip] = (hf_skip){nm, skip_dtype, shard};
+        h->slots[slot] = -h->n_skip - 2;
+        h->n_skip++;
+        return SHOAL_OK;
     }
     if (h->n == h->cap) {
         int nc = h->cap ? h->cap * 2 : 64;
@@ -267,7 +312,9 @@ static shoal_status hf_entry(sh_hf *h, const char *label, const cJSON *e, const 
     for (size_t i = 0; i < sizeof hf_dtypes / sizeof hf_dtypes[0]; i++)
         if (strcmp(jd->valuestring, hf_dtypes[i].name) == 0) di = &hf_dtypes[i];
     if (!di)
-        return sh_fail(SHOAL_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16 are)",
+        return sh_fail(SHOAL_ERR_UNSUPPORTED,
+                       "%s: tensor '%s': dtype %s is not a known safetensors dtype (F32, F16, BF16 are computed "
+                       "with; F64, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2 are skipped)",
                        label, name, jd->valuestring);
 
     /* shape: at most SH_MAX_DIMS non-negative integers; [] is a scalar */
@@ -295,7 +342,7 @@ static shoal_status hf_entry(sh_hf *h, const char *label, const cJSON *e, const 
         nel *= dims[k]; /* nel <= bound <= 2^53 */
         k++;
     }
-    uint64_t nbytes = nel * di->size; /* <= 2^53 * 4 */
+    uint64_t nbytes = nel * di->size; /* <= 2^53 * 8 */
 
     /* data_offsets: [begin, end] inside the data section, end - begin == nbytes */
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
@@ -317,6 +364,7 @@ static shoal_status hf_entry(sh_hf *h, const char *label, const cJSON *e, const 
         return sh_fail(SHOAL_ERR_FORMAT,
                        "%s: tensor '%s': data_offsets %s do not match shape %s %s (%llu bytes)", label, name,
                        offs, shp, di->name, (unsigned long long)nbytes);
+    if (!di->supported) return hf_add(h, label, name, NULL, di->name, shard);
 
     sh_tensor t;
     memset(&t, 0, sizeof t);
@@ -326,7 +374,7 @@ static shoal_status hf_entry(sh_hf *h, const char *label, const cJSON *e, const 
     for (int i = 0; i < nd; i++) t.ne[i] = (int64_t)dims[nd - 1 - i];
     t.data = data + b;
     t.nbytes = nbytes;
-    return hf_add(h, label, name, &t, shard);
+    return hf_add(h, label, name, &t, NULL, shard);
 }
 
 /* Parses the safetensors image img[0..size) and appends its tensors, tagged
@@ -477,15 +525,15 @@ static shoal_status hf_load_index(sh_hf *h, const char *index_path) {
             }
             si = h->n_maps - 1;
         }
-        const sh_tensor *t = sh_hf_find_tensor(h, e->string);
-        if (!t) {
+        int v = hf_lookup(h, e->string); /* skipped tensors are listed too */
+        if (v == -1) {
             s = sh_fail(SHOAL_ERR_FORMAT, "%s: weight_map puts tensor '%s' in %s, which has no such tensor",
                         index_path, e->string, file);
             goto done;
         }
-        if (h->shard[t - h->t] != si) {
+        if (hf_entry_shard(h, v) != si) {
             s = sh_fail(SHOAL_ERR_FORMAT, "%s: weight_map puts tensor '%s' in %s, but it is in %s", index_path,
-                        e->string, file, h->maps[h->shard[t - h->t]].path);
+                        e->string, file, h->maps[hf_entry_shard(h, v)].path);
             goto done;
         }
     }
@@ -586,6 +634,8 @@ void sh_hf_close(sh_hf *h) {
     for (int i = 0; i < h->n; i++) free(h->t[i].name);
     free(h->t);
     free(h->shard);
+    for (int i = 0; i < h->n_skip; i++) free(h->skip[i].name);
+    free(h->skip);
     free(h->slots);
     for (int i = 0; i < h->n_maps; i++) {
         if (h->maps[i].base) munmap(h->maps[i].base, h->maps[i].size);
@@ -605,9 +655,13 @@ const sh_tensor *sh_hf_tensor(const sh_hf *h, int i) {
 }
 
 const sh_tensor *sh_hf_find_tensor(const sh_hf *h, const char *name) {
-    if (!h || !name || !h->n_slots) return NULL;
-    int k = h->slots[hf_slot(h, name)];
+    int k = hf_lookup(h, name);
     return k >= 0 ? &h->t[k] : NULL;
+}
+
+const char *sh_hf_skipped_dtype(const sh_hf *h, const char *name) {
+    int k = hf_lookup(h, name);
+    return k <= -2 ? h->skip[-k - 2].dtype : NULL;
 }
 
 const struct cJSON *sh_hf_config(const sh_hf *h) { return h ? h->config : NULL; }

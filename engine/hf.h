@@ -13,8 +13,11 @@ typedef struct sh_hf sh_hf;
 
 /* Opens a folder (or a single .safetensors file, then config is NULL).
  * Tensors keep their Hugging Face names; ne[] is reversed from the
- * safetensors shape so ne[0] is innermost. Supported dtypes: F32, F16, BF16
- * (others are SHOAL_ERR_UNSUPPORTED naming the tensor). */
+ * safetensors shape so ne[0] is innermost. Tensors are F32, F16 or BF16.
+ * Tensors of the other known safetensors dtypes (F64, I64, I32, I16, I8, U64,
+ * U32, U16, U8, BOOL, F8_E4M3, F8_E5M2) are checked like any other, then
+ * skipped: not in the tensor table (see sh_hf_skipped_dtype). An unknown dtype
+ * or more than 4 dims is SHOAL_ERR_UNSUPPORTED naming the tensor. */
 shoal_status sh_hf_open(const char *path, sh_hf **out);
 /* One safetensors image in memory (used by the fuzzer). Tensor data points
  * into data, which is not copied and must outlive *out; config and dir are
@@ -26,6 +29,10 @@ void sh_hf_close(sh_hf *h);
 int sh_hf_n_tensors(const sh_hf *h);
 const sh_tensor *sh_hf_tensor(const sh_hf *h, int i);
 const sh_tensor *sh_hf_find_tensor(const sh_hf *h, const char *name); /* NULL if absent */
+/* The dtype name ("I64", ..) of a tensor the file holds but that was skipped
+ * for its dtype; NULL if name is a loaded tensor or absent. Owned by the
+ * library (static). */
+const char *sh_hf_skipped_dtype(const sh_hf *h, const char *name);
 /* Parsed config.json (owned by h), or NULL when there is none. */
 const struct cJSON *sh_hf_config(const sh_hf *h);
 /* The folder path (owned by h): the folder given, without trailing slashes,

@@ -93,13 +93,26 @@ static const sh_tensor *find_raw(const shoal_model *m, const char *name) {
 }
 
 /* HF names differ by prefix depending on the head class that saved them. */
+static const char *const hf_prefixes[] = {"", "model.", "transformer.", "bert.", "encoder.", NULL};
+
 static const sh_tensor *find_hf(const shoal_model *m, const char *name) {
-    static const char *prefixes[] = {"", "model.", "transformer.", "bert.", "encoder.", NULL};
     char buf[256];
-    for (int i = 0; prefixes[i]; i++) {
-        snprintf(buf, sizeof buf, "%s%s", prefixes[i], name);
+    for (int i = 0; hf_prefixes[i]; i++) {
+        snprintf(buf, sizeof buf, "%s%s", hf_prefixes[i], name);
         const sh_tensor *t = sh_hf_find_tensor(m->hf, buf);
         if (t) return t;
+    }
+    return NULL;
+}
+
+/* The dtype name if an HF file holds name (under any prefix) in a dtype the
+ * reader skipped, else NULL. */
+static const char *skipped_hf(const shoal_model *m, const char *name) {
+    char buf[256];
+    for (int i = 0; m->hf && hf_prefixes[i]; i++) {
+        snprintf(buf, sizeof buf, "%s%s", hf_prefixes[i], name);
+        const char *dt = sh_hf_skipped_dtype(m->hf, buf);
+        if (dt) return dt;
     }
     return NULL;
 }
@@ -119,6 +132,9 @@ static shoal_status load_vec(shoal_model *m, const char *name, int n, int requir
     const sh_tensor *t = find(m, name);
     if (!t) {
         if (!required) return SHOAL_OK;
+        if (skipped_hf(m, name))
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which shoal does not compute with",
+                           m->path, name, skipped_hf(m, name));
         return sh_fail(SHOAL_ERR_FORMAT, "%s: missing tensor '%s'", m->path, name);
     }
     uint64_t ne = sh_tensor_nelements(t);
@@ -154,6 +170,9 @@ static shoal_status load_mat(shoal_model *m, const char *name, int n_out, int n_
     const sh_tensor *t = find(m, name);
     if (!t) {
         if (!required) return SHOAL_OK;
+        if (skipped_hf(m, name))
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which shoal does not compute with",
+                           m->path, name, skipped_hf(m, name));
         return sh_fail(SHOAL_ERR_FORMAT, "%s: missing tensor '%s'", m->path, name);
     }
     int64_t want0 = transpose ? n_out : n_in, want1 = transpose ? n_in : n_out;

@@ -180,6 +180,116 @@ static void test_sharded(void) {
     sh_hf_close(h);
 }
 
+/* ---- known dtypes the engine does not compute with: checked, then skipped */
+
+static const struct {
+    const char *dtype, *file;
+} skip_dtypes[] = {
+    {"F64", "skip/f64.safetensors"},         {"I64", "skip/i64.safetensors"},
+    {"I32", "skip/i32.safetensors"},         {"I16", "skip/i16.safetensors"},
+    {"I8", "skip/i8.safetensors"},           {"U8", "skip/u8.safetensors"},
+    {"U16", "skip/u16.safetensors"},         {"U32", "skip/u32.safetensors"},
+    {"U64", "skip/u64.safetensors"},         {"BOOL", "skip/bool.safetensors"},
+    {"F8_E4M3", "skip/f8_e4m3.safetensors"}, {"F8_E5M2", "skip/f8_e5m2.safetensors"},
+};
+
+/* One file per dtype, holding only the skipped tensor "t" of 4 elements. */
+static void test_skip_dtypes(void) {
+    for (size_t i = 0; i < sizeof skip_dtypes / sizeof skip_dtypes[0]; i++) {
+        const char *dt = skip_dtypes[i].dtype;
+        sh_hf *h = NULL;
+        shoal_status s = sh_hf_open(path_of(skip_dtypes[i].file), &h);
+        CHECK(s == SHOAL_OK, "%s: %s", dt, shoal_last_error());
+        size_t n;
+        void *img = read_all(path_of(skip_dtypes[i].file), &n);
+        CHECK(img != NULL, "read %s", skip_dtypes[i].file);
+        sh_hf *hm = NULL;
+        if (img) CHECK(sh_hf_open_safetensors_memory(img, n, &hm) == SHOAL_OK, "%s memory: %s", dt,
+                       shoal_last_error());
+        for (int k = 0; k < 2; k++) {
+            const sh_hf *x = k ? hm : h;
+            if (!x) continue;
+            CHECK(sh_hf_n_tensors(x) == 0, "%s: n_tensors %d", dt, sh_hf_n_tensors(x));
+            CHECK(sh_hf_tensor(x, 0) == NULL, "%s: tensor 0 exists", dt);
+            CHECK(sh_hf_find_tensor(x, "t") == NULL, "%s: skipped tensor found", dt);
+            const char *got = sh_hf_skipped_dtype(x, "t");
+            CHECK(got && strcmp(got, dt) == 0, "%s: skipped dtype %s", dt, got ? got : "(null)");
+            CHECK(sh_hf_skipped_dtype(x, "u") == NULL && sh_hf_skipped_dtype(x, "") == NULL,
+                  "%s: skipped dtype for an absent name", dt);
+        }
+        sh_hf_close(h);
+        sh_hf_close(hm);
+        free(img);
+    }
+    CHECK(sh_hf_skipped_dtype(NULL, "t") == NULL, "NULL handle skipped dtype");
+}
+
+/* Loaded and skipped tensors mixed; the loaded ones keep their values. */
+static void check_skipped_mix(const sh_hf *h, const char *what) {
+    static const float aw[6] = {1, -2, 3.5f, 4, -5, 6.25f};
+    static const float bb[5] = {0.5f, -1, 2, -4, 8};
+    CHECK(sh_hf_n_tensors(h) == 2, "%s: n_tensors %d", what, sh_hf_n_tensors(h));
+    const sh_tensor *t = expect(h, "a.weight", SH_F32, 2, 2, 3, 1, 1);
+    if (t)
+        for (size_t i = 0; i < 6; i++) CHECK(f32_at(t, i) == aw[i], "%s: a[%zu] = %g", what, i, f32_at(t, i));
+    t = expect(h, "b.bias", SH_F16, 1, 5, 1, 1, 1);
+    if (t)
+        for (size_t i = 0; i < 5; i++)
+            CHECK(f16_f32(u16_at(t, i)) == bb[i], "%s: b[%zu] = %g", what, i, f16_f32(u16_at(t, i)));
+    static const char *names[3] = {"embeddings.position_ids", "mask", "scale"};
+    static const char *dts[3] = {"I64", "BOOL", "F64"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(sh_hf_find_tensor(h, names[i]) == NULL, "%s: skipped %s found", what, names[i]);
+        const char *got = sh_hf_skipped_dtype(h, names[i]);
+        CHECK(got && strcmp(got, dts[i]) == 0, "%s: %s skipped dtype %s", what, names[i], got ? got : "(null)");
+    }
+    CHECK(sh_hf_skipped_dtype(h, "a.weight") == NULL, "%s: loaded tensor reported skipped", what);
+    CHECK(sh_hf_skipped_dtype(h, "position_ids") == NULL, "%s: partial name reported skipped", what);
+    for (int i = 0; i < sh_hf_n_tensors(h); i++) {
+        const sh_tensor *ti = sh_hf_tensor(h, i);
+        CHECK(ti && sh_hf_find_tensor(h, ti->name) == ti, "%s: tensor %d not found by its name", what, i);
+    }
+}
+
+static void test_skipped(void) {
+    sh_hf *h = NULL;
+    shoal_status s = sh_hf_open(path_of("skipped"), &h);
+    CHECK(s == SHOAL_OK, "open skipped: %s", shoal_last_error());
+    if (h) {
+        CHECK(sh_hf_config(h) != NULL, "skipped: no config");
+        check_skipped_mix(h, "skipped");
+    }
+    sh_hf_close(h);
+    size_t n;
+    void *img = read_all(path_of("skipped/model.safetensors"), &n);
+    CHECK(img != NULL, "read skipped");
+    h = NULL;
+    if (img) {
+        CHECK(sh_hf_open_safetensors_memory(img, n, &h) == SHOAL_OK, "skipped memory: %s", shoal_last_error());
+        if (h) check_skipped_mix(h, "skipped memory");
+    }
+    sh_hf_close(h);
+    free(img);
+
+    /* sharded: weight_map lists skipped tensors, and their shards are checked */
+    h = NULL;
+    s = sh_hf_open(path_of("sharded_skipped"), &h);
+    CHECK(s == SHOAL_OK, "open sharded_skipped: %s", shoal_last_error());
+    if (!h) return;
+    static const float cw[6] = {1, -2, 0.5f, 3, -0.125f, 256};
+    CHECK(sh_hf_n_tensors(h) == 2, "sharded_skipped: n_tensors %d", sh_hf_n_tensors(h));
+    expect(h, "a.weight", SH_F32, 2, 2, 3, 1, 1);
+    const sh_tensor *t = expect(h, "c.weight", SH_BF16, 2, 3, 2, 1, 1);
+    if (t)
+        for (size_t i = 0; i < 6; i++)
+            CHECK(bf16_f32(u16_at(t, i)) == cw[i], "c[%zu] = %g", i, bf16_f32(u16_at(t, i)));
+    const char *a = sh_hf_skipped_dtype(h, "embeddings.position_ids"), *b = sh_hf_skipped_dtype(h, "counts");
+    CHECK(a && strcmp(a, "I64") == 0, "position_ids skipped dtype %s", a ? a : "(null)");
+    CHECK(b && strcmp(b, "U32") == 0, "counts skipped dtype %s", b ? b : "(null)");
+    CHECK(sh_hf_find_tensor(h, "counts") == NULL, "counts found");
+    sh_hf_close(h);
+}
+
 /* ---- malformed inputs --------------------------------------------------- */
 
 static void expect_fail(shoal_status s, sh_hf *h, shoal_status want, const char *what, const char *needle) {
@@ -251,7 +361,7 @@ static void test_bad_files(void) {
         count++;
     }
     closedir(d);
-    CHECK(count >= 50, "only %d bad fixtures", count);
+    CHECK(count >= 62, "only %d bad fixtures", count);
 }
 
 /* A few messages in full detail. */
@@ -262,8 +372,27 @@ static void test_messages(void) {
                 "format_offsets_mismatch_small.safetensors: tensor 't': data_offsets [0, 12] do not match "
                 "shape [2, 2] F32 (16 bytes)");
     h = NULL;
-    s = sh_hf_open(path_of("bad/unsupported_dtype_f64.safetensors"), &h);
-    expect_fail(s, h, SHOAL_ERR_UNSUPPORTED, "f64", "tensor 't': dtype F64 is not supported");
+    s = sh_hf_open(path_of("bad/unsupported_dtype_q9.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_UNSUPPORTED, "q9", "tensor 't': dtype Q9 is not a known safetensors dtype");
+    h = NULL;
+    s = sh_hf_open(path_of("bad/unsupported_dtype_lowercase_i64.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_UNSUPPORTED, "i64", "tensor 't': dtype i64 is not a known safetensors dtype");
+    h = NULL;
+    s = sh_hf_open(path_of("bad/format_skipped_offsets_mismatch.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_FORMAT, "skipped mismatch",
+                "tensor 't': data_offsets [0, 16] do not match shape [4] I64 (32 bytes)");
+    h = NULL;
+    s = sh_hf_open(path_of("bad/format_skipped_offsets_past_end.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_FORMAT, "skipped past end", "data_offsets [0, 40] run past the data (32 bytes)");
+    h = NULL;
+    s = sh_hf_open(path_of("bad/format_duplicate_skipped_then_loaded.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_FORMAT, "dup skipped/loaded", "tensor 't' appears twice");
+    h = NULL;
+    s = sh_hf_open(path_of("bad/format_duplicate_loaded_then_skipped.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_FORMAT, "dup loaded/skipped", "tensor 't' appears twice");
+    h = NULL;
+    s = sh_hf_open(path_of("bad/unsupported_skipped_5dims.safetensors"), &h);
+    expect_fail(s, h, SHOAL_ERR_UNSUPPORTED, "skipped 5 dims", "shape [1, 1, 1, 2, 2] has 5 dims");
     h = NULL;
     s = sh_hf_open(path_of("bad/format_offsets_reversed.safetensors"), &h);
     expect_fail(s, h, SHOAL_ERR_FORMAT, "reversed", "data_offsets [16, 0] are reversed");
@@ -305,6 +434,9 @@ static void test_folders(void) {
         {"index_bad_json", SHOAL_ERR_FORMAT, "model.safetensors.index.json: file is not valid JSON"},
         {"index_duplicate_across_shards", SHOAL_ERR_FORMAT, "tensor 'x' is also in"},
         {"index_bad_shard", SHOAL_ERR_FORMAT, "model-00002-of-00002.safetensors: tensor"},
+        {"index_wrong_shard_skipped", SHOAL_ERR_FORMAT,
+         "weight_map puts tensor 'counts' in model-00001-of-00002.safetensors, but it is in"},
+        {"index_duplicate_skipped_across_shards", SHOAL_ERR_FORMAT, "tensor 'x' is also in"},
         {"does_not_exist", SHOAL_ERR_NOT_FOUND, "does_not_exist: not found"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -385,6 +517,10 @@ int main(void) {
     test_truncations("single/model.safetensors");
     test_truncations("sharded/model-00001-of-00002.safetensors");
     test_truncations("sharded/model-00002-of-00002.safetensors");
+    test_truncations("skipped/model.safetensors");
+    test_truncations("skip/i64.safetensors");
+    test_skip_dtypes();
+    test_skipped();
     test_bad_files();
     test_messages();
     test_folders();
