@@ -300,7 +300,7 @@ shoal_status shoal_cluster_load(const char *json_path, const shoal_cluster_param
         s = sh_fail(SHOAL_ERR_FORMAT, "cluster config %s: not a JSON object", json_path);
         goto done;
     }
-    static const char *const top_keys[] = {"device", "threads", "kv_dtype", "models", "limits", NULL};
+    static const char *const top_keys[] = {"device", "threads", "sample_threads", "kv_dtype", "models", "limits", NULL};
     static const char *const limit_keys[] = {"max_queue",     "max_running", "max_batch_rows",
                                              "prefill_chunk", "kv_blocks",   "kv_bytes", NULL};
     static const char *const model_keys[] = {"name", "path", NULL};
@@ -325,6 +325,9 @@ shoal_status shoal_cluster_load(const char *json_path, const shoal_cluster_param
     double v = p.n_threads;
     if ((s = get_int(root, "threads", 4096, &v, json_path)) != SHOAL_OK) goto done;
     p.n_threads = (int)v;
+    v = p.sample_threads;
+    if ((s = get_int(root, "sample_threads", 256, &v, json_path)) != SHOAL_OK) goto done;
+    p.sample_threads = (int)v;
     const cJSON *lim = cJSON_GetObjectItemCaseSensitive(root, "limits");
     if (lim) {
         if (!cJSON_IsObject(lim)) {

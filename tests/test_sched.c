@@ -706,7 +706,7 @@ static void test_embed_and_config(void) {
     snprintf(cfg, sizeof cfg, "%s/cluster.json", dir);
     FILE *f = fopen(cfg, "w");
     fprintf(f,
-            "{\"device\": \"cpu\", \"threads\": 1, \"kv_dtype\": \"f32\",\n"
+            "{\"device\": \"cpu\", \"threads\": 1, \"sample_threads\": 2, \"kv_dtype\": \"f32\",\n"
             " \"models\": [{\"name\": \"enc\", \"path\": \"bert.gguf\"},\n"
             "            {\"name\": \"dec\", \"path\": \"synthetic:tiny:f32:1\"}],\n"
             " \"limits\": {\"max_queue\": 8, \"max_running\": 4, \"max_batch_rows\": 64,\n"
@@ -724,6 +724,7 @@ static void test_embed_and_config(void) {
         CHECK(st.kv_blocks == 32, "limits read (kv_blocks %d)", st.kv_blocks);
         CHECK(c->p.max_queue == 8 && c->p.max_running == 4 && c->p.max_batch_rows == 64 && c->p.prefill_chunk == 32,
               "limits read");
+        CHECK(c->spool && c->spool->n == 2, "sample_threads read");
         shoal_model *enc = NULL;
         CHECK(shoal_cluster_get_model(c, "enc", &enc) == SHOAL_OK, "get model");
         shoal_model_info info;

@@ -243,7 +243,7 @@ void shoal_cluster_params_init(shoal_cluster_params *p);
 shoal_status shoal_cluster_create(const shoal_cluster_params *p, shoal_cluster **out);
 
 /* Creates a cluster from a JSON config file:
- *   {"device": "cpu", "threads": 0, "kv_dtype": "f32",
+ *   {"device": "cpu", "threads": 0, "sample_threads": 0, "kv_dtype": "f32",
  *    "models": [{"name": "a", "path": "a.gguf"}, ...],
  *    "limits": {"max_queue": 1024, "max_running": 256, "max_batch_rows": 512,
  *               "prefill_chunk": 256, "kv_blocks": 0, "kv_bytes": 0}}
