@@ -27,6 +27,7 @@ const char *sh_op_name(sh_op op) {
     case SH_OP_ATTN: return "attn";
     case SH_OP_ACT: return "act";
     case SH_OP_POOL: return "pool";
+    case SH_OP_ARGMAX: return "argmax";
     case SH_OP_COUNT: break;
     }
     return "?";
@@ -358,4 +359,15 @@ shoal_status sh_be_pool(sh_backend *be, int n, const sh_pool_group *g) {
         if (!e->out) return BAD("pool: group %d: out is NULL", i);
     }
     DISPATCH(pool);
+}
+
+shoal_status sh_be_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
+    SH_TRY(check_call(be, SH_OP_ARGMAX, n, g));
+    if (!be->ops->argmax) return sh_fail(SHOAL_ERR_UNSUPPORTED, "argmax: backend %s has no argmax", be->ops->name);
+    for (int i = 0; i < n; i++) {
+        const sh_argmax_group *e = &g[i];
+        SH_TRY(check_view("argmax", i, "x", &e->x, -1, -1));
+        if (!e->out) return BAD("argmax: group %d: out is NULL", i);
+    }
+    DISPATCH(argmax);
 }

@@ -36,6 +36,7 @@ typedef enum sh_op {
     SH_OP_ATTN = 5,     /* softmax(q K^T * scale) V over the paged KV pool */
     SH_OP_ACT = 6,      /* silu(a) * b, gelu(a) */
     SH_OP_POOL = 7,     /* mean over rows, optional L2 normalisation */
+    SH_OP_ARGMAX = 8,   /* index of each row's maximum (greedy sampling on device) */
     SH_OP_COUNT
 } sh_op;
 
@@ -159,6 +160,11 @@ typedef struct sh_pool_group {
     int normalize;        /* 1: divide by the L2 norm */
 } sh_pool_group;
 
+typedef struct sh_argmax_group {
+    sh_view x;            /* (rows, n) */
+    int32_t *out;         /* (rows) backend address: index of the first maximum of each row */
+} sh_argmax_group;
+
 /* ---- the vtable -------------------------------------------------------- */
 
 typedef struct sh_backend sh_backend;
@@ -203,6 +209,9 @@ typedef struct sh_backend_ops {
     /* (optional) Measures device memory bandwidth now (a large device-side
      * copy; bytes read + written per second), for roofline reports. */
     shoal_status (*bandwidth)(sh_backend *be, double *bytes_per_s);
+    /* (optional) SH_OP_ARGMAX; without it the step planner downloads the
+     * logits and takes the maximum on the host. */
+    shoal_status (*argmax)(sh_backend *be, int n, const sh_argmax_group *g);
 } sh_backend_ops;
 
 struct sh_backend {
@@ -243,5 +252,7 @@ shoal_status sh_be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g);
 shoal_status sh_be_attn(sh_backend *be, int n, const sh_attn_group *g);
 shoal_status sh_be_act(sh_backend *be, int n, const sh_act_group *g);
 shoal_status sh_be_pool(sh_backend *be, int n, const sh_pool_group *g);
+/* SHOAL_ERR_UNSUPPORTED when the backend has no argmax entry. */
+shoal_status sh_be_argmax(sh_backend *be, int n, const sh_argmax_group *g);
 
 #endif

@@ -82,6 +82,17 @@ static shoal_status remember(shoal_context *c, const int32_t *ids, int n) {
     return SHOAL_OK;
 }
 
+/* One step of n tokens; logits (last row) and/or next (its argmax) may be NULL. */
+static shoal_status decode_last(shoal_context *c, const int32_t *tokens, int n, float *logits, int32_t *next) {
+    if (c->seq.n_past + n > c->n_ctx)
+        return sh_fail(SHOAL_ERR_RANGE, "%d tokens after %d exceed the context of %d positions", n, c->seq.n_past,
+                       c->n_ctx);
+    sh_step_seq s = {.model = c->m, .seq = &c->seq, .tokens = tokens, .n_tokens = n,
+                     .out = (logits || next) ? SH_OUT_LAST : SH_OUT_NONE, .logits = logits, .next = next};
+    SH_TRY(sh_exec_step(c->ex, 1, &s));
+    return remember(c, tokens, n);
+}
+
 shoal_status shoal_decode(shoal_context *c, const int32_t *tokens, int n, int all_logits, float *logits) {
     if (!c || !tokens || n < 1) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_decode: need a context and tokens");
     if (c->m->hp.tmpl == SH_TMPL_BERT) {
@@ -126,17 +137,20 @@ shoal_status shoal_generate(shoal_context *c, const int32_t *prompt, int n_promp
     if (!logits) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
     sh_rng rng;
     sh_rng_seed(&rng, p.seed);
-    shoal_status s = shoal_decode(c, prompt, n_prompt, 0, logits);
+    /* plain greedy needs only the argmax, which the device can give */
+    int argmax_only = !(p.temperature > 0) && (p.repetition_penalty == 1.0f || !(p.repetition_penalty > 0));
+    int32_t next = -1;
+    shoal_status s = decode_last(c, prompt, n_prompt, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
     int produced = 0;
     while (s == SHOAL_OK && produced < max_tokens) {
-        int32_t id = sh_sample(logits, nv, &p, c->history, c->n_history, &rng);
+        int32_t id = argmax_only ? next : sh_sample(logits, nv, &p, c->history, c->n_history, &rng);
         out[produced++] = id;
         int stop = (p.stop_at_eos && id == c->m->hp.eos_id);
         for (int i = 0; i < p.n_stop_ids && p.stop_ids; i++) stop |= id == p.stop_ids[i];
         if (cb && cb(id, user)) stop = 1;
         if (stop || produced == max_tokens) break;
         if (c->seq.n_past + 1 > c->n_ctx) break; /* context full: stop cleanly */
-        s = shoal_decode(c, &id, 1, 0, logits);
+        s = decode_last(c, &id, 1, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
     }
     free(logits);
     if (n_out) *n_out = produced;

@@ -423,7 +423,7 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
             if (hp->tmpl == SH_TMPL_BERT && s->types && (s->types[k] < 0 || s->types[k] >= hp->n_type))
                 return sh_fail(SHOAL_ERR_INVALID_ARG, "step: token type %d is out of range", s->types[k]);
         }
-        if (hp->tmpl != SH_TMPL_BERT && s->out != SH_OUT_NONE && !s->logits)
+        if (hp->tmpl != SH_TMPL_BERT && s->out != SH_OUT_NONE && !s->logits && !s->next)
             return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d wants logits but has no buffer", i);
         int sg = -1;
         for (int k = 0; k < nseg; k++)
@@ -489,8 +489,15 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
             fl += al64((size_t)ex->segs[q->seg].m->hp.n_embd);
         }
     }
+    /* device argmax when every sequence wanting logits rows wants only ids */
+    int lrows_all = 0, dev_argmax = ex->be->ops->argmax != NULL;
+    for (int i = 0; i < n; i++) {
+        lrows_all += ex->ss[i].nl;
+        if (ex->ss[i].nl && (ex->ss[i].in->logits || !ex->ss[i].in->next)) dev_argmax = 0;
+    }
     size_t off_tok = 0, off_pos = (size_t)rows, off_typ = 2 * (size_t)rows, off_bt = 3 * (size_t)rows;
-    size_t n_ints = off_bt + n_bt;
+    size_t off_am = off_bt + n_bt;
+    size_t n_ints = off_am + (size_t)lrows_all;
     for (int i = 0; i < n; i++) ex->ss[i].bt += off_bt;
     SH_TRY(grow_dev(ex->be, (void **)&ex->arena, &ex->arena_cap, fl, sizeof(float)));
     SH_TRY(grow_dev(ex->be, (void **)&ex->ints, &ex->ints_cap, n_ints, sizeof(int32_t)));
@@ -509,7 +516,7 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
 
     uint64_t l0 = ex->be->n_launches, g0 = ex->be->n_groups;
     SH_TRY(sh_be_step_begin(ex->be));
-    SH_TRY(sh_be_upload(ex->be, ex->ints, ex->h_ints, n_ints * sizeof(int32_t)));
+    SH_TRY(sh_be_upload(ex->be, ex->ints, ex->h_ints, off_am * sizeof(int32_t)));
     /* ---- one walk per template present ---- */
     int idx[nseg];
     for (int t = 0; t < SH_TMPL_COUNT; t++) {
@@ -518,21 +525,52 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
             if (ex->segs[k].m->hp.tmpl == (sh_template)t) idx[ns++] = k;
         if (ns) SH_TRY(run_template(ex, (sh_template)t, nseg, idx, ns, off_tok, off_pos, off_typ));
     }
+    if (dev_argmax && lrows_all) {
+        /* one group per model over its gathered logits rows; ids land at
+         * off_am in segment order */
+        SH_TRY(grow_host(&ex->groups, &ex->groups_cap, (size_t)nseg * sizeof(sh_argmax_group), 1));
+        sh_argmax_group *am = ex->groups;
+        int na = 0;
+        size_t o = off_am;
+        for (int k = 0; k < nseg; k++) {
+            const seg *g = &ex->segs[k];
+            if (!g->lrows) continue;
+            int nv = g->m->hp.n_vocab;
+            am[na++] = (sh_argmax_group){V(ex->arena, g->lg, g->lrows, nv, nv), ex->ints + o};
+            o += (size_t)g->lrows;
+        }
+        SH_TRY(sh_be_argmax(ex->be, na, am));
+    }
     SH_TRY(sh_be_step_end(ex->be));
 
     /* ---- results back to the host ---- */
+    if (dev_argmax && lrows_all)
+        SH_TRY(sh_be_download(ex->be, ex->h_ints + off_am, ex->ints + off_am, (size_t)lrows_all * sizeof(int32_t)));
+    size_t am_seg = off_am;
     for (int k = 0; k < nseg; k++) {
         const seg *g = &ex->segs[k];
         const sh_hparams *hp = &g->m->hp;
-        if (g->lrows) {
+        if (g->lrows && dev_argmax) {
+            for (int j = g->s0; j < g->s0 + g->ns; j++) {
+                const sseq *q = &ex->ss[j];
+                if (q->nl) memcpy(q->in->next, ex->h_ints + am_seg + q->lrow, (size_t)q->nl * sizeof(int32_t));
+            }
+            am_seg += (size_t)g->lrows;
+        } else if (g->lrows) {
             size_t cnt = (size_t)g->lrows * (size_t)hp->n_vocab;
             SH_TRY(grow_host((void **)&ex->h_floats, &ex->h_floats_cap, cnt, sizeof(float)));
             SH_TRY(sh_be_download(ex->be, ex->h_floats, ex->arena + g->lg, cnt * sizeof(float)));
             for (int j = g->s0; j < g->s0 + g->ns; j++) {
                 const sseq *q = &ex->ss[j];
-                if (q->nl)
-                    memcpy(q->in->logits, ex->h_floats + (size_t)q->lrow * hp->n_vocab,
-                           (size_t)q->nl * hp->n_vocab * sizeof(float));
+                const float *src = ex->h_floats + (size_t)q->lrow * hp->n_vocab;
+                if (q->nl && q->in->logits) memcpy(q->in->logits, src, (size_t)q->nl * hp->n_vocab * sizeof(float));
+                for (int r = 0; q->in->next && r < q->nl; r++) {
+                    const float *row = src + (size_t)r * hp->n_vocab;
+                    int32_t b = 0;
+                    for (int c = 1; c < hp->n_vocab; c++)
+                        if (row[c] > row[b]) b = c;
+                    q->in->next[r] = b;
+                }
             }
         }
         if (hp->tmpl == SH_TMPL_BERT) {

@@ -27,7 +27,11 @@ typedef struct sh_step_seq {
     const int32_t *types;   /* (n_tokens) token types (encoders) or NULL = 0 */
     int n_tokens;
     sh_out_mode out;        /* decoders */
-    float *logits;          /* host: (1 | n_tokens, n_vocab) per out mode */
+    float *logits;          /* host: (1 | n_tokens, n_vocab) per out mode, or NULL
+                             * when only next is wanted */
+    int32_t *next;          /* host: (1 | n_tokens) argmax of each logits row, or
+                             * NULL; computed on the device when the backend
+                             * can, so greedy decoding downloads no logits */
     float *hidden;          /* host (n_tokens, n_embd), encoders, or NULL */
     float *embedding;       /* host (n_embd) mean-pooled + L2-normalised, encoders, or NULL */
 } sh_step_seq;
