@@ -220,13 +220,8 @@ static shoal_status strmap_build(sh_tokenizer *t) {
 
 shoal_status sh_pairmap_init(sh_pairmap *m, uint32_t expected) {
     uint32_t sz = table_size(expected);
-    m->key = calloc(sz, sizeof *m->key);
-    m->rank = malloc(sz * sizeof *m->rank);
-    m->merged = malloc(sz * sizeof *m->merged);
-    if (!m->key || !m->rank || !m->merged) {
-        sh_pairmap_free(m);
-        return sh_fail(SHOAL_ERR_NOMEM, "tokenizer: out of memory for merges");
-    }
+    m->e = calloc(sz, sizeof *m->e);
+    if (!m->e) return sh_fail(SHOAL_ERR_NOMEM, "tokenizer: out of memory for merges");
     m->mask = sz - 1;
     m->count = 0;
     return SHOAL_OK;
@@ -242,25 +237,25 @@ shoal_status sh_pairmap_add(sh_pairmap *m, int32_t a, int32_t b, int32_t rank, i
         return sh_fail(SHOAL_ERR_FORMAT, "tokenizer: more merges than announced");
     uint64_t k = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
     uint32_t i = pair_slot(k) & m->mask;
-    while (m->key[i]) {
-        if (m->key[i] == k) return SHOAL_OK;
+    while (m->e[i].key) {
+        if (m->e[i].key == k) return SHOAL_OK;
         i = (i + 1) & m->mask;
     }
-    m->key[i] = k;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    m->e[i].key = k;
+    m->e[i].rank = rank;
+    m->e[i].merged = merged;
     m->count++;
     return SHOAL_OK;
 }
 
 int sh_pairmap_get(const sh_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged) {
-    if (!m->key) return 0;
+    if (!m->e) return 0;
     uint64_t k = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
     uint32_t i = pair_slot(k) & m->mask;
-    while (m->key[i]) {
-        if (m->key[i] == k) {
-            *rank = m->rank[i];
-            *merged = m->merged[i];
+    while (m->e[i].key) {
+        if (m->e[i].key == k) {
+            *rank = m->e[i].rank;
+            *merged = m->e[i].merged;
             return 1;
         }
         i = (i + 1) & m->mask;
@@ -269,9 +264,7 @@ int sh_pairmap_get(const sh_pairmap *m, int32_t a, int32_t b, int32_t *rank, int
 }
 
 void sh_pairmap_free(sh_pairmap *m) {
-    free(m->key);
-    free(m->rank);
-    free(m->merged);
+    free(m->e);
     memset(m, 0, sizeof *m);
 }
 

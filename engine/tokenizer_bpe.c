@@ -118,6 +118,38 @@ static shoal_status grow(void **v, int *cap, int need, size_t elem) {
     return SHOAL_OK;
 }
 
+/* Short pieces: the same merges as the heap loop (lowest priority first,
+ * leftmost on ties), found by scanning a per-symbol pair cache; cheaper than
+ * a heap for the few symbols of a typical word. */
+enum { SMALL_PIECE = 48 };
+
+static void merge_small(const sh_tokenizer *t, const char *s, bsym *sym) {
+    bpair pr[SMALL_PIECE]; /* pr[i]: the pair (i, sym[i].next); pos < 0: none */
+    for (int32_t i = 0; i >= 0; i = sym[i].next) {
+        pr[i].pos = -1;
+        if (sym[i].next >= 0 && find_merge(t, s, &sym[i], &sym[sym[i].next], &pr[i])) pr[i].pos = i;
+    }
+    for (;;) {
+        int32_t best = -1;
+        for (int32_t i = 0; i >= 0; i = sym[i].next)
+            if (pr[i].pos >= 0 && (best < 0 || pr[i].prio < pr[best].prio)) best = i;
+        if (best < 0) return;
+        bsym *a = &sym[best], *b = &sym[a->next];
+        a->id = pr[best].merged;
+        a->len += b->len;
+        a->next = b->next;
+        if (b->next >= 0) sym[b->next].prev = best;
+        b->len = 0;
+        int32_t around[2] = {a->prev, best};
+        for (int k = 0; k < 2; k++) {
+            int32_t i = around[k];
+            if (i < 0) continue;
+            pr[i].pos = -1;
+            if (sym[i].next >= 0 && find_merge(t, s, &sym[i], &sym[sym[i].next], &pr[i])) pr[i].pos = i;
+        }
+    }
+}
+
 static shoal_status push_unknown(const sh_tokenizer *t, const char *s, const bsym *y, int *last_unk, sh_ids *out) {
     if (t->byte_fallback) {
         int ok = 1;
@@ -171,7 +203,9 @@ shoal_status sh_bpe_piece(const sh_tokenizer *t, const char *s, size_t n, sh_ids
         }
     }
     sym[ns - 1].next = -1;
-    if (ns > 1) {
+    if (ns > 1 && ns <= SMALL_PIECE) {
+        merge_small(t, s, sym);
+    } else if (ns > 1) {
         SH_TRY(grow(&out->heap, &out->cap_heap, 3 * ns + 4, sizeof(bpair)));
         heap h = {out->heap, 0, out->cap_heap};
         for (int i = 0; i + 1 < ns; i++) try_pair(t, s, sym, i, &h);

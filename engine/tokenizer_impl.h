@@ -30,9 +30,10 @@ enum {
     SH_UF_HF_MARK = 1 << 13,  /* removed by StripAccents */
     SH_UF_HF_PUNCT = 1 << 14, /* isolated by BertPreTokenizer */
     SH_UF_HF_BERT_MN = 1 << 15, /* removed by BertNormalizer strip_accents */
+    SH_UF_COMP2 = 1 << 16,      /* second character of a canonical composition */
 };
 
-typedef struct sh_uc_record { uint16_t flags; uint8_t ccc; } sh_uc_record;
+typedef struct sh_uc_record { uint32_t flags; uint8_t ccc; } sh_uc_record;
 typedef struct sh_uc_map { uint32_t cp, off, n; } sh_uc_map;
 typedef struct sh_uc_comp { uint32_t a, b, c; } sh_uc_comp;
 
@@ -95,9 +96,13 @@ uint64_t sh_hash_bytes(const void *p, size_t n);
 typedef struct sh_strmap { int32_t *slot; uint32_t mask; uint32_t count; } sh_strmap;
 
 /* (left id, right id) -> (rank, merged id) */
+typedef struct sh_pair_entry {
+    uint64_t key; /* (left << 32 | right) + 1; 0 = empty */
+    int32_t rank, merged;
+} sh_pair_entry;
+
 typedef struct sh_pairmap {
-    uint64_t *key; /* (left << 32 | right) + 1; 0 = empty */
-    int32_t *rank, *merged;
+    sh_pair_entry *e; /* (mask + 1) slots, open addressing */
     uint32_t mask, count;
 } sh_pairmap;
 

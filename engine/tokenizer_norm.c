@@ -152,7 +152,7 @@ static void compose(cpvec *c) {
         if (starter >= 0) {
             int adjacent = (size_t)starter == o - 1;
             int blocked = !adjacent && (last_cc == 0 || last_cc >= cc);
-            if (!blocked) {
+            if (!blocked && (sh_uc_flags(ch) & SH_UF_COMP2)) {
                 uint32_t comp = sh_uc_compose(c->v[starter], ch);
                 if (comp) {
                     c->v[starter] = comp;
@@ -266,6 +266,12 @@ shoal_status sh_normalize(const sh_tokenizer *t, const char *s, size_t n, sh_buf
             st = replace_bytes(cur.p, cur.n, op->s, (size_t)op->slen, op->r, (size_t)op->rlen, &nxt);
             break;
         default:
+            if (op->kind == SH_NORM_NFC || op->kind == SH_NORM_NFD || op->kind == SH_NORM_STRIP_ACCENTS) {
+                /* identity on ASCII text */
+                size_t i = 0;
+                while (i < cur.n && (unsigned char)cur.p[i] < 0x80) i++;
+                if (i == cur.n) continue;
+            }
             cp_decode(cur.p, cur.n, &a, &st);
             if (st != SHOAL_OK) break;
             if (op->kind == SH_NORM_BERT) {
