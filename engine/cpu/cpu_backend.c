@@ -15,16 +15,30 @@
 #include "cpu.h"
 #include "error.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 /* ---- ISA and kernel tables --------------------------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* F16C (CPUID.1:ECX bit 29); not every compiler's __builtin_cpu_supports
+ * knows it. The AVX checks below cover the OS saving the vector state. */
+static int sh_has_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1u;
+}
+#endif
 
 sh_cpu_isa sh_cpu_isa_best(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    int base = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && sh_has_f16c();
+    if (base && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
         return SH_CPU_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return SH_CPU_AVX2;
+    if (base) return SH_CPU_AVX2;
 #endif
     return SH_CPU_SCALAR;
 }
