@@ -19,8 +19,10 @@
  *     Outputs start poisoned (NaN), so an unwritten element fails, and the
  *     padding of every view must come back unchanged.
  *  3. A step (step_begin .. step_end) of dependent ops, a chain of 60
- *     dependent kernels (with and without programmatic dependent launch),
- *     calls with thousands
+ *     dependent kernels (with and without programmatic dependent launch,
+ *     and without step graphs), steps replayed from a captured graph with
+ *     fresh inputs and moved buffers, argmax against the host loop (ties,
+ *     NaNs, tails), the copy-bandwidth probe, calls with thousands
  *     of groups (descriptor staging growth) and many calls in a row (the
  *     staging ring), and device-side range errors reported by sync.
  *
@@ -630,6 +632,198 @@ static void test_many(void) {
     mb_free(&out.m);
 }
 
+/* ---- argmax ---------------------------------------------------------------- */
+
+/* The host loop the step planner uses without a device argmax. */
+static int32_t host_argmax(const float *row, int n) {
+    int32_t b = 0;
+    for (int c = 1; c < n; c++)
+        if (row[c] > row[b]) b = c;
+    return b;
+}
+
+/* One call over groups of different widths (LM-head sized rows with 16-byte
+ * loads, odd widths and offsets without), with planted ties (the first
+ * wins), a maximum in the last column, NaNs (skipped; in column 0 it wins)
+ * and a row of -inf; ids compared with the host loop, and the int slots
+ * around each group's output untouched. */
+static void test_argmax(void) {
+    static const struct { int rows, n, pad, off; } cs[] = {
+        {3, 49152, 0, 0}, {1, 50257, 3, 1}, {5, 1001, 0, 4}, {2, 96, 7, 0}, {4, 5, 0, 3}, {1, 1, 0, 0},
+    };
+    enum { NC = sizeof cs / sizeof cs[0] };
+    opr_rng r = {4242};
+    float *h[NC];
+    void *x[NC], *o[NC];
+    sh_argmax_group g[NC];
+    for (int i = 0; i < NC; i++) {
+        const int stride = cs[i].n + cs[i].pad, rows = cs[i].rows;
+        size_t nf = (size_t)cs[i].off + (size_t)rows * stride;
+        h[i] = malloc(nf * sizeof(float));
+        for (size_t k = 0; k < nf; k++) h[i][k] = opr_unif(&r, -4, 4);
+        float *v = h[i] + cs[i].off;
+        for (int rr = 0; rr < rows; rr++) {
+            float *row = v + (size_t)rr * stride;
+            const int n = cs[i].n;
+            switch ((i + rr) % 6) {
+            case 0: /* tie: the same maximum twice, far apart */
+                row[n / 3] = 9.0f;
+                row[n - 1 - n / 7] = 9.0f;
+                break;
+            case 1: row[n - 1] = 9.5f; break; /* maximum in the tail */
+            case 2: /* NaNs around a maximum */
+                row[n / 2] = NAN;
+                if (n > 4) row[n / 4] = 8.0f;
+                break;
+            case 3: row[0] = NAN; break; /* NaN in column 0 */
+            case 4:
+                for (int c = 0; c < n; c++) row[c] = -INFINITY;
+                break;
+            default: break; /* plain random */
+            }
+        }
+        x[i] = opr_upload(gpu, h[i], nf * sizeof(float));
+        int32_t *init = malloc(((size_t)rows + 2) * sizeof(int32_t));
+        for (int k = 0; k < rows + 2; k++) init[k] = -7;
+        o[i] = opr_upload(gpu, init, ((size_t)rows + 2) * sizeof(int32_t));
+        free(init);
+        g[i] = (sh_argmax_group){{(float *)x[i] + cs[i].off, rows, cs[i].n, stride}, (int32_t *)o[i] + 1};
+    }
+    OK(sh_be_argmax(gpu, NC, g));
+    OK(sh_be_sync(gpu));
+    for (int i = 0; i < NC; i++) {
+        const int rows = cs[i].rows, stride = cs[i].n + cs[i].pad;
+        int32_t got[8];
+        opr_download(gpu, got, o[i], ((size_t)rows + 2) * sizeof(int32_t));
+        CHECK(got[0] == -7 && got[rows + 1] == -7, "argmax group %d: wrote outside its rows", i);
+        for (int rr = 0; rr < rows; rr++) {
+            int32_t want = host_argmax(h[i] + cs[i].off + (size_t)rr * stride, cs[i].n);
+            CHECK(got[1 + rr] == want, "argmax group %d row %d (n %d): got %d, want %d", i, rr, cs[i].n,
+                  got[1 + rr], want);
+        }
+        sh_be_free(gpu, x[i]);
+        sh_be_free(gpu, o[i]);
+        free(h[i]);
+    }
+}
+
+/* ---- bandwidth -------------------------------------------------------------- */
+
+static void test_bandwidth(void) {
+    double a = 0, b = 0;
+    OK(gpu->ops->bandwidth(gpu, &a));
+    OK(gpu->ops->bandwidth(gpu, &b));
+    printf("device copy bandwidth (read + write): %.0f GB/s\n", a / 1e9);
+    CHECK(a > 1e10 && a < 1e14, "copy bandwidth %.3g B/s is implausible", a);
+    CHECK(a == b, "bandwidth not cached: %.6g then %.6g", a, b);
+}
+
+/* ---- step graphs ------------------------------------------------------------ */
+
+/* The ops of one small decode-like step, after uploading fresh x inside the
+ * step: h = rmsnorm(x); u = h W1^T (bf16); a = silu(u) * u; y = a W2^T
+ * (q8_0); ids = argmax(y) (GPU only). Buffers of set k. */
+typedef struct gstep {
+    fview x, h, u, a, y;
+    void *ids; /* gpu: (M) int32 */
+} gstep;
+
+static void gstep_new(gstep *s, opr_rng *r, int m, int d, int f) {
+    fv_new(&s->x, r, m, d, d, 0, -1, 1, 0);
+    fv_new(&s->h, r, m, d, d, 0, 0, 0, 1);
+    fv_new(&s->u, r, m, f, f, 0, 0, 0, 1);
+    fv_new(&s->a, r, m, f, f, 0, 0, 0, 1);
+    fv_new(&s->y, r, m, d, d, 0, 0, 0, 1);
+    int32_t z[64] = {0};
+    s->ids = opr_upload(gpu, z, sizeof z);
+}
+
+static void gstep_free(gstep *s) {
+    mb_free(&s->x.m);
+    mb_free(&s->h.m);
+    mb_free(&s->u.m);
+    mb_free(&s->a.m);
+    mb_free(&s->y.m);
+    sh_be_free(gpu, s->ids);
+}
+
+static void gstep_run(gstep *s, const mbuf *w1, const mbuf *w2, int d, int f, const float *xh, int on_gpu) {
+    sh_backend *be = on_gpu ? gpu : cpu;
+    OK(sh_be_step_begin(be));
+    OK(sh_be_upload(be, mb(&s->x.m, on_gpu), xh, s->x.m.bytes));
+    sh_norm_group n = {fv_view(&s->x, on_gpu), {0}, NULL, NULL, 1e-6f, SH_NORM_RMS, fv_view(&s->h, on_gpu)};
+    OK(sh_be_norm(be, 1, &n));
+    sh_gemm_group g1 = {{mb(w1, on_gpu), SH_BF16, f, d}, NULL, fv_view(&s->h, on_gpu), fv_view(&s->u, on_gpu), 0};
+    OK(sh_be_gemm(be, 1, &g1));
+    sh_act_group ac = {fv_view(&s->u, on_gpu), fv_view(&s->u, on_gpu), fv_view(&s->a, on_gpu), SH_ACT_SILU_MUL};
+    OK(sh_be_act(be, 1, &ac));
+    sh_gemm_group g2 = {{mb(w2, on_gpu), SH_Q8_0, d, f}, NULL, fv_view(&s->a, on_gpu), fv_view(&s->y, on_gpu), 0};
+    OK(sh_be_gemm(be, 1, &g2));
+    if (on_gpu) {
+        sh_argmax_group am = {fv_view(&s->y, 1), s->ids};
+        OK(sh_be_argmax(be, 1, &am));
+    }
+    OK(sh_be_step_end(be));
+}
+
+/* Steps of one shape alternate between two buffer sets with fresh inputs
+ * uploaded inside the step: the first runs directly, the second is captured,
+ * the rest replay the graph — each compared with the CPU, argmax with the
+ * host loop over the GPU's own y. A step of another shape then runs
+ * directly, and the first shape replays again. */
+static void test_graph_replay(const char *label) {
+    opr_rng r = {9090};
+    const int D = 256, F = 512;
+    mbuf w1, w2;
+    uint8_t *wb = opr_weight_bytes(&r, SH_BF16, F, D);
+    mb_new(&w1, wb, opr_row_bytes(SH_BF16, D) * F);
+    free(wb);
+    wb = opr_weight_bytes(&r, SH_Q8_0, D, F);
+    mb_new(&w2, wb, opr_row_bytes(SH_Q8_0, F) * D);
+    free(wb);
+    gstep set[2], other;
+    gstep_new(&set[0], &r, 3, D, F);
+    gstep_new(&set[1], &r, 3, D, F);
+    gstep_new(&other, &r, 5, D, F);
+    sh_cuda_graph_stats g0, g1;
+    OK(sh_be_sync(gpu));
+    OK(sh_cuda_graph_stats_get(gpu, &g0));
+    float *xh = malloc((size_t)5 * D * sizeof(float));
+    for (int it = 0; it < 7; it++) {
+        gstep *s = it == 5 ? &other : &set[it % 2];
+        int m = s->x.rows;
+        for (int k = 0; k < m * D; k++) xh[k] = opr_unif(&r, -1, 1);
+        gstep_run(s, &w1, &w2, D, F, xh, 0);
+        gstep_run(s, &w1, &w2, D, F, xh, 1);
+        OK(sh_be_sync(gpu));
+        char what[96];
+        snprintf(what, sizeof what, "%s step %d (u)", label, it);
+        expect_close(what, 0, &s->u, 1e-5, SH_OP_GEMM);
+        snprintf(what, sizeof what, "%s step %d (y)", label, it);
+        expect_close(what, 0, &s->y, 1e-5, SH_OP_GEMM);
+        float *yg = malloc(s->y.m.bytes);
+        int32_t ids[8];
+        opr_download(gpu, yg, s->y.m.g, s->y.m.bytes);
+        opr_download(gpu, ids, s->ids, (size_t)m * sizeof(int32_t));
+        for (int rr = 0; rr < m; rr++)
+            CHECK(ids[rr] == host_argmax(yg + (size_t)rr * D, D), "%s step %d: argmax row %d", label, it, rr);
+        free(yg);
+    }
+    free(xh);
+    OK(sh_cuda_graph_stats_get(gpu, &g1));
+    uint64_t dir = g1.direct - g0.direct, cap = g1.captures - g0.captures, rep = g1.replays - g0.replays;
+    printf("%s: %llu direct, %llu captured, %llu replayed\n", label, (unsigned long long)dir,
+           (unsigned long long)cap, (unsigned long long)rep);
+    CHECK(dir == 2 && cap == 1 && rep == 4 && g1.capture_failures == g0.capture_failures,
+          "%s: steps direct/captured/replayed %llu/%llu/%llu, want 2/1/4", label, (unsigned long long)dir,
+          (unsigned long long)cap, (unsigned long long)rep);
+    gstep_free(&set[0]);
+    gstep_free(&set[1]);
+    gstep_free(&other);
+    mb_free(&w1);
+    mb_free(&w2);
+}
+
 /* ---- device-side errors and the small API -------------------------------- */
 
 static void test_errors_and_info(void) {
@@ -724,14 +918,23 @@ int main(int argc, char **argv) {
     test_pool_mixed();
     test_kv_write_mixed();
     test_attn_mixed();
+    test_argmax();
     test_step();
     test_many();
     test_chain("chain (pdl)");
+    test_graph_replay("graph (pdl)");
     /* the same without programmatic dependent launch */
     OK(sh_cuda_set_pdl(gpu, 0));
     test_step();
     test_chain("chain (no pdl)");
+    test_graph_replay("graph (no pdl)");
     OK(sh_cuda_set_pdl(gpu, 1));
+    /* and without graphs */
+    OK(sh_cuda_set_graphs(gpu, 0));
+    test_step();
+    test_chain("chain (no graphs)");
+    OK(sh_cuda_set_graphs(gpu, 1));
+    if (!quick) test_bandwidth();
     OK(sh_be_sync(gpu));
 
     printf("largest error vs the CPU backend:");

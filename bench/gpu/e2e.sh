@@ -3,39 +3,76 @@
 # CUDA, from prebuilt binaries carried in .e2e/ (shoal, test_reference,
 # test_cuda_ops; libcjson1 .deb; a copy of the PyTorch peer script).
 #
-#   bash bench/gpu/e2e.sh check     # reference fixtures through --device cuda + op conformance
-#   bash bench/gpu/e2e.sh single    # issue 4 workloads: one model, 1/16/64 sequences, with peers
-#   bash bench/gpu/e2e.sh cluster   # issue 5 workload: 8 models x 16 sequences, fused vs unfused, peers
-# Logs and JSON go to $OUT; a summary is printed last.
+#   bash bench/gpu/e2e.sh MODE [MODE ...]
+#     check     reference fixtures through --device cuda, op conformance, memcheck (--quick)
+#     single    issue 4 workloads: one model, 1/16/64 sequences, with peers
+#     cluster   issue 5 workload: 8 models x 16 sequences, fused vs unfused, peers
+#     quick     the single workloads without peers, step graphs on and off (SHOAL_CUDA_GRAPH=0)
+#     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
+# Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
+# most 8 files); a summary is printed last.
 set -u
 OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT" /tmp/x
+W=/tmp/e2e-work
+mkdir -p "$OUT" "$W" /tmp/x
 for f in .e2e/*.deb; do dpkg -x "$f" /tmp/x; done
 export LD_LIBRARY_PATH=/tmp/x/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 B=.e2e/bin
 PEER=.e2e/torch_decode.py
-nvidia-smi --query-gpu=name,pci.bus_id,driver_version,memory.total,clocks.max.sm --format=csv,noheader > "$OUT/gpu.txt" 2>&1
-GPU=$(cut -d, -f1 "$OUT/gpu.txt")
-echo "GPU: $(cat "$OUT/gpu.txt")"
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+nvidia-smi --query-gpu=name,pci.bus_id,driver_version,memory.total,clocks.max.sm --format=csv,noheader > "$W/gpu.txt" 2>&1
+echo "GPU: $(cat "$W/gpu.txt")"
 
 bench() { # name, args...
   local name=$1; shift
-  timeout ${BENCH_TIMEOUT:-240} $B/shoal bench "$@" --device cuda --quiet --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
-  echo "== $name (rc=$?)"; grep -vE "^\s*$" "$OUT/$name.log" | tail -14
+  timeout ${BENCH_TIMEOUT:-240} $B/shoal bench "$@" --device cuda --quiet --json "$W/$name.json" > "$W/$name.log" 2>&1
+  echo "== $name (rc=$?)"; grep -vE "^\s*$" "$W/$name.log" | grep -E "${BENCH_GREP:-.}" | tail -${BENCH_LINES:-14}
 }
 peer() { # name kind shape models seqs
   local name=$1 kind=$2 shape=$3 models=$4 seqs=$5
   timeout ${PEER_TIMEOUT:-240} python3 $PEER --peer $kind --shape $shape --models $models --seqs $seqs \
-    --prompt 64 --tokens 128 --dtype bf16 > "$OUT/$name.peer.json" 2> "$OUT/$name.peer.err"
-  echo "== peer $name: $(tail -1 "$OUT/$name.peer.json")"
+    --prompt 64 --tokens 128 --dtype bf16 > "$W/$name.peer.json" 2> "$W/$name.peer.err"
+  echo "== peer $name: $(tail -1 "$W/$name.peer.json")"
+}
+# ncu over decode steps: name, launches per step, bench args...
+prof() {
+  local name=$1 L=$2; shift 2
+  SHOAL_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-200} $NCU --clock-control none --launch-skip $((12 * L)) \
+    --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size --csv \
+    $B/shoal bench "$@" --device cuda --quiet > "$W/ncu-$name.csv" 2> "$W/ncu-$name.err"
+  echo "== ncu $name (rc=$?): $(grep -c gpu__time_duration "$W/ncu-$name.csv") kernels"
+  python3 - "$W/ncu-$name.csv" <<'EOF'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: sys.exit()
+h = rows[0]; ki, mi, vi, ii = h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value"), h.index("ID")
+k = {}
+for r in rows[1:]:
+    d = k.setdefault(r[ii], {"name": r[ki]})
+    d[r[mi]] = float(r[vi].replace(",", ""))
+t = collections.defaultdict(lambda: [0, 0.0])
+for d in k.values():
+    n = d["name"].split("(")[0].replace("(anonymous namespace)::", "")
+    key = "%s grid=%d" % (n, d.get("launch__grid_size", 0))
+    t[key][0] += 1; t[key][1] += d.get("gpu__time_duration.sum", 0)
+tot = sum(v[1] for v in t.values())
+print("   total %.1f us over %d kernels (2 steps)" % (tot / 1e3, len(k)))
+for key, v in sorted(t.items(), key=lambda x: -x[1][1])[:12]:
+    print("   %6.1f%% %8.1f us %4d x %6.2f us  %s" % (100 * v[1] / tot, v[1] / 1e3, v[0], v[1] / v[0] / 1e3, key))
+EOF
 }
 
-case "${1:-check}" in
+for mode in "$@"; do
+case "$mode" in
 check)
-  SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_reference > "$OUT/ref_cuda.log" 2>&1
-  echo "== test_reference --device cuda (rc=$?)"; grep -E "FAIL|passed" "$OUT/ref_cuda.log" | head -20
-  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 $B/test_cuda_ops > "$OUT/cuda_ops.log" 2>&1
-  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed" "$OUT/cuda_ops.log" | head -20
+  SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_reference > "$W/ref_cuda.log" 2>&1
+  echo "== test_reference --device cuda (rc=$?)"; grep -E "FAIL|passed" "$W/ref_cuda.log" | head -20
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
+  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|bandwidth|graph \(|largest" "$W/cuda_ops.log" | head -24
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 "$CS" --tool memcheck --leak-check full --report-api-errors no \
+    --error-exitcode 9 $B/test_cuda_ops --quick > "$W/memcheck.log" 2>&1
+  echo "== memcheck test_cuda_ops --quick (rc=$?)"; grep -m 12 -E "Invalid|ERROR SUMMARY|passed" "$W/memcheck.log"
   M=tests/fixtures/models
   $B/shoal run -m $M/qwen2/model-f16.gguf --tokens 250,250,252,97,43,236,26,66,35,81,137,30 -n 16 --print-ids --ignore-eos --device cuda
   ;;
@@ -53,4 +90,25 @@ cluster)
   bench smollm-135m-8x16 --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 128 --dtype bf16 --compare --peer $PEER --peer-kind graph
   peer smollm-135m-8x16-hf hf smollm-135m 8 16
   ;;
+quick)
+  for g in 1 0; do
+    for shape in smollm-135m gpt2-124m; do
+      for s in 1 16 64; do
+        SHOAL_CUDA_GRAPH=$g BENCH_GREP="decode|bandwidth|rror" bench "$shape-1x$s-graph$g" --synthetic $shape --models 1 --seqs $s \
+          --prompt 64 --tokens 128 --dtype bf16
+      done
+    done
+  done
+  SHOAL_CUDA_GRAPH=1 BENCH_GREP="decode|bandwidth|rror" bench smollm-135m-8x16-graph1 --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 128 --dtype bf16
+  ;;
+profile)
+  for s in 1 16 64; do
+    prof smollm-1x$s 304 --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
+  done
+  prof gpt2-1x64 113 --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
+  ;;
+*) echo "unknown mode $mode" ;;
 esac
+# packed after every mode, so a run cut short still returns what it did
+tar czf "$OUT/e2e-$(echo "$*" | tr ' ' '-').tgz" -C "$W" .
+done

@@ -18,6 +18,17 @@
  * and waits (griddepcontrol.wait) before it touches activations. Memory
  * copies keep their ordinary stream order. SHOAL_CUDA_PDL=0 turns it off.
  *
+ * Step graphs. At step_end the queued launches are compared with the steps
+ * seen before: their signature is every launch's kernel, variant, grid and
+ * descriptor offsets, plus the staged byte count (kernel parameters are only
+ * these and the arena address). A signature seen once before is captured
+ * (kernels only) into a CUDA graph and kept (LRU of SH_CU_NGRAPH); a known
+ * one replays its graph. Either way the descriptors go first as a plain
+ * asynchronous copy into the same device arena, so a replay reads this
+ * step's descriptors, and every address a kernel uses comes from them: the
+ * graph stays valid while the engine's buffers move. Growing the arena drops
+ * every graph. SHOAL_CUDA_GRAPH=0 turns graphs off.
+ *
  * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
  * after the event recorded behind its last copy has completed, so the host
  * may run several flushes ahead of the device. The device arena is single:
@@ -43,6 +54,8 @@ _Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes
 /* AUTO GEMM path: tensor cores from this many rows (bench/NOTES.md, "CUDA GEMM") */
 #define SH_CU_MMA_MIN_M 2
 #define SH_CU_ALIGN 64 /* bytes between packed descriptor arrays */
+#define SH_CU_NGRAPH 8 /* step graphs kept */
+#define SH_CU_NSEEN 16 /* step signatures remembered before capture */
 
 typedef struct sh_cu_stage {
     unsigned char *host; /* pinned */
@@ -56,6 +69,16 @@ typedef struct sh_cu_launch_rec {
     size_t desc_off, starts_off; /* in the staged (= device arena) bytes */
     int n_groups, n_blocks, variant;
 } sh_cu_launch_rec;
+
+/* A captured step: its launch list (the signature) and the executable graph. */
+typedef struct sh_cu_graph {
+    uint64_t hash;
+    sh_cu_launch_rec *recs; /* (n_recs) */
+    int n_recs;
+    size_t used;            /* staged bytes of the step */
+    cudaGraphExec_t exec;   /* NULL: free slot */
+    uint64_t last_use;
+} sh_cu_graph;
 
 typedef struct sh_cu_backend {
     sh_backend base;
@@ -75,6 +98,13 @@ typedef struct sh_cu_backend {
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
+    int graphs;              /* replay steps from captured graphs */
+    sh_cu_graph graph[SH_CU_NGRAPH];
+    uint64_t seen[SH_CU_NSEEN]; /* hashes of steps flushed once (ring) */
+    int seen_next;
+    uint64_t tick;           /* LRU clock */
+    sh_cuda_graph_stats gstats;
+    double bw;               /* measured copy bandwidth (bytes/s); 0: not yet */
 } sh_cu_backend;
 
 static const sh_backend_ops sh_cu_ops;
@@ -177,8 +207,134 @@ static shoal_status cu_stage_reserve(sh_cu_backend *cb, size_t bytes, size_t *of
     return SHOAL_OK;
 }
 
-/* Copies the staged descriptors to the device and launches the queue. */
-static shoal_status cu_flush(sh_cu_backend *cb) {
+/* ---- step graphs ------------------------------------------------------- */
+
+static void cu_graph_clear(sh_cu_backend *cb) {
+    for (int i = 0; i < SH_CU_NGRAPH; i++) {
+        sh_cu_graph *g = &cb->graph[i];
+        if (g->exec) (void)cudaGraphExecDestroy(g->exec);
+        free(g->recs);
+        memset(g, 0, sizeof *g);
+    }
+    memset(cb->seen, 0, sizeof cb->seen);
+}
+
+/* 64-bit signature of a launch list (FNV-1a over the fields that become
+ * kernel parameters or grid sizes). 0 is kept for "empty". */
+static uint64_t cu_sig(const sh_cu_launch_rec *r, int n, size_t used, int pdl) {
+    uint64_t h = 1469598103934665603ull;
+#define CU_MIX(v)                                    \
+    do {                                             \
+        h ^= (uint64_t)(v);                          \
+        h *= 1099511628211ull;                       \
+        h ^= h >> 29;                                \
+    } while (0)
+    CU_MIX(n);
+    CU_MIX(used);
+    CU_MIX(pdl);
+    for (int i = 0; i < n; i++) {
+        CU_MIX((uintptr_t)r[i].fn);
+        CU_MIX(r[i].desc_off);
+        CU_MIX(r[i].starts_off);
+        CU_MIX(((uint64_t)(uint32_t)r[i].n_groups << 32) | (uint32_t)r[i].n_blocks);
+        CU_MIX(r[i].variant);
+    }
+#undef CU_MIX
+    return h ? h : 1;
+}
+
+static int cu_recs_equal(const sh_cu_launch_rec *a, const sh_cu_launch_rec *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (a[i].fn != b[i].fn || a[i].desc_off != b[i].desc_off || a[i].starts_off != b[i].starts_off ||
+            a[i].n_groups != b[i].n_groups || a[i].n_blocks != b[i].n_blocks || a[i].variant != b[i].variant)
+            return 0;
+    return 1;
+}
+
+/* Launches the queue's kernels directly on the stream. */
+static shoal_status cu_launch_recs(sh_cu_backend *cb, const sh_cu_launch_rec *recs, int n_recs) {
+    for (int i = 0; i < n_recs; i++) {
+        const sh_cu_launch_rec *r = &recs[i];
+        sh_cu_launch_args a = {cb->arena + r->desc_off, (const int32_t *)(cb->arena + r->starts_off), r->n_groups,
+                               r->n_blocks, r->variant, cb->d_err, cb->pdl};
+        cudaError_t e = r->fn(cb->stream, &a);
+        if (e != cudaSuccess) return cu_fail(e, "kernel launch");
+    }
+    return SHOAL_OK;
+}
+
+/* Captures the kernels of a step into an executable graph; NULL (and no
+ * error) when the capture fails, so the caller launches directly. */
+static cudaGraphExec_t cu_capture(sh_cu_backend *cb, const sh_cu_launch_rec *recs, int n_recs) {
+    if (cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    int bad = 0;
+    for (int i = 0; i < n_recs && !bad; i++) {
+        const sh_cu_launch_rec *r = &recs[i];
+        sh_cu_launch_args a = {cb->arena + r->desc_off, (const int32_t *)(cb->arena + r->starts_off), r->n_groups,
+                               r->n_blocks, r->variant, cb->d_err, cb->pdl};
+        bad = r->fn(cb->stream, &a) != cudaSuccess;
+    }
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(cb->stream, &graph);
+    cudaGraphExec_t exec = NULL;
+    if (!bad && e == cudaSuccess && graph && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) exec = NULL;
+    if (graph) (void)cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return exec;
+}
+
+/* Runs a step's launch list through the graph cache: replay a known step,
+ * capture one seen before, else remember it and launch directly. */
+static shoal_status cu_run_step(sh_cu_backend *cb, const sh_cu_launch_rec *recs, int n_recs, size_t used) {
+    const uint64_t h = cu_sig(recs, n_recs, used, cb->pdl);
+    cb->tick++;
+    for (int i = 0; i < SH_CU_NGRAPH; i++) {
+        sh_cu_graph *g = &cb->graph[i];
+        if (g->exec && g->hash == h && g->n_recs == n_recs && g->used == used && cu_recs_equal(g->recs, recs, n_recs)) {
+            g->last_use = cb->tick;
+            cb->gstats.replays++;
+            CU_TRY(cudaGraphLaunch(g->exec, cb->stream), "cudaGraphLaunch");
+            return SHOAL_OK;
+        }
+    }
+    int seen = 0;
+    for (int i = 0; i < SH_CU_NSEEN; i++) seen |= cb->seen[i] == h;
+    if (!seen) {
+        cb->seen[cb->seen_next] = h;
+        cb->seen_next = (cb->seen_next + 1) % SH_CU_NSEEN;
+        cb->gstats.direct++;
+        return cu_launch_recs(cb, recs, n_recs);
+    }
+    /* second sight: capture into the least recently used slot */
+    sh_cu_graph *slot = &cb->graph[0];
+    for (int i = 1; i < SH_CU_NGRAPH; i++)
+        if (!cb->graph[i].exec || (slot->exec && cb->graph[i].last_use < slot->last_use)) slot = &cb->graph[i];
+    sh_cu_launch_rec *copy = malloc((size_t)n_recs * sizeof *copy);
+    cudaGraphExec_t exec = copy ? cu_capture(cb, recs, n_recs) : NULL;
+    if (!exec) {
+        free(copy);
+        cb->gstats.capture_failures++;
+        cb->gstats.direct++;
+        return cu_launch_recs(cb, recs, n_recs);
+    }
+    memcpy(copy, recs, (size_t)n_recs * sizeof *copy);
+    if (slot->exec) {
+        (void)cudaGraphExecDestroy(slot->exec);
+        cb->gstats.evictions++;
+    }
+    free(slot->recs);
+    *slot = (sh_cu_graph){h, copy, n_recs, used, exec, cb->tick};
+    cb->gstats.captures++;
+    CU_TRY(cudaGraphLaunch(exec, cb->stream), "cudaGraphLaunch");
+    return SHOAL_OK;
+}
+
+/* Copies the staged descriptors to the device and launches the queue;
+ * at_step_end: through the step-graph cache. */
+static shoal_status cu_flush_ex(sh_cu_backend *cb, int at_step_end) {
     if (cb->n_recs == 0) return SHOAL_OK;
     sh_cu_stage *st = &cb->stage[cb->cur];
     const size_t used = cb->used;
@@ -194,6 +350,7 @@ static shoal_status cu_flush(sh_cu_backend *cb) {
         while (cap < used) cap *= 2;
         /* kernels still queued may read the old arena */
         CU_TRY(cudaStreamSynchronize(cb->stream), "cudaStreamSynchronize (descriptor arena)");
+        cu_graph_clear(cb); /* their kernel parameters point into the old arena */
         if (cb->arena) (void)cudaFree(cb->arena);
         cb->arena = NULL;
         cb->arena_cap = 0;
@@ -203,24 +360,22 @@ static shoal_status cu_flush(sh_cu_backend *cb) {
         cb->arena_cap = cap;
     }
     CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->stream), "descriptor copy");
-    /* Under stream capture the copy becomes a graph node that reads the
-     * staging buffer at every replay: no event can track it, so the caller
-     * syncs before capturing and keeps the backend idle while it replays. */
+    /* Under someone else's stream capture the copy becomes a graph node that
+     * reads the staging buffer at every replay: no event can track it, so
+     * that caller syncs before capturing and keeps the backend idle while it
+     * replays. Our own step graphs hold kernels only. */
     enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     CU_TRY(cudaStreamIsCapturing(cb->stream, &cap), "cudaStreamIsCapturing");
     if (cap == cudaStreamCaptureStatusNone) {
         CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
         st->pending = 1;
+        if (at_step_end && cb->graphs) return cu_run_step(cb, cb->recs, n_recs, used);
     }
-    for (int i = 0; i < n_recs; i++) {
-        const sh_cu_launch_rec *r = &cb->recs[i];
-        sh_cu_launch_args a = {cb->arena + r->desc_off, (const int32_t *)(cb->arena + r->starts_off), r->n_groups,
-                               r->n_blocks, r->variant, cb->d_err, cb->pdl};
-        cudaError_t e = r->fn(cb->stream, &a);
-        if (e != cudaSuccess) return cu_fail(e, "kernel launch");
-    }
-    return SHOAL_OK;
+    if (at_step_end) cb->gstats.direct++;
+    return cu_launch_recs(cb, cb->recs, n_recs);
 }
+
+static shoal_status cu_flush(sh_cu_backend *cb) { return cu_flush_ex(cb, 0); }
 
 /* Stages n descriptors of desc_size bytes and a starts table; returns host
  * pointers to fill. The launch is queued by cu_queue. */
@@ -297,12 +452,18 @@ static void cu_free(sh_backend *be, void *ptr) {
     (void)cudaFree(ptr);
 }
 
+/* From pageable memory the runtime has consumed src when cudaMemcpyAsync
+ * returns (it stages the bytes itself), so the copy may finish in stream
+ * order with no wait here; page-locked or device sources are waited for. */
 static shoal_status cu_upload(sh_backend *be, void *dst, const void *src, size_t bytes) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
     SH_TRY(cu_flush(cb));
+    struct cudaPointerAttributes pa;
+    int pageable = cudaPointerGetAttributes(&pa, src) == cudaSuccess && pa.type == cudaMemoryTypeUnregistered;
+    (void)cudaGetLastError();
     CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cb->stream), "upload");
-    CU_TRY(cudaStreamSynchronize(cb->stream), "upload");
+    if (!pageable) CU_TRY(cudaStreamSynchronize(cb->stream), "upload");
     return SHOAL_OK;
 }
 
@@ -549,6 +710,83 @@ static shoal_status cu_pool(sh_backend *be, int n, const sh_pool_group *g) {
     return cu_queue(cb, sh_cu_launch_pool, &pk, n, total, 0, "pool");
 }
 
+static shoal_status cu_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_argmax_desc), &pk));
+    sh_cu_argmax_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_argmax_group *e = &g[i];
+        d[i] = (sh_cu_argmax_desc){
+            .x = e->x.data, .out = e->out, .n = e->x.cols, .stride = e->x.stride,
+            .vec = cu_aligned(e->x.data, 16) && e->x.stride % 4 == 0,
+        };
+        CU_START(pk, i, total, e->x.rows);
+    }
+    pk.starts[n] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_argmax, &pk, n, total, 0, "argmax");
+}
+
+/* ---- bandwidth --------------------------------------------------------- */
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Device copy bandwidth: a device-to-device copy of up to 512 MiB (smaller
+ * if memory is short), 2 warm-ups then the median of 9 timed copies, bytes
+ * read + written per second. Measured once, then cached. */
+static shoal_status cu_bandwidth(sh_backend *be, double *bytes_per_s) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    *bytes_per_s = 0;
+    if (cb->bw > 0) {
+        *bytes_per_s = cb->bw;
+        return SHOAL_OK;
+    }
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb));
+    CU_TRY(cudaStreamSynchronize(cb->stream), "bandwidth");
+    size_t bytes = (size_t)512 << 20;
+    void *a = NULL, *b = NULL;
+    while (bytes >= ((size_t)16 << 20)) {
+        if (cudaMalloc(&a, bytes) == cudaSuccess && cudaMalloc(&b, bytes) == cudaSuccess) break;
+        (void)cudaGetLastError();
+        if (a) (void)cudaFree(a);
+        a = b = NULL;
+        bytes /= 2;
+    }
+    if (!a) return sh_fail(SHOAL_ERR_NOMEM, "cuda: bandwidth: no room for two 16 MiB buffers");
+    enum { WARM = 2, TIMED = 9 };
+    cudaEvent_t ev[TIMED + 1] = {0};
+    float ms[TIMED];
+    shoal_status s = SHOAL_OK;
+    cudaError_t e = cudaMemsetAsync(a, 0x5a, bytes, cb->stream);
+    for (int i = 0; i <= TIMED && e == cudaSuccess; i++) e = cudaEventCreate(&ev[i]);
+    for (int i = 0; i < WARM && e == cudaSuccess; i++)
+        e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, cb->stream);
+    if (e == cudaSuccess) e = cudaEventRecord(ev[0], cb->stream);
+    for (int i = 0; i < TIMED && e == cudaSuccess; i++) {
+        e = cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice, cb->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(ev[i + 1], cb->stream);
+    }
+    if (e == cudaSuccess) e = cudaEventSynchronize(ev[TIMED]);
+    for (int i = 0; i < TIMED && e == cudaSuccess; i++) e = cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]);
+    if (e != cudaSuccess) s = cu_fail(e, "bandwidth");
+    for (int i = 0; i <= TIMED; i++)
+        if (ev[i]) (void)cudaEventDestroy(ev[i]);
+    (void)cudaFree(a);
+    (void)cudaFree(b);
+    if (s != SHOAL_OK) return s;
+    qsort(ms, TIMED, sizeof ms[0], cmp_f);
+    if (!(ms[TIMED / 2] > 0)) return sh_fail(SHOAL_ERR_DEVICE, "cuda: bandwidth: the copy took no time");
+    cb->bw = 2.0 * (double)bytes / (ms[TIMED / 2] * 1e-3);
+    *bytes_per_s = cb->bw;
+    return SHOAL_OK;
+}
+
 /* ---- sync and steps ---------------------------------------------------- */
 
 static shoal_status cu_sync(sh_backend *be) {
@@ -582,7 +820,7 @@ static shoal_status cu_step_end(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     cb->in_step = 0;
     SH_TRY(cu_set_device(cb));
-    return cu_flush(cb);
+    return cu_flush_ex(cb, 1);
 }
 
 /* ---- lifetime ---------------------------------------------------------- */
@@ -599,6 +837,7 @@ static void cu_destroy(sh_backend *be) {
             if (cb->stage[i].host) (void)cudaFreeHost(cb->stage[i].host);
             if (cb->stage[i].done) (void)cudaEventDestroy(cb->stage[i].done);
         }
+        cu_graph_clear(cb);
         if (cb->arena) (void)cudaFree(cb->arena);
         if (cb->d_err) (void)cudaFree(cb->d_err);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
@@ -630,6 +869,8 @@ static const sh_backend_ops sh_cu_ops = {
     .sync = cu_sync,
     .step_begin = cu_step_begin,
     .step_end = cu_step_end,
+    .bandwidth = cu_bandwidth,
+    .argmax = cu_argmax,
 };
 
 shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
@@ -651,6 +892,8 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->gemm_path = SH_CUDA_GEMM_AUTO;
     const char *pdl_env = getenv("SHOAL_CUDA_PDL");
     cb->pdl = !(pdl_env && strcmp(pdl_env, "0") == 0);
+    const char *graph_env = getenv("SHOAL_CUDA_GRAPH");
+    cb->graphs = !(graph_env && strcmp(graph_env, "0") == 0);
 
     if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
@@ -707,6 +950,24 @@ shoal_status sh_cuda_set_pdl(sh_backend *be, int on) {
     SH_TRY(cu_set_device(cb));
     SH_TRY(cu_flush(cb)); /* queued launches keep the setting they were queued under */
     cb->pdl = on != 0;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_graphs(sh_backend *be, int on) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_graphs: not a CUDA backend");
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb));
+    CU_TRY(cudaStreamSynchronize(cb->stream), "set_graphs");
+    cb->graphs = on != 0;
+    if (!cb->graphs) cu_graph_clear(cb);
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_graph_stats_get(const sh_backend *be, sh_cuda_graph_stats *out) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb || !out) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: graph_stats: not a CUDA backend");
+    *out = cb->gstats;
     return SHOAL_OK;
 }
 

@@ -52,6 +52,22 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
  * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */
 shoal_status sh_cuda_set_pdl(sh_backend *be, int on);
 
+/* Step graphs (see cuda_backend.c): on by default unless the environment
+ * sets SHOAL_CUDA_GRAPH=0. Off drops every captured graph. Flushes and
+ * waits first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */
+shoal_status sh_cuda_set_graphs(sh_backend *be, int on);
+
+/* What step_end did with each step since the backend was created. */
+typedef struct sh_cuda_graph_stats {
+    uint64_t direct;           /* steps launched kernel by kernel (first sight, or graphs off) */
+    uint64_t captures;         /* steps captured into a new graph (and launched from it) */
+    uint64_t replays;          /* steps replayed from a cached graph */
+    uint64_t evictions;        /* graphs dropped for a newer one */
+    uint64_t capture_failures; /* captures that failed (the step ran directly) */
+} sh_cuda_graph_stats;
+
+shoal_status sh_cuda_graph_stats_get(const sh_backend *be, sh_cuda_graph_stats *out);
+
 /* The backend's stream (a cudaStream_t), for benchmarks that time with CUDA
  * events on it. NULL if be is not a CUDA backend. */
 void *sh_cuda_stream(sh_backend *be);

@@ -111,6 +111,16 @@ typedef struct sh_cu_pool_desc {
     int32_t rows, n, stride, normalize;
 } sh_cu_pool_desc;
 
+/* Index of the first maximum of each row; one block per row. A NaN in
+ * column 0 gives 0; other NaNs are skipped (the host loop `x[c] > x[best]`). */
+typedef struct sh_cu_argmax_desc {
+    const float *x;       /* (rows, n), stride floats between rows */
+    int32_t *out;         /* (rows) */
+    int32_t n, stride;
+    int32_t vec;          /* 1: x and stride allow 16-byte loads */
+    int32_t pad_;
+} sh_cu_argmax_desc;
+
 /* Bits of the device error word (kernels atomicOr them; sync reports). */
 enum {
     SH_CU_ERR_ROW_ID = 1,      /* get_rows: an id outside [0, n_out) (row written as 0) */
@@ -155,6 +165,7 @@ cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a);
 
 /* Tokens per KV block (= SH_KV_BLOCK of backend.h). */
 #define SH_KV_TOKENS 16

@@ -1,6 +1,7 @@
 /* Grouped row-wise ops: embedding gather, norm (+ residual add), RoPE, KV
  * write, activation, mean pooling. One launch per call; each block finds its
  * group from the starts table and handles one row (pooling: one group). */
+#include <limits.h>
 #include <math.h>
 
 #include "cuda_common.cuh"
@@ -207,6 +208,83 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int c = threadIdx.x; c < d.n; c += kRowThreads) d.out[c] *= inv;
 }
 
+/* ---- argmax ------------------------------------------------------------- */
+
+constexpr int kArgThreads = 1024;
+
+/* (v, i) beats (bv, bi): larger value, or equal value at a smaller index. */
+__device__ __forceinline__ bool am_better(float v, int i, float bv, int bi) {
+    return v > bv || (v == bv && i < bi);
+}
+
+/* out[r] = the first c with x[r, c] maximal, as the host loop `if (x[c] >
+ * x[best]) best = c` from best = 0 finds it: NaNs never win, except that a
+ * NaN in column 0 is kept. Each thread scans its columns in ascending order
+ * (16-byte loads, four in flight), then (value, index) pairs are reduced. */
+__global__ void __launch_bounds__(kArgThreads)
+    argmax_kernel(const sh_cu_argmax_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_argmax_desc d = descs[g];
+    pdl_trigger();
+    pdl_wait(); /* the logits come from the previous kernel */
+    const int r = blockIdx.x - __ldg(starts + g);
+    const float *x = d.x + (int64_t)r * d.stride;
+    float bv = -INFINITY;
+    int bi = INT_MAX; /* nothing above -inf seen yet */
+    if (d.vec) {
+        const int n4 = d.n >> 2;
+        const float4 *x4 = reinterpret_cast<const float4 *>(x);
+        for (int i0 = threadIdx.x; i0 < n4; i0 += 4 * kArgThreads) {
+            float4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int i = i0 + u * kArgThreads;
+                v[u] = i < n4 ? x4[i] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int c = 4 * (i0 + u * kArgThreads);
+                if (v[u].x > bv) bv = v[u].x, bi = c;
+                if (v[u].y > bv) bv = v[u].y, bi = c + 1;
+                if (v[u].z > bv) bv = v[u].z, bi = c + 2;
+                if (v[u].w > bv) bv = v[u].w, bi = c + 3;
+            }
+        }
+        /* loads of one thread jump by 4 * kArgThreads vectors between its
+         * batches but rise within them, so "first" holds per thread */
+        for (int c = 4 * n4 + threadIdx.x; c < d.n; c += kArgThreads)
+            if (x[c] > bv) bv = x[c], bi = c;
+    } else {
+        for (int c = threadIdx.x; c < d.n; c += kArgThreads)
+            if (x[c] > bv) bv = x[c], bi = c;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+        const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+        if (am_better(ov, oi, bv, bi)) bv = ov, bi = oi;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        sv[warp] = bv;
+        si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < kArgThreads / 32 ? sv[lane] : -INFINITY;
+        bi = lane < kArgThreads / 32 ? si[lane] : INT_MAX;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+            const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+            if (am_better(ov, oi, bv, bi)) bv = ov, bi = oi;
+        }
+        if (lane == 0) d.out[r] = (bi == INT_MAX || isnan(x[0])) ? 0 : bi;
+    }
+}
+
 } // namespace
 
 /* One block per row (pool: per group), kRowThreads threads each. */
@@ -238,4 +316,9 @@ extern "C" cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args 
 extern "C" cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a) {
     return sh_cu_launch_k(pool_kernel, a->n_blocks, kRowThreads, s, a->pdl,
                           static_cast<const sh_cu_pool_desc *>(a->desc), a->starts, a->n_groups);
+}
+
+extern "C" cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a) {
+    return sh_cu_launch_k(argmax_kernel, a->n_blocks, kArgThreads, s, a->pdl,
+                          static_cast<const sh_cu_argmax_desc *>(a->desc), a->starts, a->n_groups);
 }
