@@ -242,6 +242,8 @@ static shoal_status gguf_flt(shoal_model *m, const char *arch, const char *key, 
     }
     shoal_status s = sh_gguf_get_float(m->gguf, k, &v);
     if (s != SHOAL_OK) return sh_fail_prefix(s, "%s", m->path);
+    if (!(v >= -3.0e38 && v <= 3.0e38))
+        return sh_fail(SHOAL_ERR_FORMAT, "%s: metadata '%s' is not a finite number", m->path, k);
     *out = (float)v;
     return SHOAL_OK;
 }
@@ -287,10 +289,10 @@ static shoal_status hparams_gguf(shoal_model *m) {
     int64_t v;
     hp->bos_id = hp->eos_id = -1;
     if (sh_gguf_find_key(m->gguf, "tokenizer.ggml.bos_token_id") >= 0 &&
-        sh_gguf_get_int(m->gguf, "tokenizer.ggml.bos_token_id", &v) == SHOAL_OK)
+        sh_gguf_get_int(m->gguf, "tokenizer.ggml.bos_token_id", &v) == SHOAL_OK && v >= 0 && v < (1 << 30))
         hp->bos_id = (int)v;
     if (sh_gguf_find_key(m->gguf, "tokenizer.ggml.eos_token_id") >= 0 &&
-        sh_gguf_get_int(m->gguf, "tokenizer.ggml.eos_token_id", &v) == SHOAL_OK)
+        sh_gguf_get_int(m->gguf, "tokenizer.ggml.eos_token_id", &v) == SHOAL_OK && v >= 0 && v < (1 << 30))
         hp->eos_id = (int)v;
     return SHOAL_OK;
 }
@@ -302,7 +304,7 @@ static shoal_status cj_int(shoal_model *m, const cJSON *cfg, const char *key, in
         *out = dflt;
         return SHOAL_OK;
     }
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > (double)(1 << 30) ||
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble <= (double)(1 << 30)) ||
         it->valuedouble != (double)(int)it->valuedouble)
         return sh_fail(SHOAL_ERR_FORMAT, "%s/config.json: '%s' is not a valid count", m->path, key);
     *out = (int)it->valuedouble;
@@ -315,9 +317,16 @@ static shoal_status cj_flt(shoal_model *m, const cJSON *cfg, const char *key, fl
         *out = dflt;
         return SHOAL_OK;
     }
-    if (!cJSON_IsNumber(it)) return sh_fail(SHOAL_ERR_FORMAT, "%s/config.json: '%s' is not a number", m->path, key);
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= -3.0e38 && it->valuedouble <= 3.0e38))
+        return sh_fail(SHOAL_ERR_FORMAT, "%s/config.json: '%s' is not a finite number", m->path, key);
     *out = (float)it->valuedouble;
     return SHOAL_OK;
+}
+
+/* A token id from config.json, or -1 when absent or not a valid id. */
+static int json_token_id(const cJSON *it) {
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < (double)(1 << 30))) return -1;
+    return (int)it->valuedouble;
 }
 
 static shoal_status hparams_hf(shoal_model *m, const cJSON *cfg) {
@@ -351,7 +360,7 @@ static shoal_status hparams_hf(shoal_model *m, const cJSON *cfg) {
         SH_TRY(cj_int(m, cfg, "n_embd", 1, 0, &hp->n_embd));
         SH_TRY(cj_int(m, cfg, "n_head", 1, 0, &hp->n_head));
         hp->n_head_kv = hp->n_head;
-        SH_TRY(cj_int(m, cfg, "n_inner", 0, 4 * hp->n_embd, &hp->n_ff));
+        SH_TRY(cj_int(m, cfg, "n_inner", 0, hp->n_embd <= (1 << 20) ? 4 * hp->n_embd : 0, &hp->n_ff));
         SH_TRY(cj_int(m, cfg, "vocab_size", 1, 0, &hp->n_vocab));
         SH_TRY(cj_int(m, cfg, "n_positions", 0, 1024, &hp->n_pos));
         hp->n_ctx = hp->n_pos;
@@ -373,12 +382,9 @@ static shoal_status hparams_hf(shoal_model *m, const cJSON *cfg) {
         hp->head_dim = hp->n_head ? hp->n_embd / hp->n_head : 0;
         break;
     }
-    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(cfg, "bos_token_id");
-    if (cJSON_IsNumber(bos)) hp->bos_id = (int)bos->valuedouble;
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(cfg, "eos_token_id");
-    if (cJSON_IsNumber(eos)) hp->eos_id = (int)eos->valuedouble;
-    else if (cJSON_IsArray(eos) && cJSON_IsNumber(cJSON_GetArrayItem(eos, 0)))
-        hp->eos_id = (int)cJSON_GetArrayItem(eos, 0)->valuedouble;
+    hp->bos_id = json_token_id(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token_id"));
+    hp->eos_id = json_token_id(cJSON_IsArray(eos) ? cJSON_GetArrayItem(eos, 0) : eos);
     return SHOAL_OK;
 }
 
