@@ -412,6 +412,17 @@ static shoal_status grow_logits(shoal_cluster *c, size_t n) {
     return SHOAL_OK;
 }
 
+/* A decoder whose feed ends with this chunk and that may still generate. */
+static inline int wants_token(const shoal_request *r, int rows) {
+    return r->m->hp.tmpl != SH_TMPL_BERT && r->kv.n_past + rows == r->n_ids && r->n_ids - r->n_prompt < r->max_gen;
+}
+
+/* Sampling that is the argmax of the raw logits (sh_sample's greedy case:
+ * temperature 0, no repetition penalty): the step computes it. */
+static inline int plain_greedy(const shoal_request *r) {
+    return !(r->sp.temperature > 0) && (r->sp.repetition_penalty == 1.0f || !(r->sp.repetition_penalty > 0));
+}
+
 static int is_stop(const shoal_request *r, int32_t id) {
     if (r->sp.stop_at_eos && r->m->hp.eos_id >= 0 && id == r->m->hp.eos_id) return 1;
     for (int i = 0; i < r->sp.n_stop_ids; i++)
@@ -445,12 +456,13 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
         return s;
     }
 
-    /* ---- the batch: logits wanted by sequences whose feed ends here ---- */
+    /* ---- the batch: a next token for sequences whose feed ends here; plain
+     * greedy ones take the step's argmax (on the device where the backend
+     * can: no logits download), the others sample from host logits ---- */
     size_t n_logits = 0;
     for (int i = 0; i < n; i++) {
         shoal_request *r = c->breq[i];
-        if (r->m->hp.tmpl != SH_TMPL_BERT && r->kv.n_past + c->brows[i] == r->n_ids && r->n_ids - r->n_prompt < r->max_gen)
-            n_logits += (size_t)r->m->hp.n_vocab;
+        if (wants_token(r, c->brows[i]) && !plain_greedy(r)) n_logits += (size_t)r->m->hp.n_vocab;
     }
     s = grow_logits(c, n_logits ? n_logits : 1);
     shoal_step_info info;
@@ -472,10 +484,14 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
         if (r->m->hp.tmpl == SH_TMPL_BERT) {
             b->types = r->types;
             b->embedding = r->embedding;
-        } else if (r->kv.n_past + rows == r->n_ids && r->n_ids - r->n_prompt < r->max_gen) {
+        } else if (wants_token(r, rows)) {
             b->out = SH_OUT_LAST;
-            b->logits = c->logits + lo;
-            lo += (size_t)r->m->hp.n_vocab;
+            if (plain_greedy(r)) {
+                b->next = &c->sampled[i];
+            } else {
+                b->logits = c->logits + lo;
+                lo += (size_t)r->m->hp.n_vocab;
+            }
         }
         if (rows == 1 && r->kv.n_past + 1 == r->n_ids && r->n_ids > r->n_prompt) info.decode_rows++;
         else info.prefill_rows += rows;
@@ -507,7 +523,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
     if (s == SHOAL_OK) {
         int n_items = 0;
         for (int i = 0; i < n; i++)
-            if (c->batch[i].out == SH_OUT_LAST) c->to_sample[n_items++] = i;
+            if (c->batch[i].out == SH_OUT_LAST && c->batch[i].logits) c->to_sample[n_items++] = i;
         sample_all(c, c->to_sample, n_items);
         double now = sh_now_ms();
         for (int i = 0; i < n; i++) {

@@ -26,8 +26,10 @@ static char g_paths[8][1100];
  * Helpers
  * ========================================================================== */
 
-/* Greedy tokens of `path` run alone through a context (the reference). */
-static int solo_generate(const char *path, const int32_t *prompt, int n, int max_tokens, int32_t *out) {
+/* Tokens of `path` run alone through a context (the reference), with
+ * sampling sp (NULL: greedy). */
+static int solo_generate_sp(const char *path, const int32_t *prompt, int n, int max_tokens, int32_t *out,
+                            const shoal_sampling_params *spp) {
     shoal_model_params mp;
     shoal_model_params_init(&mp);
     mp.n_threads = 1;
@@ -40,6 +42,7 @@ static int solo_generate(const char *path, const int32_t *prompt, int n, int max
     }
     shoal_sampling_params sp;
     shoal_sampling_params_init(&sp);
+    if (spp) sp = *spp;
     if (shoal_generate(ctx, prompt, n, &sp, max_tokens, out, &n_out, NULL, NULL) != SHOAL_OK) {
         fprintf(stderr, "solo generate %s: %s\n", path, shoal_last_error());
         n_out = -1;
@@ -48,6 +51,10 @@ done:
     shoal_context_free(ctx);
     shoal_model_free(m);
     return n_out;
+}
+
+static int solo_generate(const char *path, const int32_t *prompt, int n, int max_tokens, int32_t *out) {
+    return solo_generate_sp(path, prompt, n, max_tokens, out, NULL);
 }
 
 static void make_prompt(int32_t *p, int n, int vocab, uint64_t seed) {
@@ -107,6 +114,7 @@ typedef struct job {
     int max_tokens;
     int arrive;     /* submitted before this step number */
     int32_t prompt[96];
+    shoal_sampling_params sp; /* greedy, greedy with a repetition penalty, or sampled */
     shoal_request *r;
 } job;
 
@@ -144,12 +152,27 @@ static void test_exact_mixed(void) {
         j->arrive = (i * 3) % 11;
         j->r = NULL;
         make_prompt(j->prompt, j->n_prompt, vocab[j->model], (uint64_t)i + 100);
+        shoal_sampling_params_init(&j->sp);
+        if (i % 4 == 2) j->sp.repetition_penalty = 1.3f;
+        if (i % 4 == 3) {
+            j->sp.temperature = 0.8f;
+            j->sp.top_k = 40;
+            j->sp.top_p = 0.9f;
+            j->sp.seed = (uint64_t)i * 7919u;
+        }
     }
     int submitted = 0, step = 0;
     while (submitted < NJ || 1) {
         for (int i = 0; i < NJ; i++)
             if (!jobs[i].r && jobs[i].arrive <= step) {
-                jobs[i].r = submit(c, ms[jobs[i].model].name, jobs[i].prompt, jobs[i].n_prompt, jobs[i].max_tokens);
+                shoal_request_params rp;
+                shoal_request_params_init(&rp);
+                rp.model = ms[jobs[i].model].name;
+                rp.prompt = jobs[i].prompt;
+                rp.n_prompt = jobs[i].n_prompt;
+                rp.max_tokens = jobs[i].max_tokens;
+                rp.sampling = jobs[i].sp;
+                CHECK(shoal_cluster_submit(c, &rp, &jobs[i].r) == SHOAL_OK, "submit: %s", shoal_last_error());
                 submitted++;
             }
         int did = 0;
@@ -167,7 +190,7 @@ static void test_exact_mixed(void) {
     for (int i = 0; i < NJ; i++) {
         job *j = &jobs[i];
         int32_t ref[64];
-        int n_ref = solo_generate(ms[j->model].path, j->prompt, j->n_prompt, j->max_tokens, ref);
+        int n_ref = solo_generate_sp(ms[j->model].path, j->prompt, j->n_prompt, j->max_tokens, ref, &j->sp);
         shoal_request_result res;
         CHECK(shoal_request_get_result(j->r, &res) == SHOAL_OK, "result");
         CHECK(res.status == SHOAL_OK, "job %d status %d: %s", i, res.status, res.message);
