@@ -22,7 +22,8 @@
  *     dependent kernels (with and without programmatic dependent launch,
  *     and without step graphs), steps replayed from a captured graph with
  *     fresh inputs and moved buffers, argmax against the host loop (ties,
- *     NaNs, tails), the copy-bandwidth probe, calls with thousands
+ *     NaNs, tails), large uploads and downloads, the copy-bandwidth
+ *     probe, calls with thousands
  *     of groups (descriptor staging growth) and many calls in a row (the
  *     staging ring), and device-side range errors reported by sync.
  *
@@ -707,6 +708,34 @@ static void test_argmax(void) {
     }
 }
 
+/* ---- large copies ------------------------------------------------------------ */
+
+/* Uploads (asynchronous from pageable memory) and downloads (chunked through
+ * bounce buffers from 256 KiB) of odd sizes and offsets, byte for byte; the
+ * source buffer is overwritten right after the upload returns. */
+static void test_copies(void) {
+    static const size_t sizes[] = {1, 4099, (size_t)256 << 10, ((size_t)5 << 20) + 123, (size_t)9 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        unsigned char *h = malloc(n + 3), *back = malloc(n + 3), *ref = malloc(n);
+        for (size_t k = 0; k < n + 3; k++) h[k] = (unsigned char)(k * 131u + i * 7u + (k >> 12));
+        memcpy(ref, h + 3, n);
+        void *dv = NULL;
+        OK(sh_be_alloc(gpu, n + 64, &dv));
+        if (!dv) break;
+        OK(sh_be_upload(gpu, (unsigned char *)dv + 1, h + 3, n));
+        memset(h, 0xee, n + 3); /* the upload must have consumed its source */
+        memset(back, 0, n + 3);
+        OK(sh_be_download(gpu, back + 3, (unsigned char *)dv + 1, n));
+        CHECK(memcmp(back + 3, ref, n) == 0 && back[0] == 0 && back[1] == 0 && back[2] == 0,
+              "copy of %zu bytes came back different", n);
+        sh_be_free(gpu, dv);
+        free(h);
+        free(back);
+        free(ref);
+    }
+}
+
 /* ---- bandwidth -------------------------------------------------------------- */
 
 static void test_bandwidth(void) {
@@ -911,6 +940,14 @@ int main(int argc, char **argv) {
         if (!quick)
             test_gemm_mixed(gp[i].name, gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), gp[i].p);
     }
+    /* every tensor-core tile configuration, whatever the launch size picks */
+    static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2"};
+    for (int t = 0; t < 3; t++) {
+        OK(sh_cuda_set_mma_tile(gpu, t));
+        test_gemm_mixed(tiles[t], gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), SH_CUDA_GEMM_MMA);
+        test_gemm_mixed(tiles[t], gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), SH_CUDA_GEMM_MMA);
+    }
+    OK(sh_cuda_set_mma_tile(gpu, -1));
     test_get_rows_mixed();
     test_norm_mixed();
     test_act_mixed();
@@ -919,6 +956,7 @@ int main(int argc, char **argv) {
     test_kv_write_mixed();
     test_attn_mixed();
     test_argmax();
+    test_copies();
     test_step();
     test_many();
     test_chain("chain (pdl)");

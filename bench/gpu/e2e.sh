@@ -4,10 +4,10 @@
 # test_cuda_ops; libcjson1 .deb; a copy of the PyTorch peer script).
 #
 #   bash bench/gpu/e2e.sh MODE [MODE ...]
-#     check     reference fixtures through --device cuda, op conformance, memcheck (--quick)
+#     check     reference fixtures through --device cuda, op conformance, memcheck and racecheck (--quick)
 #     single    issue 4 workloads: one model, 1/16/64 sequences, with peers
 #     cluster   issue 5 workload: 8 models x 16 sequences, fused vs unfused, peers
-#     quick     the single workloads without peers, step graphs on and off (SHOAL_CUDA_GRAPH=0)
+#     quick     the single and cluster workloads without peers (graphs on; some also off: SHOAL_CUDA_GRAPH=0)
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
@@ -73,6 +73,9 @@ check)
   SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 "$CS" --tool memcheck --leak-check full --report-api-errors no \
     --error-exitcode 9 $B/test_cuda_ops --quick > "$W/memcheck.log" 2>&1
   echo "== memcheck test_cuda_ops --quick (rc=$?)"; grep -m 12 -E "Invalid|ERROR SUMMARY|passed" "$W/memcheck.log"
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 "$CS" --tool racecheck --racecheck-report all --error-exitcode 9 \
+    $B/test_cuda_ops --quick > "$W/racecheck.log" 2>&1
+  echo "== racecheck test_cuda_ops --quick (rc=$?)"; grep -m 12 -E "RACECHECK SUMMARY|hazard|passed" "$W/racecheck.log"
   M=tests/fixtures/models
   $B/shoal run -m $M/qwen2/model-f16.gguf --tokens 250,250,252,97,43,236,26,66,35,81,137,30 -n 16 --print-ids --ignore-eos --device cuda
   ;;
@@ -91,15 +94,13 @@ cluster)
   peer smollm-135m-8x16-hf hf smollm-135m 8 16
   ;;
 quick)
-  for g in 1 0; do
-    for shape in smollm-135m gpt2-124m; do
-      for s in 1 16 64; do
-        SHOAL_CUDA_GRAPH=$g BENCH_GREP="decode|bandwidth|rror" bench "$shape-1x$s-graph$g" --synthetic $shape --models 1 --seqs $s \
-          --prompt 64 --tokens 128 --dtype bf16
-      done
-    done
-  done
-  SHOAL_CUDA_GRAPH=1 BENCH_GREP="decode|bandwidth|rror" bench smollm-135m-8x16-graph1 --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 128 --dtype bf16
+  qb() { # graphs shape models seqs
+    SHOAL_CUDA_GRAPH_STATS=1 SHOAL_CUDA_GRAPH=$1 BENCH_GREP="decode|bandwidth|rror|graphs" \
+      bench "$2-$3x$4-graph$1" --synthetic $2 --models $3 --seqs $4 --prompt 64 --tokens 128 --dtype bf16
+  }
+  for shape in smollm-135m gpt2-124m; do for s in 1 16 64; do qb 1 $shape 1 $s; done; done
+  qb 0 smollm-135m 1 1; qb 0 smollm-135m 1 64
+  qb 1 smollm-135m 8 16
   ;;
 profile)
   for s in 1 16 64; do

@@ -27,7 +27,8 @@
  * asynchronous copy into the same device arena, so a replay reads this
  * step's descriptors, and every address a kernel uses comes from them: the
  * graph stays valid while the engine's buffers move. Growing the arena drops
- * every graph. SHOAL_CUDA_GRAPH=0 turns graphs off.
+ * every graph. SHOAL_CUDA_GRAPH=0 turns graphs off; SHOAL_CUDA_GRAPH_STATS=1
+ * prints what step_end did when the backend is destroyed.
  *
  * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
  * after the event recorded behind its last copy has completed, so the host
@@ -56,6 +57,8 @@ _Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes
 #define SH_CU_ALIGN 64 /* bytes between packed descriptor arrays */
 #define SH_CU_NGRAPH 8 /* step graphs kept */
 #define SH_CU_NSEEN 16 /* step signatures remembered before capture */
+#define SH_CU_BOUNCE ((size_t)2 << 20)       /* bytes per download bounce buffer */
+#define SH_CU_BOUNCE_MIN ((size_t)256 << 10) /* downloads from this size use them */
 
 typedef struct sh_cu_stage {
     unsigned char *host; /* pinned */
@@ -99,12 +102,15 @@ typedef struct sh_cu_backend {
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
     int graphs;              /* replay steps from captured graphs */
+    int mma_tile;            /* MMA tile configuration forced (0..2), -1: by launch size */
     sh_cu_graph graph[SH_CU_NGRAPH];
     uint64_t seen[SH_CU_NSEEN]; /* hashes of steps flushed once (ring) */
     int seen_next;
     uint64_t tick;           /* LRU clock */
     sh_cuda_graph_stats gstats;
     double bw;               /* measured copy bandwidth (bytes/s); 0: not yet */
+    void *bounce[2];         /* pinned, SH_CU_BOUNCE bytes each (large downloads) */
+    cudaEvent_t bounce_ev[2];
 } sh_cu_backend;
 
 static const sh_backend_ops sh_cu_ops;
@@ -467,12 +473,44 @@ static shoal_status cu_upload(sh_backend *be, void *dst, const void *src, size_t
     return SHOAL_OK;
 }
 
+/* Large downloads into pageable memory go through two page-locked bounce
+ * buffers: the device copies chunk i + 1 while the host copies chunk i out
+ * (a pageable destination otherwise gets the driver's slower staging). */
 static shoal_status cu_download(sh_backend *be, void *dst, const void *src, size_t bytes) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
     SH_TRY(cu_flush(cb));
-    CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cb->stream), "download");
-    CU_TRY(cudaStreamSynchronize(cb->stream), "download");
+    struct cudaPointerAttributes pa;
+    int pageable = cudaPointerGetAttributes(&pa, dst) == cudaSuccess && pa.type == cudaMemoryTypeUnregistered;
+    (void)cudaGetLastError();
+    if (!pageable || bytes < SH_CU_BOUNCE_MIN) {
+        CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cb->stream), "download");
+        CU_TRY(cudaStreamSynchronize(cb->stream), "download");
+        return SHOAL_OK;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!cb->bounce[i]) {
+            void *p = NULL;
+            CU_TRY(cudaHostAlloc(&p, SH_CU_BOUNCE, cudaHostAllocDefault), "cudaHostAlloc (download bounce)");
+            cb->bounce[i] = p;
+        }
+        if (!cb->bounce_ev[i])
+            CU_TRY(cudaEventCreateWithFlags(&cb->bounce_ev[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+    const size_t nch = (bytes + SH_CU_BOUNCE - 1) / SH_CU_BOUNCE;
+    for (size_t i = 0; i < nch + 1; i++) {
+        if (i < nch) { /* device: chunk i into buffer i % 2 */
+            size_t off = i * SH_CU_BOUNCE, len = bytes - off < SH_CU_BOUNCE ? bytes - off : SH_CU_BOUNCE;
+            CU_TRY(cudaMemcpyAsync(cb->bounce[i % 2], (const unsigned char *)src + off, len, cudaMemcpyDeviceToHost,
+                                   cb->stream), "download");
+            CU_TRY(cudaEventRecord(cb->bounce_ev[i % 2], cb->stream), "download");
+        }
+        if (i > 0) { /* host: chunk i - 1 out of buffer (i - 1) % 2 */
+            size_t j = i - 1, off = j * SH_CU_BOUNCE, len = bytes - off < SH_CU_BOUNCE ? bytes - off : SH_CU_BOUNCE;
+            CU_TRY(cudaEventSynchronize(cb->bounce_ev[j % 2]), "download");
+            memcpy((unsigned char *)dst + off, cb->bounce[j % 2], len);
+        }
+    }
     return SHOAL_OK;
 }
 
@@ -495,6 +533,28 @@ static int cu_aligned(const void *p, uintptr_t a) { return ((uintptr_t)p % a) ==
 /* Bytes a weight element needs aligned for scalar loads. */
 static uintptr_t cu_elem_align(sh_dtype dt) { return dt == SH_F32 ? 4 : 2; }
 
+/* MMA tile configuration of a launch: the wide tile when it already gives
+ * several blocks per SM, else the largest narrow tile that reaches every SM
+ * (else the narrowest). Narrow tiles re-read weights from L2 once per 8 or
+ * 16 activation rows; in exchange a small layer runs on the whole chip. */
+static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, const unsigned char *mma) {
+    if (S < 2) return 0;
+    if (cb->mma_tile >= 0) return cb->mma_tile == 1 && S < 16 ? 2 : cb->mma_tile;
+    const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+    static const int order[3] = {0, 1, 2};
+    for (int oi = 0; oi < 3; oi++) {
+        const int c = order[oi];
+        if (c == 1 && S < 16) continue;
+        const int rows = 16 * sh_cu_mma_wm(S, c), cols = 8 * sh_cu_mma_nt(S, c);
+        int64_t blocks = 0;
+        for (int i = 0; i < n; i++)
+            if (mma[i])
+                blocks += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
+        if (blocks >= (c == 0 ? 4 * sms : sms)) return c;
+    }
+    return 2;
+}
+
 static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
@@ -507,9 +567,27 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     }
     const int S = sh_cu_gemm_class(max_m);
     const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S);
-    const int mma_rows = 16 * sh_cu_mma_wm(S), mma_cols = 8 * sh_cu_mma_nt(S);
+    unsigned char mma_small[64], *mma = n <= 64 ? mma_small : malloc((size_t)n);
+    if (!mma) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+    for (int i = 0; i < n; i++) {
+        const sh_gemm_group *e = &g[i];
+        const sh_dtype dt = e->w.dtype;
+        const uint64_t rb = sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in);
+        const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
+        const int vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
+        const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
+                           e->x.stride % 4 == 0 && (!float_dt || vec);
+        mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
+                            (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
+    }
+    const int C = cu_mma_config(cb, S, n, g, mma);
+    const int mma_rows = 16 * sh_cu_mma_wm(S, C), mma_cols = 8 * sh_cu_mma_nt(S, C);
     sh_cu_pack pk;
-    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk));
+    shoal_status st = cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk);
+    if (st != SHOAL_OK) {
+        if (mma != mma_small) free(mma);
+        return st;
+    }
     sh_cu_gemm_desc *d = pk.desc;
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -524,15 +602,8 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
         d[i].xdirect = cu_aligned(e->x.data, 16);
-        const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
-                           e->x.stride % 4 == 0 && (!float_dt || d[i].vec);
-        int use_mma = 0;
-        if (mma_ok) {
-            if (cb->gemm_path == SH_CUDA_GEMM_MMA) use_mma = 1;
-            else if (cb->gemm_path == SH_CUDA_GEMM_AUTO) use_mma = e->x.rows >= SH_CU_MMA_MIN_M;
-        }
         int64_t blocks;
-        if (use_mma) {
+        if (mma[i]) {
             d[i].path = SH_CU_PATH_MMA;
             d[i].tiles_n = (e->w.n_out + mma_rows - 1) / mma_rows;
             blocks = (int64_t)d[i].tiles_n * ((e->x.rows + mma_cols - 1) / mma_cols);
@@ -540,10 +611,16 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             d[i].path = SH_CU_PATH_SIMT;
             blocks = (e->w.n_out + simt_rows - 1) / simt_rows;
         }
-        CU_START(pk, i, total, blocks);
+        pk.starts[i] = (int32_t)total;
+        total += blocks;
+        if (total > INT_MAX) {
+            if (mma != mma_small) free(mma);
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: too many blocks in one call");
+        }
     }
+    if (mma != mma_small) free(mma);
     pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S, "gemm");
+    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8), "gemm");
 }
 
 static shoal_status cu_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {
@@ -641,9 +718,7 @@ static shoal_status cu_kv_write(sh_backend *be, int n, const sh_kv_write_group *
 static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
-    int dpl = 1; /* head dims per lane: the kernel variant */
     for (int i = 0; i < n; i++) {
-        while (32 * dpl < g[i].head_dim && dpl < SH_CU_ATTN_DMAX / 32) dpl *= 2;
         if (g[i].head_dim > SH_CU_ATTN_DMAX)
             return sh_fail(SHOAL_ERR_UNSUPPORTED, "attn: group %d: head_dim %d > %d", i, g[i].head_dim,
                            SH_CU_ATTN_DMAX);
@@ -667,7 +742,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
         CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head);
     }
     pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, dpl, "attn");
+    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, 0, "attn");
 }
 
 static shoal_status cu_act(sh_backend *be, int n, const sh_act_group *g) {
@@ -828,6 +903,12 @@ static shoal_status cu_step_end(sh_backend *be) {
 static void cu_destroy(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     if (!cb) return;
+    const char *gs = getenv("SHOAL_CUDA_GRAPH_STATS");
+    if (gs && strcmp(gs, "1") == 0)
+        fprintf(stderr, "cuda step graphs: %llu direct, %llu captured, %llu replayed, %llu evicted, %llu failed\n",
+                (unsigned long long)cb->gstats.direct, (unsigned long long)cb->gstats.captures,
+                (unsigned long long)cb->gstats.replays, (unsigned long long)cb->gstats.evictions,
+                (unsigned long long)cb->gstats.capture_failures);
     if (cudaSetDevice(cb->device) == cudaSuccess) {
         if (cb->stream) {
             (void)cu_flush(cb);
@@ -841,6 +922,10 @@ static void cu_destroy(sh_backend *be) {
         if (cb->arena) (void)cudaFree(cb->arena);
         if (cb->d_err) (void)cudaFree(cb->d_err);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
+        for (int i = 0; i < 2; i++) {
+            if (cb->bounce[i]) (void)cudaFreeHost(cb->bounce[i]);
+            if (cb->bounce_ev[i]) (void)cudaEventDestroy(cb->bounce_ev[i]);
+        }
         if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     }
     (void)cudaGetLastError();
@@ -890,6 +975,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
     cb->device = device_index;
     cb->gemm_path = SH_CUDA_GEMM_AUTO;
+    cb->mma_tile = -1;
     const char *pdl_env = getenv("SHOAL_CUDA_PDL");
     cb->pdl = !(pdl_env && strcmp(pdl_env, "0") == 0);
     const char *graph_env = getenv("SHOAL_CUDA_GRAPH");
@@ -941,6 +1027,14 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path) {
     if (path != SH_CUDA_GEMM_AUTO && path != SH_CUDA_GEMM_SIMT && path != SH_CUDA_GEMM_MMA)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_path: unknown path %d", (int)path);
     cb->gemm_path = path;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: not a CUDA backend");
+    if (tile < -1 || tile > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: unknown tile %d", tile);
+    cb->mma_tile = tile;
     return SHOAL_OK;
 }
 

@@ -130,7 +130,7 @@ enum {
 /* ---- GEMM shape classes ------------------------------------------------ */
 
 /* A launch is specialised on S, the largest group's M rounded up to a power
- * of two (at most 64). SIMT blocks process MT rows of x per pass over their
+ * of two (at most 64), and on the MMA tile configuration (variant = S | c << 8). SIMT blocks process MT rows of x per pass over their
  * 4 * R weight rows; MMA blocks compute a (16 * WM) x (8 * NT) tile of y^T. */
 static inline int sh_cu_gemm_class(int max_m) {
     int s = 1;
@@ -139,8 +139,13 @@ static inline int sh_cu_gemm_class(int max_m) {
 }
 static inline int sh_cu_simt_mt(int s) { return s < 8 ? s : 8; }
 static inline int sh_cu_simt_r(int s) { (void)s; return 4; }
-static inline int sh_cu_mma_nt(int s) { return s <= 8 ? 1 : s / 8; }
-static inline int sh_cu_mma_wm(int s) { return s == 1 ? 1 : 2; }
+/* MMA tile configuration c: 0 wide (WM = 2, NT = S / 8), 1 (WM = 1, NT <= 2),
+ * 2 (WM = 1, NT = 1); 1 exists only for S >= 16, 1 and 2 only for S >= 2. */
+static inline int sh_cu_mma_nt(int s, int c) {
+    int nt0 = s <= 8 ? 1 : s / 8;
+    return c == 0 ? nt0 : c == 1 ? (nt0 < 2 ? nt0 : 2) : 1;
+}
+static inline int sh_cu_mma_wm(int s, int c) { return c == 0 ? (s == 1 ? 1 : 2) : 1; }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
 /* ---- launches ---------------------------------------------------------- */
@@ -150,7 +155,7 @@ typedef struct sh_cu_launch_args {
     const int32_t *starts;  /* device: (n_groups + 1) first block per group */
     int n_groups;
     int n_blocks;           /* starts[n_groups], > 0 */
-    int variant;            /* op specific (GEMM: the shape class S; attn: head dims per lane) */
+    int variant;            /* op specific (GEMM: the shape class S and MMA tile) */
     int *err;               /* device error word */
     int pdl;                /* launch with programmatic stream serialization */
 } sh_cu_launch_args;

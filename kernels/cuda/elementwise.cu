@@ -35,8 +35,13 @@ __global__ void __launch_bounds__(kRowThreads)
 
 /* ---- norm --------------------------------------------------------------- */
 
+constexpr int kNB = 8; /* elements a thread holds in registers (rows <= kNB * kRowThreads) */
+
 /* x += add (written back); RMS: out = x / sqrt(mean(x^2) + eps) * gamma;
- * LAYER: out = (x - mean) / sqrt(var + eps) * gamma + beta. Each thread
+ * LAYER: out = (x - mean) / sqrt(var + eps) * gamma + beta. Rows of up to
+ * kNB * kRowThreads columns stay in registers: gamma and beta are loaded
+ * before the wait for the previous kernel, x and add in one batch after it.
+ * Longer rows take the same steps in passes over memory. Each thread
  * touches the same columns in every pass, so out may alias x. */
 __global__ void __launch_bounds__(kRowThreads)
     norm_kernel(const sh_cu_norm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
@@ -44,40 +49,96 @@ __global__ void __launch_bounds__(kRowThreads)
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_norm_desc d = descs[g];
     pdl_trigger();
-    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
+    const int n = d.n, tid = threadIdx.x;
+    const bool layer = d.kind == 1;
     float *x = d.x + (int64_t)r * d.x_stride;
     const float *add = d.add ? d.add + (int64_t)r * d.add_stride : nullptr;
     float *out = d.out + (int64_t)r * d.out_stride;
-    const int n = d.n;
 
+    if (n <= kNB * kRowThreads) {
+        float gm[kNB], bt[kNB], v[kNB];
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = tid + i * kRowThreads;
+            gm[i] = d.gamma && c < n ? __ldg(d.gamma + c) : 1.0f;
+            bt[i] = layer && d.beta && c < n ? __ldg(d.beta + c) : 0.0f;
+        }
+        pdl_wait(); /* x and add come from earlier kernels */
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = tid + i * kRowThreads;
+            v[i] = c < n ? x[c] : 0.0f;
+        }
+        if (add) {
+            float av[kNB];
+#pragma unroll
+            for (int i = 0; i < kNB; i++) {
+                const int c = tid + i * kRowThreads;
+                av[i] = c < n ? add[c] : 0.0f;
+            }
+#pragma unroll
+            for (int i = 0; i < kNB; i++) {
+                const int c = tid + i * kRowThreads;
+                v[i] += av[i];
+                if (c < n) x[c] = v[i];
+            }
+        }
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kNB; i++) s += layer ? v[i] : v[i] * v[i];
+        s = block_sum(s, red);
+        float mean = 0.0f, var;
+        if (!layer) {
+            var = s / (float)n;
+        } else {
+            mean = s / (float)n;
+            float s2 = 0.0f;
+#pragma unroll
+            for (int i = 0; i < kNB; i++) {
+                const int c = tid + i * kRowThreads;
+                const float t = v[i] - mean;
+                s2 += c < n ? t * t : 0.0f;
+            }
+            var = block_sum(s2, red) / (float)n;
+        }
+        const float inv = 1.0f / sqrtf(var + d.eps);
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = tid + i * kRowThreads;
+            if (c < n) out[c] = (v[i] - mean) * inv * gm[i] + bt[i];
+        }
+        return;
+    }
+
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     float s = 0.0f;
-    for (int c = threadIdx.x; c < n; c += kRowThreads) {
+    for (int c = tid; c < n; c += kRowThreads) {
         float v = x[c];
         if (add) {
             v += add[c];
             x[c] = v;
         }
-        s += d.kind == 0 ? v * v : v;
+        s += layer ? v : v * v;
     }
     s = block_sum(s, red);
     float mean = 0.0f, var;
-    if (d.kind == 0) {
+    if (!layer) {
         var = s / (float)n;
     } else {
         mean = s / (float)n;
         float s2 = 0.0f;
-        for (int c = threadIdx.x; c < n; c += kRowThreads) {
+        for (int c = tid; c < n; c += kRowThreads) {
             const float t = x[c] - mean;
             s2 += t * t;
         }
         var = block_sum(s2, red) / (float)n;
     }
     const float inv = 1.0f / sqrtf(var + d.eps);
-    for (int c = threadIdx.x; c < n; c += kRowThreads) {
+    for (int c = tid; c < n; c += kRowThreads) {
         float v = (x[c] - mean) * inv;
         if (d.gamma) v *= d.gamma[c];
-        if (d.beta && d.kind == 1) v += d.beta[c];
+        if (d.beta && layer) v += d.beta[c];
         out[c] = v;
     }
 }
@@ -87,29 +148,50 @@ __global__ void __launch_bounds__(kRowThreads)
 /* Per head, pair i < n_rot / 2 rotates by angle pos * theta^(-2i / n_rot):
  * (a, b) -> (a cos - b sin, a sin + b cos). NORM pairs (2i, 2i + 1), NEOX
  * pairs (i, i + n_rot / 2). The angle and its cos/sin are computed in double
- * and rounded once to f32. */
+ * and rounded once to f32. The frequencies are computed before the wait for
+ * the previous kernel; each pass loads kNB pairs per thread before storing. */
 __global__ void __launch_bounds__(kRowThreads)
     rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_rope_desc d = descs[g];
     pdl_trigger();
-    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
-    float *x = d.x + (int64_t)r * d.stride;
-    const double p = (double)__ldg(d.pos + r), lt = log((double)d.theta);
     const int half = d.n_rot / 2;
     const int total = d.n_head * half;
-    for (int i = threadIdx.x; i < total; i += kRowThreads) {
-        const int h = i / half, j = i % half;
-        const double ang = p * exp(-(2.0 * j / d.n_rot) * lt);
-        const float cs = (float)cos(ang), sn = (float)sin(ang);
-        float *hp = x + (int64_t)h * d.head_dim;
-        const int i0 = d.mode == 0 ? 2 * j : j;
-        const int i1 = d.mode == 0 ? 2 * j + 1 : j + half;
-        const float a = hp[i0], b = hp[i1];
-        hp[i0] = a * cs - b * sn;
-        hp[i1] = a * sn + b * cs;
+    const double lt = log((double)d.theta);
+    for (int i0 = threadIdx.x; i0 < total; i0 += kNB * kRowThreads) {
+        double fr[kNB];
+#pragma unroll
+        for (int u = 0; u < kNB; u++) {
+            const int j = (i0 + u * kRowThreads) % half;
+            fr[u] = exp(-(2.0 * j / d.n_rot) * lt);
+        }
+        pdl_wait(); /* x and pos below; a no-op after the first pass */
+        float *x = d.x + (int64_t)r * d.stride;
+        const double p = (double)__ldg(d.pos + r);
+        float av[kNB], bv[kNB];
+        int o0[kNB], o1[kNB];
+#pragma unroll
+        for (int u = 0; u < kNB; u++) {
+            const int i = i0 + u * kRowThreads;
+            const int h = i / half, j = i % half;
+            o0[u] = h * d.head_dim + (d.mode == 0 ? 2 * j : j);
+            o1[u] = h * d.head_dim + (d.mode == 0 ? 2 * j + 1 : j + half);
+            av[u] = i < total ? x[o0[u]] : 0.0f;
+            bv[u] = i < total ? x[o1[u]] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kNB; u++) {
+            const int i = i0 + u * kRowThreads;
+            if (i >= total) break;
+            double sd, cd;
+            sincos(p * fr[u], &sd, &cd);
+            const float cs = (float)cd, sn = (float)sd;
+            x[o0[u]] = av[u] * cs - bv[u] * sn;
+            x[o1[u]] = av[u] * sn + bv[u] * cs;
+        }
     }
+    pdl_wait(); /* threads without pairs */
 }
 
 /* ---- kv_write ----------------------------------------------------------- */
@@ -121,7 +203,8 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
 }
 
 /* pool[block_table[p / 16]] layer slot (K, t = p % 16) = k row, same for V;
- * f16 pools round to nearest even. */
+ * f16 pools round to nearest even. The k and v rows are loaded (kNB
+ * elements per thread per pass) alongside the position and block id. */
 __global__ void __launch_bounds__(kRowThreads)
     kv_write_kernel(const sh_cu_kv_write_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                     int *err) {
@@ -130,6 +213,16 @@ __global__ void __launch_bounds__(kRowThreads)
     pdl_trigger();
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
+    const float *k = d.k + (int64_t)r * d.k_stride;
+    const float *v = d.v + (int64_t)r * d.v_stride;
+    const int n = d.kv.kv_dim;
+    float kk[kNB], vv[kNB];
+#pragma unroll
+    for (int i = 0; i < kNB; i++) {
+        const int c = threadIdx.x + i * kRowThreads;
+        kk[i] = c < n ? k[c] : 0.0f;
+        vv[i] = c < n ? v[c] : 0.0f;
+    }
     const int p = __ldg(d.pos + r);
     const int32_t blk = __ldg(d.kv.block_table + p / SH_KV_TOKENS);
     if (blk < 0) {
@@ -137,20 +230,28 @@ __global__ void __launch_bounds__(kRowThreads)
         return;
     }
     const int tok = p % SH_KV_TOKENS;
-    const float *k = d.k + (int64_t)r * d.k_stride;
-    const float *v = d.v + (int64_t)r * d.v_stride;
     unsigned char *kd = kv_row(d.kv, blk, tok, 0), *vd = kv_row(d.kv, blk, tok, 1);
-    if (d.kv.dtype == DT_F16) {
-        __half *kh = reinterpret_cast<__half *>(kd), *vh = reinterpret_cast<__half *>(vd);
-        for (int c = threadIdx.x; c < d.kv.kv_dim; c += kRowThreads) {
-            kh[c] = __float2half_rn(k[c]);
-            vh[c] = __float2half_rn(v[c]);
+    const bool f16 = d.kv.dtype == DT_F16;
+    for (int c0 = threadIdx.x;; c0 += kNB * kRowThreads) {
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = c0 + i * kRowThreads;
+            if (c >= n) break;
+            if (f16) {
+                reinterpret_cast<__half *>(kd)[c] = __float2half_rn(kk[i]);
+                reinterpret_cast<__half *>(vd)[c] = __float2half_rn(vv[i]);
+            } else {
+                reinterpret_cast<float *>(kd)[c] = kk[i];
+                reinterpret_cast<float *>(vd)[c] = vv[i];
+            }
         }
-    } else {
-        float *kf = reinterpret_cast<float *>(kd), *vf = reinterpret_cast<float *>(vd);
-        for (int c = threadIdx.x; c < d.kv.kv_dim; c += kRowThreads) {
-            kf[c] = k[c];
-            vf[c] = v[c];
+        if (c0 + kNB * kRowThreads >= n) break;
+        /* rows past kNB * kRowThreads: the next pass */
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = c0 + kNB * kRowThreads + i * kRowThreads;
+            kk[i] = c < n ? k[c] : 0.0f;
+            vv[i] = c < n ? v[c] : 0.0f;
         }
     }
 }
@@ -158,7 +259,9 @@ __global__ void __launch_bounds__(kRowThreads)
 /* ---- act ---------------------------------------------------------------- */
 
 /* SILU_MUL: out = a / (1 + e^-a) * b; GELU_TANH: 0.5 a (1 + tanh(sqrt(2/pi)
- * (a + 0.044715 a^3))); GELU_ERF: 0.5 a (1 + erf(a / sqrt 2)). */
+ * (a + 0.044715 a^3))); GELU_ERF: 0.5 a (1 + erf(a / sqrt 2)). Each pass
+ * loads kNB elements per thread (a and b) before computing and storing
+ * any, since out may alias a. */
 __global__ void __launch_bounds__(kRowThreads)
     act_kernel(const sh_cu_act_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
@@ -169,17 +272,28 @@ __global__ void __launch_bounds__(kRowThreads)
     const float *a = d.a + (int64_t)r * d.a_stride;
     const float *b = d.b ? d.b + (int64_t)r * d.b_stride : nullptr;
     float *out = d.out + (int64_t)r * d.out_stride;
-    for (int c = threadIdx.x; c < d.n; c += kRowThreads) {
-        const float x = a[c];
-        float y;
-        if (d.kind == 0) {
-            y = x / (1.0f + expf(-x)) * b[c];
-        } else if (d.kind == 1) {
-            y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-        } else {
-            y = 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    for (int c0 = threadIdx.x; c0 < d.n; c0 += kNB * kRowThreads) {
+        float xa[kNB], xb[kNB];
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = c0 + i * kRowThreads;
+            xa[i] = c < d.n ? a[c] : 0.0f;
+            xb[i] = b && c < d.n ? b[c] : 0.0f;
         }
-        out[c] = y;
+#pragma unroll
+        for (int i = 0; i < kNB; i++) {
+            const int c = c0 + i * kRowThreads;
+            const float x = xa[i];
+            float y;
+            if (d.kind == 0) {
+                y = x / (1.0f + expf(-x)) * xb[i];
+            } else if (d.kind == 1) {
+                y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+            } else {
+                y = 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+            }
+            if (c < d.n) out[c] = y;
+        }
     }
 }
 

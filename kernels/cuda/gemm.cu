@@ -529,15 +529,20 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 /* ---- the kernel --------------------------------------------------------- */
 
 /* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
- * SIMT row tiles or MMA tiles, as its descriptor's path says. */
-/* Blocks per SM the register budget must allow: small M is latency-bound,
- * so it trades registers for resident warps (S = 1: 6 blocks of 16 rows;
- * S = 2..8: 3 blocks of 32 rows, so a layer of 8 models of 1536 rows is
- * one wave). */
-__host__ __device__ constexpr int min_blocks(int s) { return s == 1 ? 6 : s <= 8 ? 3 : 1; }
+ * SIMT row tiles or MMA tiles, as its descriptor's path says.
+ *
+ * MMA tile configurations (C, chosen per launch by the host, see
+ * sh_cu_mma_wm/nt): C = 0 is the wide tile, 16 * WM0 weight rows x 8 * NT0
+ * activation rows, for launches with work for many waves (LM heads);
+ * C = 1 (16 x 16) and C = 2 (16 x 8) cut a small layer into enough blocks
+ * to reach every SM, each block's warps issuing the loads of U chunks at
+ * once. Blocks per SM the register budget must allow: small M is
+ * latency-bound, so it trades registers for resident warps (S = 1: 6 blocks
+ * of 16 rows; S = 2..8: 3 blocks of 32 rows; narrow tiles: 3). */
+__host__ __device__ constexpr int min_blocks(int s, int c) { return c > 0 ? 3 : s == 1 ? 6 : s <= 8 ? 3 : 1; }
 
-template <int S>
-__global__ void __launch_bounds__(kThreads, min_blocks(S))
+template <int S, int C>
+__global__ void __launch_bounds__(kThreads, min_blocks(S, C))
     gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     constexpr int SMEM = smem_floats(S);
     __shared__ __align__(16) float smem[SMEM];
@@ -547,9 +552,11 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S))
     const sh_cu_gemm_desc d = descs[g];
     constexpr int MT = S < 8 ? S : 8;
     constexpr int R = 4; /* = sh_cu_simt_r */
-    constexpr int NT = S <= 8 ? 1 : S / 8;
-    constexpr int WM = S == 1 ? 1 : 2; /* = sh_cu_mma_wm */
-    constexpr int U = S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1; /* MMA chunks per load batch */
+    constexpr int NT0 = S <= 8 ? 1 : S / 8;
+    constexpr int NT = C == 0 ? NT0 : C == 1 ? (NT0 < 2 ? NT0 : 2) : 1; /* = sh_cu_mma_nt */
+    constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : 1;                    /* = sh_cu_mma_wm */
+    /* MMA chunks per load batch */
+    constexpr int U = C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
     if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM>(d, local, smem);
 }
@@ -558,16 +565,26 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S))
 
 extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a) {
     const sh_cu_gemm_desc *desc = static_cast<const sh_cu_gemm_desc *>(a->desc);
-#define SH_CU_GEMM_CASE(S)                                                                                    \
-    case S: return sh_cu_launch_k(gemm_kernel<S>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups);
+#define SH_CU_GEMM_CASE(S, C)                                                                                 \
+    case S | (C << 8):                                                                                        \
+        return sh_cu_launch_k(gemm_kernel<S, C>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups);
     switch (a->variant) {
-        SH_CU_GEMM_CASE(1)
-        SH_CU_GEMM_CASE(2)
-        SH_CU_GEMM_CASE(4)
-        SH_CU_GEMM_CASE(8)
-        SH_CU_GEMM_CASE(16)
-        SH_CU_GEMM_CASE(32)
-        SH_CU_GEMM_CASE(64)
+        SH_CU_GEMM_CASE(1, 0)
+        SH_CU_GEMM_CASE(2, 0)
+        SH_CU_GEMM_CASE(2, 2)
+        SH_CU_GEMM_CASE(4, 0)
+        SH_CU_GEMM_CASE(4, 2)
+        SH_CU_GEMM_CASE(8, 0)
+        SH_CU_GEMM_CASE(8, 2)
+        SH_CU_GEMM_CASE(16, 0)
+        SH_CU_GEMM_CASE(16, 1)
+        SH_CU_GEMM_CASE(16, 2)
+        SH_CU_GEMM_CASE(32, 0)
+        SH_CU_GEMM_CASE(32, 1)
+        SH_CU_GEMM_CASE(32, 2)
+        SH_CU_GEMM_CASE(64, 0)
+        SH_CU_GEMM_CASE(64, 1)
+        SH_CU_GEMM_CASE(64, 2)
     default: return cudaErrorInvalidValue;
     }
 #undef SH_CU_GEMM_CASE
@@ -575,5 +592,5 @@ extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args
 
 extern "C" cudaError_t sh_cu_probe_kernels(void) {
     cudaFuncAttributes attr;
-    return cudaFuncGetAttributes(&attr, gemm_kernel<1>);
+    return cudaFuncGetAttributes(&attr, gemm_kernel<1, 0>);
 }
