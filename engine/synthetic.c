@@ -18,6 +18,7 @@ typedef struct shape {
 
 static const shape shapes[] = {
     {"tiny", SH_ARCH_LLAMA, 64, 2, 4, 2, 128, 512, 2048, 10000.0f},
+    {"tiny-wide", SH_ARCH_LLAMA, 128, 3, 8, 2, 320, 512, 2048, 10000.0f},
     {"tiny-gpt2", SH_ARCH_GPT2, 64, 2, 4, 4, 256, 512, 1024, 0.0f},
     {"smollm-135m", SH_ARCH_LLAMA, 576, 30, 9, 3, 1536, 49152, 2048, 10000.0f},
     {"smollm-360m", SH_ARCH_LLAMA, 960, 32, 15, 5, 2560, 49152, 2048, 10000.0f},
@@ -51,7 +52,8 @@ shoal_status sh_synthetic_hparams(const char *name, sh_hparams *hp) {
         return SHOAL_OK;
     }
     return sh_fail(SHOAL_ERR_NOT_FOUND,
-                   "unknown synthetic shape '%s' (tiny, tiny-gpt2, smollm-135m, smollm-360m, qwen2.5-0.5b, gpt2-124m)",
+                   "unknown synthetic shape '%s' (tiny, tiny-wide, tiny-gpt2, smollm-135m, smollm-360m, qwen2.5-0.5b, "
+                   "gpt2-124m)",
                    name);
 }
 

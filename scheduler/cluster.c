@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "scheduler.h"
+#include "tokenizer.h"
 
 #define SH_DEF_MAX_QUEUE 1024
 #define SH_DEF_MAX_BATCH_ROWS 512
@@ -102,6 +103,9 @@ shoal_status shoal_cluster_create(const shoal_cluster_params *params, shoal_clus
             goto fail;
         }
         c->n_models = i + 1;
+        /* a model file or folder that carries a tokenizer accepts text prompts */
+        if (strncmp(path, "synthetic:", 10) != 0 && sh_tokenizer_load(path, &c->models[i].tok) != SHOAL_OK)
+            c->models[i].tok = NULL;
     }
     s = pick_kv_dtype(c->be, p->kv_dtype, &c->kv_dtype);
     if (s != SHOAL_OK) goto fail;
@@ -177,7 +181,10 @@ void shoal_cluster_free(shoal_cluster *c) {
     sh_spool_free(c->spool);
     sh_exec_free(c->ex);
     sh_kv_pool_free(c->pool);
-    for (int i = 0; i < c->n_models; i++) shoal_model_free(c->models[i].m);
+    for (int i = 0; i < c->n_models; i++) {
+        shoal_model_free(c->models[i].m);
+        sh_tokenizer_free(c->models[i].tok);
+    }
     free(c->models);
     free(c->model_mark);
     sh_backend_free(c->be);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "scheduler.h"
+#include "tokenizer.h"
 
 double sh_now_ms(void) {
     struct timespec ts;
@@ -118,7 +119,34 @@ static shoal_status reject(shoal_cluster *c, shoal_status s) {
     return s;
 }
 
+static shoal_status submit_tokens(shoal_cluster *c, const shoal_request_params *p, shoal_request **out);
+
+/* Text prompts are tokenized with the model's own tokenizer (special tokens as
+ * its config adds them), then submitted like token prompts. */
 shoal_status shoal_cluster_submit(shoal_cluster *c, const shoal_request_params *p, shoal_request **out) {
+    if (out) *out = NULL;
+    if (!c || !p || !out || !p->prompt_text) return submit_tokens(c, p, out);
+    if (p->prompt)
+        return reject(c, sh_fail(SHOAL_ERR_INVALID_ARG, "submit: give either prompt token ids or prompt_text, not both"));
+    int mi = -1;
+    for (int i = 0; p->model && i < c->n_models; i++)
+        if (strcmp(c->models[i].name, p->model) == 0) mi = i;
+    if (mi >= 0 && !c->models[mi].tok)
+        return reject(c, sh_fail(SHOAL_ERR_UNSUPPORTED, "submit: model '%s' has no tokenizer; pass token ids", p->model));
+    if (mi < 0) return submit_tokens(c, p, out); /* answers NOT_FOUND */
+    int32_t *ids;
+    int n;
+    SH_TRY(sh_tokenizer_encode(c->models[mi].tok, p->prompt_text, strlen(p->prompt_text), 1, &ids, &n));
+    shoal_request_params q = *p;
+    q.prompt = ids;
+    q.n_prompt = n;
+    q.prompt_text = NULL;
+    shoal_status s = submit_tokens(c, &q, out);
+    free(ids);
+    return s;
+}
+
+static shoal_status submit_tokens(shoal_cluster *c, const shoal_request_params *p, shoal_request **out) {
     if (out) *out = NULL;
     if (!c || !p || !out) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_cluster_submit: NULL argument");
     double now = sh_now_ms();
@@ -139,8 +167,6 @@ shoal_status shoal_cluster_submit(shoal_cluster *c, const shoal_request_params *
     if (p->kind == SHOAL_REQUEST_GENERATE && enc)
         return reject(c, sh_fail(SHOAL_ERR_INVALID_ARG, "submit: model '%s' is an encoder; use SHOAL_REQUEST_EMBED",
                                  p->model));
-    if (p->prompt_text)
-        return reject(c, sh_fail(SHOAL_ERR_UNSUPPORTED, "submit: text prompts are not supported yet; pass token ids"));
     if (!p->prompt || p->n_prompt < 1)
         return reject(c, sh_fail(SHOAL_ERR_INVALID_ARG, "submit: the prompt is empty"));
     if (p->max_tokens < 0)

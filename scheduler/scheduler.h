@@ -34,6 +34,7 @@ typedef enum sh_where {
 typedef struct sh_cmodel {
     char name[64];
     shoal_model *m;
+    struct sh_tokenizer *tok; /* for text prompts; NULL when the model has none */
 } sh_cmodel;
 
 struct shoal_request {

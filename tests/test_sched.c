@@ -324,9 +324,12 @@ static void test_busy_and_errors(void) {
     rp.kind = SHOAL_REQUEST_EMBED;
     CHECK(shoal_cluster_submit(c, &rp, &x) == SHOAL_ERR_INVALID_ARG, "embed on a decoder");
     rp.kind = SHOAL_REQUEST_GENERATE;
-    rp.prompt_text = "hello";
-    CHECK(shoal_cluster_submit(c, &rp, &x) == SHOAL_ERR_UNSUPPORTED, "text prompts not yet");
+    rp.prompt_text = "hello"; /* synthetic models carry no tokenizer */
+    CHECK(shoal_cluster_submit(c, &rp, &x) == SHOAL_ERR_INVALID_ARG, "ids and text together");
+    rp.prompt = NULL;
+    CHECK(shoal_cluster_submit(c, &rp, &x) == SHOAL_ERR_UNSUPPORTED, "text without a tokenizer");
     rp.prompt_text = NULL;
+    rp.prompt = p;
     int32_t badtok = 100000;
     rp.prompt = &badtok;
     rp.n_prompt = 1;

@@ -300,8 +300,9 @@ typedef struct shoal_request_params {
     shoal_request_kind kind;      /* GENERATE (default) or EMBED */
     const int32_t *prompt;        /* (n_prompt) token ids, copied at submit */
     int n_prompt;
-    const char *prompt_text;      /* reserved for tokenizer-backed text prompts:
-                                   * must be NULL for now (SHOAL_ERR_UNSUPPORTED) */
+    const char *prompt_text;      /* or a text prompt (NUL-terminated UTF-8), tokenized
+                                   * with the model's tokenizer (SHOAL_ERR_UNSUPPORTED
+                                   * when the model has none); prompt must be NULL */
     const int32_t *token_types;   /* EMBED: (n_prompt) or NULL = all 0; copied */
     shoal_sampling_params sampling; /* stop_ids (and stop_at_eos) end generation; copied */
     int max_tokens;               /* tokens to generate; default 16; 0 = prefill only */
