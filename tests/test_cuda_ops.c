@@ -941,8 +941,8 @@ int main(int argc, char **argv) {
             test_gemm_mixed(gp[i].name, gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), gp[i].p);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
-    static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2"};
-    for (int t = 0; t < 3; t++) {
+    static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
+    for (int t = 0; t < 5; t++) {
         OK(sh_cuda_set_mma_tile(gpu, t));
         test_gemm_mixed(tiles[t], gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), SH_CUDA_GEMM_MMA);

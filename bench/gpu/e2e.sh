@@ -9,6 +9,7 @@
 #     cluster   issue 5 workload: 8 models x 16 sequences, fused vs unfused, peers
 #     quick     the single and cluster workloads without peers (graphs on; some also off: SHOAL_CUDA_GRAPH=0)
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
+#     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
 set -u
@@ -38,8 +39,8 @@ peer() { # name kind shape models seqs
 # ncu over decode steps: name, launches per step, bench args...
 prof() {
   local name=$1 L=$2; shift 2
-  SHOAL_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-200} $NCU --clock-control none --launch-skip $((12 * L)) \
-    --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size --csv \
+  SHOAL_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-200} $NCU --clock-control none --cache-control ${NCU_CACHE:-all} \
+    ${NCU_K:-} --launch-skip $((12 * L)) --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size --csv \
     $B/shoal bench "$@" --device cuda --quiet > "$W/ncu-$name.csv" 2> "$W/ncu-$name.err"
   echo "== ncu $name (rc=$?): $(grep -c gpu__time_duration "$W/ncu-$name.csv") kernels"
   python3 - "$W/ncu-$name.csv" <<'EOF'
@@ -101,6 +102,23 @@ quick)
   for shape in smollm-135m gpt2-124m; do for s in 1 16 64; do qb 1 $shape 1 $s; done; done
   qb 0 smollm-135m 1 1; qb 0 smollm-135m 1 64
   qb 1 smollm-135m 8 16
+  ;;
+tiles)
+  # GEMM tensor-core tile sweep (SHOAL_CUDA_MMA_TILE; -1 = the automatic choice): decode tok/s, then
+  # ncu per-kernel GEMM times with warm caches (smollm 1x64, 1x16)
+  for t in -1 0 1 2 3 4; do
+    for w in "smollm-135m 1 16" "smollm-135m 1 64" "gpt2-124m 1 64" "smollm-135m 8 16"; do
+      read -r shape models seqs <<< "$w"
+      SHOAL_CUDA_MMA_TILE=$t BENCH_GREP="decode:" bench "tile$t-$shape-${models}x$seqs" --synthetic $shape \
+        --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+    done
+  done
+  for t in -1 0 1 2 3 4; do
+    for s in 16 64; do
+      SHOAL_CUDA_MMA_TILE=$t NCU_CACHE=none NCU_K="-k regex:gemm" prof tile$t-gemm-smollm-1x$s 121 \
+        --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
+    done
+  done
   ;;
 profile)
   for s in 1 16 64; do

@@ -533,25 +533,32 @@ static int cu_aligned(const void *p, uintptr_t a) { return ((uintptr_t)p % a) ==
 /* Bytes a weight element needs aligned for scalar loads. */
 static uintptr_t cu_elem_align(sh_dtype dt) { return dt == SH_F32 ? 4 : 2; }
 
-/* MMA tile configuration of a launch: the wide tile when it already gives
- * several blocks per SM, else the largest narrow tile that reaches every SM
- * (else the narrowest). Narrow tiles re-read weights from L2 once per 8 or
- * 16 activation rows; in exchange a small layer runs on the whole chip. */
+/* Blocks of a launch's MMA groups with tile c. */
+static int64_t cu_mma_blocks(int S, int c, int n, const sh_gemm_group *g, const unsigned char *mma) {
+    const int rows = 16 * sh_cu_mma_wm(S, c), cols = 8 * sh_cu_mma_nt(S, c);
+    int64_t blocks = 0;
+    for (int i = 0; i < n; i++)
+        if (mma[i]) blocks += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
+    return blocks;
+}
+
+/* MMA tile configuration of a launch: the wide tile when it gives at least
+ * 4 blocks per SM (LM heads, many models), else the largest narrower tile
+ * that still reaches every SM (else the narrowest). Narrow tiles re-read
+ * weights from L2 once per 8 or 16 activation rows and x once per 16 * WM
+ * weight rows; in exchange a small layer runs on the whole chip. A forced
+ * tile (sh_cuda_set_mma_tile) replaces the choice below the 4-per-SM line. */
 static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, const unsigned char *mma) {
     if (S < 2) return 0;
-    if (cb->mma_tile >= 0) return cb->mma_tile == 1 && S < 16 ? 2 : cb->mma_tile;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
-    static const int order[3] = {0, 1, 2};
-    for (int oi = 0; oi < 3; oi++) {
-        const int c = order[oi];
-        if (c == 1 && S < 16) continue;
-        const int rows = 16 * sh_cu_mma_wm(S, c), cols = 8 * sh_cu_mma_nt(S, c);
-        int64_t blocks = 0;
-        for (int i = 0; i < n; i++)
-            if (mma[i])
-                blocks += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
-        if (blocks >= (c == 0 ? 4 * sms : sms)) return c;
+    if (cb->mma_tile == 0 || cu_mma_blocks(S, 0, n, g, mma) >= 4 * sms) return 0;
+    if (cb->mma_tile > 0) {
+        if (sh_cu_mma_valid(S, cb->mma_tile)) return cb->mma_tile;
+        return cb->mma_tile == 1 ? 2 : 0; /* below S = 16: 1 is 2, 3 is 0 */
     }
+    static const int order[] = {4, 3, 1};
+    for (int oi = 0; oi < 3; oi++)
+        if (sh_cu_mma_valid(S, order[oi]) && cu_mma_blocks(S, order[oi], n, g, mma) >= sms) return order[oi];
     return 2;
 }
 
@@ -976,6 +983,8 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->device = device_index;
     cb->gemm_path = SH_CUDA_GEMM_AUTO;
     cb->mma_tile = -1;
+    const char *tile_env = getenv("SHOAL_CUDA_MMA_TILE"); /* for measurements: force a tile (0..4) */
+    if (tile_env && tile_env[0] >= '0' && tile_env[0] <= '4' && !tile_env[1]) cb->mma_tile = tile_env[0] - '0';
     const char *pdl_env = getenv("SHOAL_CUDA_PDL");
     cb->pdl = !(pdl_env && strcmp(pdl_env, "0") == 0);
     const char *graph_env = getenv("SHOAL_CUDA_GRAPH");
@@ -1033,7 +1042,7 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path) {
 shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile) {
     sh_cu_backend *cb = cu_of(be);
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: not a CUDA backend");
-    if (tile < -1 || tile > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: unknown tile %d", tile);
+    if (tile < -1 || tile > 4) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: unknown tile %d", tile);
     cb->mma_tile = tile;
     return SHOAL_OK;
 }

@@ -47,10 +47,13 @@ typedef enum sh_cuda_gemm_path {
  * sh_cuda_backend_create). Returns SHOAL_ERR_INVALID_ARG otherwise. */
 shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
 
-/* Forces the tensor-core tile of GEMM launches, for tests: 0 wide (32 weight
- * rows x 8 * min(S / 8, 1) activation rows), 1 (16 x 16; 2 where the launch's
- * rows class S < 16), 2 (16 x 8); -1 (the default): chosen per launch from
- * its size. SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
+/* Forces the tensor-core tile of GEMM launches that the wide tile would not
+ * give 4 blocks per SM, for tests and measurements (also
+ * SHOAL_CUDA_MMA_TILE=0..4 at creation): tile c of sh_cu_mma_wm/nt
+ * (kernels/cuda/cuda_internal.h) where the launch's row class allows it
+ * (else the nearest: 1 -> 2, 3 -> 0); 0 forces the wide tile everywhere;
+ * -1 (the default): chosen per launch from its size. SHOAL_ERR_INVALID_ARG
+ * for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile);
 
 /* Programmatic dependent launch on (1, the default unless the environment

@@ -139,13 +139,19 @@ static inline int sh_cu_gemm_class(int max_m) {
 }
 static inline int sh_cu_simt_mt(int s) { return s < 8 ? s : 8; }
 static inline int sh_cu_simt_r(int s) { (void)s; return 4; }
-/* MMA tile configuration c: 0 wide (WM = 2, NT = S / 8), 1 (WM = 1, NT <= 2),
- * 2 (WM = 1, NT = 1); 1 exists only for S >= 16, 1 and 2 only for S >= 2. */
+/* MMA tile configuration c (weight rows 16 * WM x activation rows 8 * NT;
+ * NT0 = max(1, S / 8)): 0 wide (WM = 2, NT = NT0; WM = 1 at S = 1),
+ * 1 (1, min(2, NT0)), 2 (1, 1), 3 (2, min(2, NT0)), 4 (4, min(2, NT0)).
+ * The kernel exists for c = 0 at every S, c = 2 and 4 from S = 2, c = 1 and
+ * 3 from S = 16 (below that they equal 2 and 0). */
 static inline int sh_cu_mma_nt(int s, int c) {
     int nt0 = s <= 8 ? 1 : s / 8;
-    return c == 0 ? nt0 : c == 1 ? (nt0 < 2 ? nt0 : 2) : 1;
+    return c == 0 ? nt0 : c == 2 ? 1 : (nt0 < 2 ? nt0 : 2);
 }
-static inline int sh_cu_mma_wm(int s, int c) { return c == 0 ? (s == 1 ? 1 : 2) : 1; }
+static inline int sh_cu_mma_wm(int s, int c) { return c == 0 ? (s == 1 ? 1 : 2) : c == 3 ? 2 : c == 4 ? 4 : 1; }
+static inline int sh_cu_mma_valid(int s, int c) {
+    return c == 0 || (s >= 2 && (c == 2 || c == 4)) || (s >= 16 && (c == 1 || c == 3));
+}
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
 /* ---- launches ---------------------------------------------------------- */

@@ -145,13 +145,17 @@ __global__ void __launch_bounds__(kRowThreads)
 
 /* ---- rope --------------------------------------------------------------- */
 
+constexpr int kRopeHalfMax = 512; /* n_rot / 2 held in shared memory */
+
 /* Per head, pair i < n_rot / 2 rotates by angle pos * theta^(-2i / n_rot):
  * (a, b) -> (a cos - b sin, a sin + b cos). NORM pairs (2i, 2i + 1), NEOX
  * pairs (i, i + n_rot / 2). The angle and its cos/sin are computed in double
- * and rounded once to f32. The frequencies are computed before the wait for
- * the previous kernel; each pass loads kNB pairs per thread before storing. */
+ * and rounded once to f32. The n_rot / 2 frequencies go to shared memory
+ * (one exp per thread) before the wait for the previous kernel; each pass
+ * loads kNB pairs per thread before storing any. */
 __global__ void __launch_bounds__(kRowThreads)
     rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    __shared__ double freq[kRopeHalfMax];
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_rope_desc d = descs[g];
     pdl_trigger();
@@ -159,22 +163,21 @@ __global__ void __launch_bounds__(kRowThreads)
     const int half = d.n_rot / 2;
     const int total = d.n_head * half;
     const double lt = log((double)d.theta);
+    const bool tab = half <= kRopeHalfMax;
+    if (tab)
+        for (int j = threadIdx.x; j < half; j += kRowThreads) freq[j] = exp(-(2.0 * j / d.n_rot) * lt);
+    __syncthreads();
+    pdl_wait(); /* x and pos below */
+    float *x = d.x + (int64_t)r * d.stride;
+    const double p = (double)__ldg(d.pos + r);
     for (int i0 = threadIdx.x; i0 < total; i0 += kNB * kRowThreads) {
-        double fr[kNB];
-#pragma unroll
-        for (int u = 0; u < kNB; u++) {
-            const int j = (i0 + u * kRowThreads) % half;
-            fr[u] = exp(-(2.0 * j / d.n_rot) * lt);
-        }
-        pdl_wait(); /* x and pos below; a no-op after the first pass */
-        float *x = d.x + (int64_t)r * d.stride;
-        const double p = (double)__ldg(d.pos + r);
         float av[kNB], bv[kNB];
-        int o0[kNB], o1[kNB];
+        int o0[kNB], o1[kNB], jj[kNB];
 #pragma unroll
         for (int u = 0; u < kNB; u++) {
             const int i = i0 + u * kRowThreads;
             const int h = i / half, j = i % half;
+            jj[u] = j;
             o0[u] = h * d.head_dim + (d.mode == 0 ? 2 * j : j);
             o1[u] = h * d.head_dim + (d.mode == 0 ? 2 * j + 1 : j + half);
             av[u] = i < total ? x[o0[u]] : 0.0f;
@@ -184,14 +187,13 @@ __global__ void __launch_bounds__(kRowThreads)
         for (int u = 0; u < kNB; u++) {
             const int i = i0 + u * kRowThreads;
             if (i >= total) break;
-            double sd, cd;
-            sincos(p * fr[u], &sd, &cd);
-            const float cs = (float)cd, sn = (float)sd;
+            const double f = tab ? freq[jj[u]] : exp(-(2.0 * jj[u] / d.n_rot) * lt);
+            const double ang = p * f;
+            const float cs = (float)cos(ang), sn = (float)sin(ang);
             x[o0[u]] = av[u] * cs - bv[u] * sn;
             x[o1[u]] = av[u] * sn + bv[u] * cs;
         }
     }
-    pdl_wait(); /* threads without pairs */
 }
 
 /* ---- kv_write ----------------------------------------------------------- */

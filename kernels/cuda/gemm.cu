@@ -531,15 +531,17 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 /* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
  * SIMT row tiles or MMA tiles, as its descriptor's path says.
  *
- * MMA tile configurations (C, chosen per launch by the host, see
+ * MMA tile configurations (C, chosen per launch by the host; see
  * sh_cu_mma_wm/nt): C = 0 is the wide tile, 16 * WM0 weight rows x 8 * NT0
- * activation rows, for launches with work for many waves (LM heads);
- * C = 1 (16 x 16) and C = 2 (16 x 8) cut a small layer into enough blocks
- * to reach every SM, each block's warps issuing the loads of U chunks at
- * once. Blocks per SM the register budget must allow: small M is
- * latency-bound, so it trades registers for resident warps (S = 1: 6 blocks
- * of 16 rows; S = 2..8: 3 blocks of 32 rows; narrow tiles: 3). */
-__host__ __device__ constexpr int min_blocks(int s, int c) { return c > 0 ? 3 : s == 1 ? 6 : s <= 8 ? 3 : 1; }
+ * activation rows, for launches with work for many waves (LM heads); the
+ * others trade tile width against the number of blocks so a small layer
+ * reaches every SM, each warp issuing the loads of U chunks at once.
+ * Blocks per SM the register budget must allow: small M is latency-bound,
+ * so it trades registers for resident warps (S = 1: 6 blocks of 16 rows;
+ * S = 2..8: 3 blocks of 32 rows; narrow tiles: 3; 32 or 64 weight rows: 2). */
+__host__ __device__ constexpr int min_blocks(int s, int c) {
+    return c >= 3 ? 2 : c > 0 ? 3 : s == 1 ? 6 : s <= 8 ? 3 : 1;
+}
 
 template <int S, int C>
 __global__ void __launch_bounds__(kThreads, min_blocks(S, C))
@@ -553,10 +555,11 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C))
     constexpr int MT = S < 8 ? S : 8;
     constexpr int R = 4; /* = sh_cu_simt_r */
     constexpr int NT0 = S <= 8 ? 1 : S / 8;
-    constexpr int NT = C == 0 ? NT0 : C == 1 ? (NT0 < 2 ? NT0 : 2) : 1; /* = sh_cu_mma_nt */
-    constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : 1;                    /* = sh_cu_mma_wm */
+    constexpr int NT2 = NT0 < 2 ? NT0 : 2;
+    constexpr int NT = C == 0 ? NT0 : C == 2 ? 1 : NT2;                          /* = sh_cu_mma_nt */
+    constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : C == 3 ? 2 : C == 4 ? 4 : 1; /* = sh_cu_mma_wm */
     /* MMA chunks per load batch */
-    constexpr int U = C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
+    constexpr int U = C == 4 ? 2 : C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
     if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM>(d, local, smem);
 }
@@ -570,21 +573,12 @@ extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args
         return sh_cu_launch_k(gemm_kernel<S, C>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups);
     switch (a->variant) {
         SH_CU_GEMM_CASE(1, 0)
-        SH_CU_GEMM_CASE(2, 0)
-        SH_CU_GEMM_CASE(2, 2)
-        SH_CU_GEMM_CASE(4, 0)
-        SH_CU_GEMM_CASE(4, 2)
-        SH_CU_GEMM_CASE(8, 0)
-        SH_CU_GEMM_CASE(8, 2)
-        SH_CU_GEMM_CASE(16, 0)
-        SH_CU_GEMM_CASE(16, 1)
-        SH_CU_GEMM_CASE(16, 2)
-        SH_CU_GEMM_CASE(32, 0)
-        SH_CU_GEMM_CASE(32, 1)
-        SH_CU_GEMM_CASE(32, 2)
-        SH_CU_GEMM_CASE(64, 0)
-        SH_CU_GEMM_CASE(64, 1)
-        SH_CU_GEMM_CASE(64, 2)
+        SH_CU_GEMM_CASE(2, 0) SH_CU_GEMM_CASE(2, 2) SH_CU_GEMM_CASE(2, 4)
+        SH_CU_GEMM_CASE(4, 0) SH_CU_GEMM_CASE(4, 2) SH_CU_GEMM_CASE(4, 4)
+        SH_CU_GEMM_CASE(8, 0) SH_CU_GEMM_CASE(8, 2) SH_CU_GEMM_CASE(8, 4)
+        SH_CU_GEMM_CASE(16, 0) SH_CU_GEMM_CASE(16, 1) SH_CU_GEMM_CASE(16, 2) SH_CU_GEMM_CASE(16, 3) SH_CU_GEMM_CASE(16, 4)
+        SH_CU_GEMM_CASE(32, 0) SH_CU_GEMM_CASE(32, 1) SH_CU_GEMM_CASE(32, 2) SH_CU_GEMM_CASE(32, 3) SH_CU_GEMM_CASE(32, 4)
+        SH_CU_GEMM_CASE(64, 0) SH_CU_GEMM_CASE(64, 1) SH_CU_GEMM_CASE(64, 2) SH_CU_GEMM_CASE(64, 3) SH_CU_GEMM_CASE(64, 4)
     default: return cudaErrorInvalidValue;
     }
 #undef SH_CU_GEMM_CASE
