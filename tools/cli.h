@@ -29,6 +29,7 @@ int cli_cmd_info(int argc, char **argv);
 int cli_cmd_bench(int argc, char **argv);
 int cli_cmd_tokenize(int argc, char **argv);
 int cli_cmd_chat(int argc, char **argv);
+int cli_cmd_devices(int argc, char **argv);
 int cli_run_text(const cli_opts *o);   /* run -p TEXT: streamed text + stats line */
 int cli_embed_text(const cli_opts *o); /* embed --text / --file */
 

@@ -360,6 +360,7 @@ static int usage(FILE *f) {
             "  tokenize -m PATH --text TEXT [--no-special]\n"
             "  chat    -m PATH [--template chatml|llama2|llama3|zephyr|plain] [--system TEXT]\n"
             "  bench   --synthetic SHAPE ...           see `shoal bench --help`\n"
+            "  devices                                 CPU cores and CUDA devices (name, PCI bus id, memory)\n"
             "common: --device cpu|cuda[:N]  --threads N\n");
     return f == stderr ? 1 : 0;
 }
@@ -375,6 +376,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cli_cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cli_cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "chat")) return cli_cmd_chat(argc - 2, argv + 2);
+    if (!strcmp(cmd, "devices")) return cli_cmd_devices(argc - 2, argv + 2);
     fprintf(stderr, "shoal: unknown command '%s' (try shoal --help)\n", cmd);
     return 1;
 }
