@@ -18,7 +18,8 @@ W=/tmp/e2e-work
 mkdir -p "$OUT" "$W" /tmp/x
 for f in .e2e/*.deb; do dpkg -x "$f" /tmp/x; done
 export LD_LIBRARY_PATH=/tmp/x/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-B=.e2e/bin
+B=${E2E_BIN:-.e2e/bin} # E2E_BIN: another set of binaries
+export SHOAL_CUDA_GRAPH_STATS=1 # step graph counts and host/device time per step, printed at exit
 PEER=.e2e/torch_decode.py
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -28,7 +28,8 @@
  * step's descriptors, and every address a kernel uses comes from them: the
  * graph stays valid while the engine's buffers move. Growing the arena drops
  * every graph. SHOAL_CUDA_GRAPH=0 turns graphs off; SHOAL_CUDA_GRAPH_STATS=1
- * prints what step_end did when the backend is destroyed.
+ * times steps (host packing, device execution) and prints that and what
+ * step_end did when the backend is destroyed.
  *
  * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
  * after the event recorded behind its last copy has completed, so the host
@@ -37,6 +38,7 @@
  */
 #include <limits.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +113,13 @@ typedef struct sh_cu_backend {
     double bw;               /* measured copy bandwidth (bytes/s); 0: not yet */
     void *bounce[2];         /* pinned, SH_CU_BOUNCE bytes each (large downloads) */
     cudaEvent_t bounce_ev[2];
+    /* step timing (SHOAL_CUDA_GRAPH_STATS=1): host time from step_begin to
+     * step_end, device time from the step's descriptor copy to its last kernel */
+    int timing;
+    cudaEvent_t t_ev[2];
+    int t_pending;           /* t_ev holds an unread step */
+    double t_begin, host_s, dev_s;
+    uint64_t t_steps, t_dev_steps;
 } sh_cu_backend;
 
 static const sh_backend_ops sh_cu_ops;
@@ -542,15 +551,24 @@ static int64_t cu_mma_blocks(int S, int c, int n, const sh_gemm_group *g, const 
     return blocks;
 }
 
-/* MMA tile configuration of a launch: the wide tile when it gives at least
- * 4 blocks per SM (LM heads, many models), else the largest narrower tile
- * that still reaches every SM (else the narrowest). Narrow tiles re-read
- * weights from L2 once per 8 or 16 activation rows and x once per 16 * WM
- * weight rows; in exchange a small layer runs on the whole chip. A forced
- * tile (sh_cuda_set_mma_tile) replaces the choice below the 4-per-SM line. */
+/* Tile configuration of a launch (bench/NOTES.md, "CUDA decode step").
+ * S = 1: SIMT blocks of 16 weight rows, or of 4 rows (c = 1) when 16 would
+ * leave SMs idle. Tensor cores: the wide tile when it gives at least 4
+ * blocks per SM (LM heads, many models), else the widest of 64 x 16, 32 x 16
+ * and 16 x 16 that gives 1.75 blocks per SM, else 16 x 8. Narrow tiles
+ * re-read weights from L2 once per 8 or 16 activation rows and x once per
+ * 16 * WM weight rows; in exchange a small layer runs on the whole chip.
+ * A forced tile (sh_cuda_set_mma_tile) replaces the choice below the
+ * 4-per-SM line. */
 static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, const unsigned char *mma) {
-    if (S < 2) return 0;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+    if (S < 2) {
+        int64_t rows = 0; /* SIMT groups' weight rows */
+        for (int i = 0; i < n; i++)
+            if (!mma[i]) rows += g[i].w.n_out;
+        if (cb->mma_tile >= 0) return cb->mma_tile == 1;
+        return rows > 0 && (rows + 15) / 16 < sms;
+    }
     if (cb->mma_tile == 0 || cu_mma_blocks(S, 0, n, g, mma) >= 4 * sms) return 0;
     if (cb->mma_tile > 0) {
         if (sh_cu_mma_valid(S, cb->mma_tile)) return cb->mma_tile;
@@ -558,7 +576,7 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
     }
     static const int order[] = {4, 3, 1};
     for (int oi = 0; oi < 3; oi++)
-        if (sh_cu_mma_valid(S, order[oi]) && cu_mma_blocks(S, order[oi], n, g, mma) >= sms) return order[oi];
+        if (sh_cu_mma_valid(S, order[oi]) && 4 * cu_mma_blocks(S, order[oi], n, g, mma) >= 7 * sms) return order[oi];
     return 2;
 }
 
@@ -573,7 +591,6 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         if (g[i].x.rows > max_m) max_m = g[i].x.rows;
     }
     const int S = sh_cu_gemm_class(max_m);
-    const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S);
     unsigned char mma_small[64], *mma = n <= 64 ? mma_small : malloc((size_t)n);
     if (!mma) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
     for (int i = 0; i < n; i++) {
@@ -588,6 +605,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
     const int C = cu_mma_config(cb, S, n, g, mma);
+    const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S, C);
     const int mma_rows = 16 * sh_cu_mma_wm(S, C), mma_cols = 8 * sh_cu_mma_nt(S, C);
     sh_cu_pack pk;
     shoal_status st = cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk);
@@ -890,11 +908,36 @@ static shoal_status cu_sync(sh_backend *be) {
     return SHOAL_OK;
 }
 
+static double cu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the previous step's device time if its events have completed. */
+static void cu_timing_collect(sh_cu_backend *cb) {
+    if (!cb->t_pending || cudaEventQuery(cb->t_ev[1]) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, cb->t_ev[0], cb->t_ev[1]) == cudaSuccess) {
+        cb->dev_s += 1e-3 * ms;
+        cb->t_dev_steps++;
+    }
+    (void)cudaGetLastError();
+    cb->t_pending = 0;
+}
+
 static shoal_status cu_step_begin(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
     SH_TRY(cu_flush(cb)); /* anything queued before belongs to no step */
     cb->in_step = 1;
+    if (cb->timing) {
+        cu_timing_collect(cb);
+        cb->t_begin = cu_now();
+    }
     return SHOAL_OK;
 }
 
@@ -902,7 +945,15 @@ static shoal_status cu_step_end(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     cb->in_step = 0;
     SH_TRY(cu_set_device(cb));
-    return cu_flush_ex(cb, 1);
+    if (!cb->timing || cb->n_recs == 0) return cu_flush_ex(cb, 1);
+    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    int timed = !cb->t_pending && cudaStreamIsCapturing(cb->stream, &cap) == cudaSuccess &&
+                cap == cudaStreamCaptureStatusNone && cudaEventRecord(cb->t_ev[0], cb->stream) == cudaSuccess;
+    cb->host_s += cu_now() - cb->t_begin;
+    cb->t_steps++;
+    SH_TRY(cu_flush_ex(cb, 1));
+    if (timed && cudaEventRecord(cb->t_ev[1], cb->stream) == cudaSuccess) cb->t_pending = 1;
+    return SHOAL_OK;
 }
 
 /* ---- lifetime ---------------------------------------------------------- */
@@ -910,12 +961,19 @@ static shoal_status cu_step_end(sh_backend *be) {
 static void cu_destroy(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     if (!cb) return;
-    const char *gs = getenv("SHOAL_CUDA_GRAPH_STATS");
-    if (gs && strcmp(gs, "1") == 0)
-        fprintf(stderr, "cuda step graphs: %llu direct, %llu captured, %llu replayed, %llu evicted, %llu failed\n",
+    if (cb->timing) {
+        if (cb->stream && cudaSetDevice(cb->device) == cudaSuccess && cudaStreamSynchronize(cb->stream) == cudaSuccess)
+            cu_timing_collect(cb);
+        fprintf(stderr, "cuda step graphs: %llu direct, %llu captured, %llu replayed, %llu evicted, %llu failed; "
+                "per step: host %.1f us from step_begin to step_end (%llu steps), device %.1f us from descriptor "
+                "copy to last kernel (%llu steps)\n",
                 (unsigned long long)cb->gstats.direct, (unsigned long long)cb->gstats.captures,
                 (unsigned long long)cb->gstats.replays, (unsigned long long)cb->gstats.evictions,
-                (unsigned long long)cb->gstats.capture_failures);
+                (unsigned long long)cb->gstats.capture_failures,
+                cb->t_steps ? 1e6 * cb->host_s / (double)cb->t_steps : 0.0, (unsigned long long)cb->t_steps,
+                cb->t_dev_steps ? 1e6 * cb->dev_s / (double)cb->t_dev_steps : 0.0,
+                (unsigned long long)cb->t_dev_steps);
+    }
     if (cudaSetDevice(cb->device) == cudaSuccess) {
         if (cb->stream) {
             (void)cu_flush(cb);
@@ -932,6 +990,7 @@ static void cu_destroy(sh_backend *be) {
         for (int i = 0; i < 2; i++) {
             if (cb->bounce[i]) (void)cudaFreeHost(cb->bounce[i]);
             if (cb->bounce_ev[i]) (void)cudaEventDestroy(cb->bounce_ev[i]);
+            if (cb->t_ev[i]) (void)cudaEventDestroy(cb->t_ev[i]);
         }
         if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     }
@@ -1017,6 +1076,15 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         goto fail;
     }
     *cb->h_err = 0;
+    const char *gs = getenv("SHOAL_CUDA_GRAPH_STATS");
+    if (gs && strcmp(gs, "1") == 0) {
+        cb->timing = 1;
+        for (int i = 0; i < 2; i++)
+            if ((e = cudaEventCreate(&cb->t_ev[i])) != cudaSuccess) {
+                s = cu_fail(e, "cudaEventCreate");
+                goto fail;
+            }
+    }
     *out = &cb->base;
     return SHOAL_OK;
 fail:

@@ -73,7 +73,7 @@ __device__ __forceinline__ void unpack16(const uint4 u, float *w) {
 /* Warp-steps whose weight loads a lane issues together: M = 1 covers 768
  * bf16 elements per row in one batch with few registers (so 6 blocks fit an
  * SM); larger MT needs registers for the accumulators. */
-__host__ __device__ constexpr int simt_batch(int mt) { return mt == 1 ? 3 : mt == 2 ? 4 : 2; }
+__host__ __device__ constexpr int simt_batch(int mt, int r) { return mt == 1 ? (r == 4 ? 3 : 6) : mt == 2 ? 4 : 2; }
 
 /* Activations come from shared memory (staged chunks) or, XG, straight from
  * global memory through the read-only path. */
@@ -91,7 +91,7 @@ __device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], 
                                          int kcap, float (&acc)[R][MT], int lane) {
     constexpr int ES = DT == DT_F32 ? 4 : 2;
     constexpr int V = 16 / ES;
-    constexpr int U = simt_batch(MT);
+    constexpr int U = simt_batch(MT, R);
     for (int kb = lane * V; kb < kc; kb += U * 32 * V) {
         uint4 raw[U][R];
 #pragma unroll
@@ -154,7 +154,7 @@ template <int MT, int R, int DT, bool XG>
 __device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R], int k0, int kc, const float *xs,
                                            int kcap, float (&acc)[R][MT], int lane) {
     constexpr int BB = DT == DT_Q8_0 ? 34 : 18;
-    constexpr int U = simt_batch(MT);
+    constexpr int U = simt_batch(MT, R);
     for (int kb = lane * 4; kb < kc; kb += U * 128) {
         unsigned raw[U][R][3]; /* scale bits, two 16-bit words of quants */
 #pragma unroll
@@ -537,10 +537,11 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
  * others trade tile width against the number of blocks so a small layer
  * reaches every SM, each warp issuing the loads of U chunks at once.
  * Blocks per SM the register budget must allow: small M is latency-bound,
- * so it trades registers for resident warps (S = 1: 6 blocks of 16 rows;
- * S = 2..8: 3 blocks of 32 rows; narrow tiles: 3; 32 or 64 weight rows: 2). */
+ * so it trades registers for resident warps (S = 1: 6 blocks of 16 or 4
+ * rows; S = 2..8: 3 blocks of 32 rows; narrow tiles: 3; 32 or 64 weight
+ * rows: 2). */
 __host__ __device__ constexpr int min_blocks(int s, int c) {
-    return c >= 3 ? 2 : c > 0 ? 3 : s == 1 ? 6 : s <= 8 ? 3 : 1;
+    return s == 1 ? 6 : c >= 3 ? 2 : c > 0 ? 3 : s <= 8 ? 3 : 1;
 }
 
 template <int S, int C>
@@ -553,7 +554,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C))
     const int local = blockIdx.x - __ldg(starts + g);
     const sh_cu_gemm_desc d = descs[g];
     constexpr int MT = S < 8 ? S : 8;
-    constexpr int R = 4; /* = sh_cu_simt_r */
+    constexpr int R = S == 1 && C == 1 ? 1 : 4; /* = sh_cu_simt_r */
     constexpr int NT0 = S <= 8 ? 1 : S / 8;
     constexpr int NT2 = NT0 < 2 ? NT0 : 2;
     constexpr int NT = C == 0 ? NT0 : C == 2 ? 1 : NT2;                          /* = sh_cu_mma_nt */
@@ -572,7 +573,7 @@ extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args
     case S | (C << 8):                                                                                        \
         return sh_cu_launch_k(gemm_kernel<S, C>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts, a->n_groups);
     switch (a->variant) {
-        SH_CU_GEMM_CASE(1, 0)
+        SH_CU_GEMM_CASE(1, 0) SH_CU_GEMM_CASE(1, 1)
         SH_CU_GEMM_CASE(2, 0) SH_CU_GEMM_CASE(2, 2) SH_CU_GEMM_CASE(2, 4)
         SH_CU_GEMM_CASE(4, 0) SH_CU_GEMM_CASE(4, 2) SH_CU_GEMM_CASE(4, 4)
         SH_CU_GEMM_CASE(8, 0) SH_CU_GEMM_CASE(8, 2) SH_CU_GEMM_CASE(8, 4)
