@@ -25,30 +25,11 @@ static const char *g_device;
 /* On accelerators the bounds widen to the CUDA issue's "within f16 bounds". */
 static double g_tol_tight = 1e-4;
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        if (len) *len = (size_t)n;
-    }
-    return b;
-}
-
 static float *read_f32(const char *model, const char *file, size_t expect) {
     char p[1024];
     snprintf(p, sizeof p, "%s/models/%s/%s", g_dir, model, file);
     size_t n = 0;
-    char *b = slurp(p, &n);
+    char *b = check_read_file(p, &n);
     if (!b || n != expect * sizeof(float)) {
         fprintf(stderr, "cannot read %s (%zu bytes, expected %zu)\n", p, n, expect * sizeof(float));
         free(b);
@@ -182,7 +163,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         char p[1024];
         snprintf(p, sizeof p, "%s/models/%s/ref.json", g_dir, models[i]);
-        char *js = slurp(p, NULL);
+        char *js = check_read_file(p, NULL);
         CHECK(js != NULL, "cannot read %s", p);
         if (!js) continue;
         cJSON *ref = cJSON_Parse(js);

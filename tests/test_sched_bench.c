@@ -9,22 +9,6 @@
 
 #include "check.h"
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    return b;
-}
-
 static double num(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : -1;
@@ -41,11 +25,11 @@ static cJSON *bench(const char *bin, const char *dir, const char *extra, char *o
              "--quiet --json '%s' %s > '%s' 2>&1",
              bin, json, extra, txt);
     int rc = system(cmd);
-    char *t = slurp(txt);
+    char *t = check_read_file(txt, NULL);
     snprintf(out, out_cap, "%s", t ? t : "");
     free(t);
     CHECK(rc == 0, "bench %s exits 0 (%d): %s", extra, rc, out);
-    char *j = slurp(json);
+    char *j = check_read_file(json, NULL);
     cJSON *root = j ? cJSON_Parse(j) : NULL;
     CHECK(root != NULL, "bench %s writes JSON", extra);
     free(j);

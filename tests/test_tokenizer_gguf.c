@@ -14,23 +14,6 @@
 #include "test_tokenizer_common.h"
 #include "tokenizer.h"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    if (len) *len = (size_t)n;
-    return b;
-}
-
 static const char SEP[] = "\n__ggml_vocab_test__\n";
 
 static void run_file(const char *dir, const char *name, sh_tok_family family) {
@@ -51,7 +34,7 @@ static void run_file(const char *dir, const char *name, sh_tok_family family) {
     sh_tokenizer_get_info(t, &info);
     CHECK(info.family == family, "%s: family %d", name, (int)info.family);
     size_t ilen;
-    char *in = slurp(inp, &ilen), *out = slurp(outp, NULL);
+    char *in = check_read_file(inp, &ilen), *out = check_read_file(outp, NULL);
     CHECK(in && out, "%s: cannot read .inp/.out", name);
     int n_ok = 0, n_all = 0;
     char *p = in, *line = out;
