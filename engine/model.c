@@ -87,11 +87,6 @@ shoal_status sh_model_to_backend(shoal_model *m, const void *host, size_t bytes,
  * Tensor lookup over either source
  * ========================================================================== */
 
-static const sh_tensor *find_raw(const shoal_model *m, const char *name) {
-    if (m->gguf) return sh_gguf_find_tensor(m->gguf, name);
-    return sh_hf_find_tensor(m->hf, name);
-}
-
 /* HF names differ by prefix depending on the head class that saved them. */
 static const char *const hf_prefixes[] = {"", "model.", "transformer.", "bert.", "encoder.", NULL};
 
@@ -118,7 +113,7 @@ static const char *skipped_hf(const shoal_model *m, const char *name) {
 }
 
 static const sh_tensor *find(const shoal_model *m, const char *name) {
-    return m->gguf ? find_raw(m, name) : find_hf(m, name);
+    return m->gguf ? sh_gguf_find_tensor(m->gguf, name) : find_hf(m, name);
 }
 
 static void account(shoal_model *m, const sh_tensor *t) {

@@ -127,9 +127,8 @@ static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, 
  * ========================================================================== */
 
 /* Emits every op of every layer slot for the segments of one template. */
-static shoal_status run_template(sh_exec *ex, sh_template t, int nseg_all, const int *segidx, int nseg,
-                                 size_t off_tok, size_t off_pos, size_t off_typ) {
-    (void)nseg_all;
+static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, int nseg, size_t off_tok,
+                                 size_t off_pos, size_t off_typ) {
     seg *S = ex->segs;
     sseq *Q = ex->ss;
     float *A = ex->arena;
@@ -523,7 +522,7 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
         int ns = 0;
         for (int k = 0; k < nseg; k++)
             if (ex->segs[k].m->hp.tmpl == (sh_template)t) idx[ns++] = k;
-        if (ns) SH_TRY(run_template(ex, (sh_template)t, nseg, idx, ns, off_tok, off_pos, off_typ));
+        if (ns) SH_TRY(run_template(ex, (sh_template)t, idx, ns, off_tok, off_pos, off_typ));
     }
     if (dev_argmax && lrows_all) {
         /* one group per model over its gathered logits rows; ids land at
