@@ -151,6 +151,7 @@ SH_LOCKED(sh_cpu_kv_write, sh_kv_write_group)
 SH_LOCKED(sh_cpu_attn, sh_attn_group)
 SH_LOCKED(sh_cpu_act, sh_act_group)
 SH_LOCKED(sh_cpu_pool_op, sh_pool_group)
+SH_LOCKED(sh_cpu_argmax, sh_argmax_group)
 
 static void sh_cpu_destroy(sh_backend *be) {
     sh_cpu_backend *cb = (sh_cpu_backend *)be;
@@ -184,6 +185,8 @@ static const sh_backend_ops sh_cpu_ops = {
     .sync = sh_cpu_sync,
     .step_begin = NULL,
     .step_end = NULL,
+    .bandwidth = NULL,
+    .argmax = sh_cpu_argmax_locked,
 };
 
 /* ---- construction ------------------------------------------------------ */

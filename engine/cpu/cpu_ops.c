@@ -326,3 +326,22 @@ shoal_status sh_cpu_pool_op(sh_backend *be, int n, const sh_pool_group *g) {
     sh_cpu_pool_run(cb->pool, n, 1, sh_pool_task, &job);
     return SHOAL_OK;
 }
+
+/* ---- argmax: index of the first maximum of each row --------------------- */
+
+/* argmax(x[r]) = the smallest c with x[r][c] > every earlier element (a NaN
+ * never wins a comparison, so it is skipped unless it stands first). */
+shoal_status sh_cpu_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
+    (void)be;
+    for (int i = 0; i < n; i++) {
+        const sh_argmax_group *e = &g[i];
+        for (int r = 0; r < e->x.rows; r++) {
+            const float *row = e->x.data + (size_t)r * (size_t)e->x.stride;
+            int32_t b = 0;
+            for (int c = 1; c < e->x.cols; c++)
+                if (row[c] > row[b]) b = c;
+            e->out[r] = b;
+        }
+    }
+    return SHOAL_OK;
+}
