@@ -41,7 +41,7 @@ peer() { # name kind shape models seqs
 prof() {
   local name=$1 L=$2; shift 2
   SHOAL_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-200} $NCU --clock-control none --cache-control ${NCU_CACHE:-all} \
-    ${NCU_K:-} --launch-skip $((12 * L)) --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size --csv \
+    ${NCU_K:-} --launch-skip $((${NCU_SKIP_STEPS:-12} * L)) --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size --csv \
     $B/shoal bench "$@" --device cuda --quiet > "$W/ncu-$name.csv" 2> "$W/ncu-$name.err"
   echo "== ncu $name (rc=$?): $(grep -c gpu__time_duration "$W/ncu-$name.csv") kernels"
   python3 - "$W/ncu-$name.csv" <<'EOF'
@@ -70,6 +70,10 @@ case "$mode" in
 check)
   SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_reference > "$W/ref_cuda.log" 2>&1
   echo "== test_reference --device cuda (rc=$?)"; grep -E "FAIL|passed" "$W/ref_cuda.log" | head -20
+  if [ -x $B/test_sched_fixtures ]; then
+    SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_sched_fixtures > "$W/sched_fixtures_cuda.log" 2>&1
+    echo "== test_sched_fixtures --device cuda (rc=$?)"; grep -E "FAIL|passed|steps" "$W/sched_fixtures_cuda.log" | head -20
+  fi
   SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
   echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|bandwidth|graph \(|largest" "$W/cuda_ops.log" | head -24
   SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 "$CS" --tool memcheck --leak-check full --report-api-errors no \
@@ -120,6 +124,11 @@ tiles)
         --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
     done
   done
+  ;;
+profile-cluster)
+  # 8 models x 16 sequences: skip the prefill steps (128 x 64 prompt rows in
+  # 512-row steps) and a few decode steps, then two decode steps
+  NCU_SKIP_STEPS=26 prof smollm-8x16 304 --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
   ;;
 profile)
   for s in 1 16 64; do
