@@ -1,16 +1,19 @@
 /* Grouped attention over the paged KV pool: one launch for every sequence
  * (group) of a call, decode rows and prefill rows alike.
  *
- * One block (128 threads) per (group, query row, head). The visible keys
- * are taken in tiles of TK keys whose K and V rows are copied from their
- * pool blocks into shared memory with cp.async — every 16-byte piece of a
- * tile in flight at once, and the next tile's copy issued before the
- * current one is used — so the memory latency is paid about once per tile
- * rather than once per dependent load. Per tile: thread j scores key j
- * (q . K_j * scale), the block takes the tile maximum, rescales its running
- * softmax (max m, sum l), and thread (partition p, dim d) accumulates
- * p_j V_j[d] over its share of the keys; partitions are summed at the end.
- * GQA: query head h reads KV head h / (n_head / n_head_kv). Causal rows see
+ * One block (128 threads) per (group, query row, KV head) serves the query
+ * heads that read that KV head (GQA: query head h reads KV head
+ * h / (n_head / n_head_kv)), up to four of them; the grid keeps a block per
+ * (group, row, query head), and the blocks that are not the first of their
+ * set of four return at once. The visible keys are taken in tiles of TK
+ * keys whose K and V rows are copied from their pool blocks into shared
+ * memory with cp.async — every 16-byte piece of a tile in flight at once,
+ * and the next tile's copy issued before the current one is used — so the
+ * memory latency is paid about once per tile, and each tile is read once
+ * for all the heads of the block. Per tile and head: the scores
+ * q . K_j * scale, the tile maximum, the rescaled running softmax (max m,
+ * sum l), and p_j V_j[d] accumulated by thread (partition p, dim d) over
+ * its share of the keys; partitions are summed at the end. Causal rows see
  * positions [0, pos0 + row]; bidirectional rows see [0, n_kv). expf is the
  * accurate one (no fast-math intrinsics). A negative block id skips its
  * keys and raises SH_CU_ERR_BLOCK_ID.
@@ -23,7 +26,8 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kStageBytes = 18432; /* K + V of one tile */
-constexpr int kTKMax = 128;        /* keys per tile at most (one per thread) */
+constexpr int kTKMax = 128;        /* keys per tile at most */
+constexpr int kHeads = 4;          /* query heads served by one block at most (one warp each) */
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
@@ -32,27 +36,6 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
-
-/* Block-wide max / sum (every thread gets it); red: 4 floats, the call ends
- * with a barrier so red can be reused. */
-__device__ __forceinline__ float block_max4(float v, float *red) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    v = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
-    __syncthreads();
-    return v;
-}
-__device__ __forceinline__ float block_sum4(float v, float *red) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    v = (red[0] + red[1]) + (red[2] + red[3]);
-    __syncthreads();
-    return v;
-}
 
 /* Geometry of one (row, head) block. K and V rows sit in shared memory rs
  * bytes apart (the row rounded up to 16 bytes, plus 16 so that threads
@@ -142,25 +125,36 @@ __device__ __forceinline__ float dot_qk(const float *qs, const unsigned char *kp
     return s;
 }
 
-/* out[row, head] = sum_t softmax_t(q . K_t * scale) V_t over the visible t. */
+/* out[row, h] = sum_t softmax_t(q_h . K_t * scale) V_t over the visible t,
+ * for the nh (<= kHeads) query heads h = head0 .. head0 + nh - 1 that share
+ * KV head hk: each K/V tile is copied to shared memory once and serves them
+ * all. Per tile: thread c scores the pair (head c / nk, key c % nk); warp h
+ * updates head h's running max / sum and leaves the weights p[h][j] and the
+ * rescale factor in shared memory; thread (partition, dim d) accumulates
+ * p[h][j] V_j[d] for every head over its share of the keys. */
 __global__ void __launch_bounds__(kThreads)
     attn_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                 int *err) {
     __shared__ __align__(16) unsigned char stage[2][kStageBytes];
-    __shared__ __align__(16) float qs[SH_CU_ATTN_DMAX];
-    __shared__ float ps[kTKMax];
-    __shared__ float red[4];
-    __shared__ float part[kThreads * 2]; /* partition partials: [dim slot][thread] */
+    __shared__ __align__(16) float qs[kHeads][SH_CU_ATTN_DMAX];
+    __shared__ float ps[kHeads][kTKMax]; /* scores, then weights, of the tile */
+    __shared__ float corr_s[kHeads], l_s[kHeads];
 
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[gi];
     pdl_trigger();
-    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int local = blockIdx.x - __ldg(starts + gi);
     const int row = local / d.n_head, head = local % d.n_head;
+    const int ratio = d.n_head / d.n_head_kv;
+    const int hk = head / ratio, hin = head - hk * ratio; /* head = hk * ratio + hin */
+    /* The grid has a block per (row, query head); the block of head hin
+     * (hin % kHeads == 0) of its KV head serves hin .. hin + nh - 1, the
+     * others have nothing to do. */
+    if (hin % kHeads != 0) return;
+    const int nh = min(kHeads, ratio - hin);
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int hd = d.head_dim;
-    const int hk = head / (d.n_head / d.n_head_kv);
-    const int tid = threadIdx.x;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
     attn_geo g;
     g.f16 = d.kv.dtype == DT_F16;
@@ -182,14 +176,16 @@ __global__ void __launch_bounds__(kThreads)
     bool bad = false;
     load_tile(g, stage[0], 0, min(g.tk, g.n_keys), bad);
     cp_async_commit();
-    const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head * hd;
-    for (int i = tid; i < hd; i += kThreads) qs[i] = q[i];
+    const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)(head * hd);
+    for (int i = tid; i < nh * hd; i += kThreads) qs[i / hd][i % hd] = q[i];
 
     /* P partitions of D threads: thread (part, d0) owns dims d0, d0 + D (< hd) */
     const int D = hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
     const int P = kThreads / D, part_id = tid / D, d0 = tid % D;
-    float acc0 = 0.0f, acc1 = 0.0f;
-    float m_run = -INFINITY, l_run = 0.0f;
+    float acc0[kHeads], acc1[kHeads];
+#pragma unroll
+    for (int h = 0; h < kHeads; h++) acc0[h] = acc1[h] = 0.0f;
+    float m_run = -INFINITY, l_run = 0.0f; /* of head `warp` (warp < nh) */
 
     for (int ti = 0; ti < n_tiles; ti++) {
         const int t0 = ti * g.tk, nk = min(g.tk, g.n_keys - t0);
@@ -203,49 +199,93 @@ __global__ void __launch_bounds__(kThreads)
         __syncthreads(); /* the tile (and q) are in shared memory */
         const unsigned char *ks = stage[ti & 1];
         const unsigned char *vs = ks + g.tk * g.rs;
-        float s = -INFINITY;
-        if (tid < nk) {
-            const int32_t blk = __ldg(g.table + ((t0 + tid) >> 4));
-            if (blk >= 0) s = dot_qk(qs, ks + tid * g.rs, hd, g.f16, g.vec) * d.scale;
+        for (int c = tid; c < nh * nk; c += kThreads) {
+            const int h = c / nk, j = c - h * nk;
+            const int32_t blk = __ldg(g.table + ((t0 + j) >> 4));
+            ps[h][j] = blk >= 0 ? dot_qk(qs[h], ks + j * g.rs, hd, g.f16, g.vec) * d.scale : -INFINITY;
         }
-        const float m_tile = block_max4(s, red);
-        if (m_tile != -INFINITY) { /* block-uniform */
-            const float m_new = fmaxf(m_run, m_tile);
-            const float p = s == -INFINITY ? 0.0f : expf(s - m_new);
-            if (tid < nk) ps[tid] = p;
-            const float corr = expf(m_run - m_new); /* 0 on the first visible tile */
-            l_run = l_run * corr + block_sum4(p, red); /* its barriers also publish ps */
-            acc0 *= corr;
-            acc1 *= corr;
-            for (int j = part_id; j < nk; j += P) {
-                const float pj = ps[j];
-                if (pj == 0.0f) continue; /* also keeps 0 * (zeroed row) out */
-                const unsigned char *vp = vs + j * g.rs;
-                if (g.f16) {
-                    const __half *vh = reinterpret_cast<const __half *>(vp);
-                    if (d0 < hd) acc0 = fmaf(pj, __half2float(vh[d0]), acc0);
-                    if (d0 + D < hd) acc1 = fmaf(pj, __half2float(vh[d0 + D]), acc1);
-                } else {
-                    const float *vf = reinterpret_cast<const float *>(vp);
-                    if (d0 < hd) acc0 = fmaf(pj, vf[d0], acc0);
-                    if (d0 + D < hd) acc1 = fmaf(pj, vf[d0 + D], acc1);
-                }
+        __syncthreads(); /* scores published */
+        if (warp < nh) {
+            float s[kTKMax / 32];
+            float m_tile = -INFINITY;
+#pragma unroll
+            for (int r = 0; r < kTKMax / 32; r++) {
+                const int j = lane + 32 * r;
+                s[r] = j < nk ? ps[warp][j] : -INFINITY;
+                m_tile = fmaxf(m_tile, s[r]);
             }
-            m_run = m_new;
+            m_tile = warp_max(m_tile);
+            float corr = 1.0f;
+            if (m_tile != -INFINITY) { /* warp-uniform */
+                const float m_new = fmaxf(m_run, m_tile);
+                float sum = 0.0f;
+#pragma unroll
+                for (int r = 0; r < kTKMax / 32; r++) {
+                    const int j = lane + 32 * r;
+                    const float p = s[r] == -INFINITY ? 0.0f : expf(s[r] - m_new);
+                    if (j < nk) ps[warp][j] = p;
+                    sum += p;
+                }
+                corr = expf(m_run - m_new); /* 0 on the first visible tile */
+                l_run = l_run * corr + warp_sum(sum);
+                m_run = m_new;
+            } else {
+#pragma unroll
+                for (int r = 0; r < kTKMax / 32; r++)
+                    if (lane + 32 * r < nk) ps[warp][lane + 32 * r] = 0.0f;
+            }
+            if (lane == 0) corr_s[warp] = corr;
+        }
+        __syncthreads(); /* weights and rescale factors published */
+#pragma unroll
+        for (int h = 0; h < kHeads; h++)
+            if (h < nh) {
+                acc0[h] *= corr_s[h];
+                acc1[h] *= corr_s[h];
+            }
+        for (int j = part_id; j < nk; j += P) {
+            const unsigned char *vp = vs + j * g.rs;
+            float v0 = 0.0f, v1 = 0.0f;
+            if (g.f16) {
+                const __half *vh = reinterpret_cast<const __half *>(vp);
+                if (d0 < hd) v0 = __half2float(vh[d0]);
+                if (d0 + D < hd) v1 = __half2float(vh[d0 + D]);
+            } else {
+                const float *vf = reinterpret_cast<const float *>(vp);
+                if (d0 < hd) v0 = vf[d0];
+                if (d0 + D < hd) v1 = vf[d0 + D];
+            }
+#pragma unroll
+            for (int h = 0; h < kHeads; h++)
+                if (h < nh) {
+                    const float pj = ps[h][j];
+                    if (pj != 0.0f) { /* also keeps 0 * (zeroed row) out */
+                        acc0[h] = fmaf(pj, v0, acc0[h]);
+                        acc1[h] = fmaf(pj, v1, acc1[h]);
+                    }
+                }
         }
         __syncthreads(); /* readers of this stage and of ps are done */
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
 
-    part[tid] = acc0;
-    part[kThreads + tid] = acc1;
+    /* partition partials, [head][dim slot][thread], in the (idle) stage */
+    float *part = reinterpret_cast<float *>(stage);
+#pragma unroll
+    for (int h = 0; h < kHeads; h++)
+        if (h < nh) {
+            part[(2 * h) * kThreads + tid] = acc0[h];
+            part[(2 * h + 1) * kThreads + tid] = acc1[h];
+        }
+    if (warp < nh && lane == 0) l_s[warp] = l_run;
     __syncthreads();
-    float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head * hd;
-    for (int dd = tid; dd < hd; dd += kThreads) {
+    float *out = d.out + (int64_t)row * d.out_stride + (int64_t)(head * hd);
+    for (int i = tid; i < nh * hd; i += kThreads) {
+        const int h = i / hd, dd = i - h * hd;
         const int slot = dd / D, dl = dd % D;
         float num = 0.0f;
-        for (int pp = 0; pp < P; pp++) num += part[slot * kThreads + pp * D + dl];
-        out[dd] = l_run > 0.0f ? num / l_run : 0.0f;
+        for (int pp = 0; pp < P; pp++) num += part[(2 * h + slot) * kThreads + pp * D + dl];
+        out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
     }
 }
 
