@@ -464,7 +464,10 @@ static void test_kv_write_mixed(void) {
     mb_free(&pools[1].m);
 }
 
-static void test_attn_mixed(void) {
+/* split = 0: one call for all groups (enough (row, KV head) pairs that the
+ * backend shares K/V tiles among up to 4 query heads per block); split = 1:
+ * one call per group (small launches: one query head per block). */
+static void test_attn_mixed(int split) {
     opr_rng r = {4096};
     kvpool pools[2];
     pool_new(&pools[0], &r, SH_F32);
@@ -479,6 +482,9 @@ static void test_attn_mixed(void) {
         {1, 2, 3, 3, 20, 5, 0, 17, 0, 2},      /* unaligned rows (scalar loads) */
         {0, 3, 4, 1, 64, 1, 0, 1, 1, 2},       /* first token */
         {1, 0, 2, 2, 64, 3, 40, 43, 1, 40},    /* scores far past exp's range */
+        {0, 1, 8, 1, 64, 6, 30, 36, 1, 2},     /* MQA 8:1: two blocks per KV head */
+        {1, 2, 9, 1, 64, 2, 70, 72, 1, 2},     /* 9:1: three blocks, the last with one head */
+        {0, 3, 12, 2, 32, 20, 0, 20, 0, 2},    /* 6:1 bidirectional */
     };
     enum { NC = sizeof cs / sizeof cs[0] };
     fview q[NC], out[NC];
@@ -502,10 +508,14 @@ static void test_attn_mixed(void) {
                  cs[i].n_head_kv * cs[i].hd}};
     }
     OK(sh_be_attn(cpu, NC, gc));
-    OK(sh_be_attn(gpu, NC, gg));
+    if (split)
+        for (int i = 0; i < NC; i++) OK(sh_be_attn(gpu, 1, &gg[i]));
+    else
+        OK(sh_be_attn(gpu, NC, gg));
     for (int i = 0; i < NC; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "attn mixed [%s hd=%d rows=%d]", cs[i].f16 ? "f16" : "f32", cs[i].hd, cs[i].rows);
+        char what[80];
+        snprintf(what, sizeof what, "attn mixed%s [%s hd=%d rows=%d %d:%d]", split ? " split" : "",
+                 cs[i].f16 ? "f16" : "f32", cs[i].hd, cs[i].rows, cs[i].n_head, cs[i].n_head_kv);
         expect_close(what, i, &out[i], 1e-5, SH_OP_ATTN);
         mb_free(&q[i].m);
         mb_free(&out[i].m);
@@ -954,7 +964,8 @@ int main(int argc, char **argv) {
     test_rope_mixed();
     test_pool_mixed();
     test_kv_write_mixed();
-    test_attn_mixed();
+    test_attn_mixed(0);
+    test_attn_mixed(1);
     test_argmax();
     test_copies();
     test_step();

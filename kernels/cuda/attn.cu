@@ -3,9 +3,9 @@
  *
  * One block (128 threads) per (group, query row, KV head) serves the query
  * heads that read that KV head (GQA: query head h reads KV head
- * h / (n_head / n_head_kv)), up to four of them; the grid keeps a block per
- * (group, row, query head), and the blocks that are not the first of their
- * set of four return at once. The visible keys are taken in tiles of TK
+ * h / (n_head / n_head_kv)), up to four of them (a KV head with more query
+ * heads gets several blocks). Small launches (fewer (row, KV head) pairs than
+ * about two per SM) take one query head per block instead, for parallelism. The visible keys are taken in tiles of TK
  * keys whose K and V rows are copied from their pool blocks into shared
  * memory with cp.async — every 16-byte piece of a tile in flight at once,
  * and the next tile's copy issued before the current one is used — so the
@@ -27,7 +27,9 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kStageBytes = 18432; /* K + V of one tile */
 constexpr int kTKMax = 128;        /* keys per tile at most */
-constexpr int kHeads = 4;          /* query heads served by one block at most (one warp each) */
+constexpr int kHeads = 4;          /* query heads served by one block at most (one warp each);
+                                    * SH_CU_ATTN_BLOCKS_PER_KV (cuda_internal.h) sizes the grid to match */
+static_assert(SH_CU_ATTN_BLOCKS_PER_KV(4, kHeads) == 1 && SH_CU_ATTN_BLOCKS_PER_KV(5, kHeads) == 2, "grid");
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
@@ -144,14 +146,15 @@ __global__ void __launch_bounds__(kThreads)
     const sh_cu_attn_desc d = descs[gi];
     pdl_trigger();
     const int local = blockIdx.x - __ldg(starts + gi);
-    const int row = local / d.n_head, head = local % d.n_head;
-    const int ratio = d.n_head / d.n_head_kv;
-    const int hk = head / ratio, hin = head - hk * ratio; /* head = hk * ratio + hin */
-    /* The grid has a block per (row, query head); the block of head hin
-     * (hin % kHeads == 0) of its KV head serves hin .. hin + nh - 1, the
-     * others have nothing to do. */
-    if (hin % kHeads != 0) return;
-    const int nh = min(kHeads, ratio - hin);
+    /* The grid has SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) blocks per (row, KV
+     * head); block c of KV head hk serves query heads hk * ratio + c * hpb ..
+     * + nh - 1 (hpb <= kHeads, chosen by the host per launch). */
+    const int ratio = d.n_head / d.n_head_kv, hpb = d.hpb;
+    const int cpk = SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb), per_row = d.n_head_kv * cpk;
+    const int row = local / per_row, rem = local - row * per_row;
+    const int hk = rem / cpk, hin = (rem - hk * cpk) * hpb;
+    const int head = hk * ratio + hin;
+    const int nh = min(hpb, ratio - hin);
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int hd = d.head_dim;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

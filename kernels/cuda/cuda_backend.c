@@ -753,6 +753,12 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     sh_cu_pack pk;
     SH_TRY(cu_pack(cb, n, sizeof(sh_cu_attn_desc), &pk));
     sh_cu_attn_desc *d = pk.desc;
+    /* Query heads per block: sharing a K/V tile among up to 4 heads of one
+     * KV head saves reads when the launch has blocks to spare; a small launch
+     * (decode of a few sequences) keeps one head per block for parallelism. */
+    int64_t pairs = 0;
+    for (int i = 0; i < n; i++) pairs += (int64_t)g[i].q.rows * g[i].n_head_kv;
+    const int hpb = pairs >= 2 * (int64_t)(cb->info.sm_count > 0 ? cb->info.sm_count : 132) ? 4 : 1;
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         const sh_attn_group *e = &g[i];
@@ -760,11 +766,11 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
         d[i] = (sh_cu_attn_desc){
             .q = e->q.data, .out = e->out.data, .kv = cu_kv(&e->kv), .q_stride = e->q.stride,
             .out_stride = e->out.stride, .n_head = e->n_head, .n_head_kv = e->n_head_kv, .head_dim = e->head_dim,
-            .pos0 = e->pos0, .n_kv = e->n_kv, .causal = e->causal != 0, .scale = e->scale,
+            .pos0 = e->pos0, .n_kv = e->n_kv, .causal = e->causal != 0, .scale = e->scale, .hpb = hpb,
         };
         d[i].vec = cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
                    ((uint64_t)e->kv.kv_dim * es) % 16 == 0 && ((uint64_t)e->head_dim * es) % 16 == 0;
-        CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head);
+        CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(e->n_head / e->n_head_kv, hpb));
     }
     pk.starts[n] = (int32_t)total;
     return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, 0, "attn");

@@ -94,6 +94,8 @@ typedef struct sh_cu_attn_desc {
     int32_t pos0, n_kv, causal;
     int32_t vec;          /* 1: K/V rows allow 16-byte loads */
     float scale;
+    int32_t hpb;          /* query heads per block (1 .. 4) sharing one K/V tile */
+    int32_t pad_;
 } sh_cu_attn_desc;
 
 /* Element-wise activation; one block per row. */
@@ -185,6 +187,8 @@ cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a);
 
 /* Largest head_dim the attention kernel takes. */
 #define SH_CU_ATTN_DMAX 256
+/* attention blocks per (row, KV head) when each serves up to hpb query heads */
+#define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
 /* cudaSuccess if this binary has kernels for the current device. */
 cudaError_t sh_cu_probe_kernels(void);
