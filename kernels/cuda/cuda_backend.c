@@ -773,7 +773,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
         CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(e->n_head / e->n_head_kv, hpb));
     }
     pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, 0, "attn");
+    return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, hpb, "attn");
 }
 
 static shoal_status cu_act(sh_backend *be, int n, const sh_act_group *g) {

@@ -178,6 +178,8 @@ cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a);
+/* one query head per block (variant 1 of attn) */
+cudaError_t sh_cu_launch_attn1(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a);

@@ -1,0 +1,258 @@
+/* Grouped attention, one query head per block (small launches; attn.cu has
+ * the shared-tile kernel for large ones and dispatches here). Over the paged KV pool: one launch for every sequence
+ * (group) of a call, decode rows and prefill rows alike.
+ *
+ * One block (128 threads) per (group, query row, head). The visible keys
+ * are taken in tiles of TK keys whose K and V rows are copied from their
+ * pool blocks into shared memory with cp.async — every 16-byte piece of a
+ * tile in flight at once, and the next tile's copy issued before the
+ * current one is used — so the memory latency is paid about once per tile
+ * rather than once per dependent load. Per tile: thread j scores key j
+ * (q . K_j * scale), the block takes the tile maximum, rescales its running
+ * softmax (max m, sum l), and thread (partition p, dim d) accumulates
+ * p_j V_j[d] over its share of the keys; partitions are summed at the end.
+ * GQA: query head h reads KV head h / (n_head / n_head_kv). Causal rows see
+ * positions [0, pos0 + row]; bidirectional rows see [0, n_kv). expf is the
+ * accurate one (no fast-math intrinsics). A negative block id skips its
+ * keys and raises SH_CU_ERR_BLOCK_ID.
+ */
+#include <math.h>
+
+#include "cuda_common.cuh"
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kStageBytes = 18432; /* K + V of one tile */
+constexpr int kTKMax = 128;        /* keys per tile at most (one per thread) */
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+/* Block-wide max / sum (every thread gets it); red: 4 floats, the call ends
+ * with a barrier so red can be reused. */
+__device__ __forceinline__ float block_max4(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_max(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+    __syncthreads();
+    return v;
+}
+__device__ __forceinline__ float block_sum4(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = (red[0] + red[1]) + (red[2] + red[3]);
+    __syncthreads();
+    return v;
+}
+
+/* Geometry of one (row, head) block. K and V rows sit in shared memory rs
+ * bytes apart (the row rounded up to 16 bytes, plus 16 so that threads
+ * reading different rows at one offset hit different banks). */
+struct attn_geo {
+    const unsigned char *pool;
+    const int32_t *table;
+    uint64_t block_bytes, row_bytes, head_off, k_slot, v_off;
+    int rb, rs, tk, n_keys;
+    bool f16, vec;
+};
+
+/* Issues the copies of keys [t0, t0 + nk) into stage st (K rows, then V
+ * rows at tk * rs). Keys of a negative block id get zero rows (and bad). */
+__device__ __forceinline__ void load_tile(const attn_geo &g, unsigned char *st, int t0, int nk, bool &bad) {
+    if (g.vec) {
+        const int n16 = g.rb >> 4;
+        const int total = 2 * nk * n16;
+        for (int c = threadIdx.x; c < total; c += kThreads) {
+            const int kv = c >= nk * n16;
+            const int rem = c - kv * nk * n16;
+            const int j = rem / n16, piece = rem - j * n16;
+            const int t = t0 + j;
+            const int32_t blk = __ldg(g.table + (t >> 4));
+            unsigned char *dst = st + kv * g.tk * g.rs + j * g.rs + 16 * piece;
+            if (blk < 0) {
+                bad = true;
+                *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+                continue;
+            }
+            const unsigned char *src = g.pool + (uint64_t)blk * g.block_bytes + g.k_slot + kv * g.v_off +
+                                       (uint64_t)(t & 15) * g.row_bytes + g.head_off + 16 * piece;
+            cp_async16(dst, src);
+        }
+    } else {
+        /* rows not 16-byte aligned: element copies (2 or 4 bytes) */
+        const int es = g.f16 ? 2 : 4, ne = g.rb / es;
+        const int total = 2 * nk * ne;
+        for (int c = threadIdx.x; c < total; c += kThreads) {
+            const int kv = c >= nk * ne;
+            const int rem = c - kv * nk * ne;
+            const int j = rem / ne, e = rem - j * ne;
+            const int t = t0 + j;
+            const int32_t blk = __ldg(g.table + (t >> 4));
+            unsigned char *dst = st + kv * g.tk * g.rs + j * g.rs + es * e;
+            const unsigned char *src = g.pool + (uint64_t)(blk < 0 ? 0 : blk) * g.block_bytes + g.k_slot +
+                                       kv * g.v_off + (uint64_t)(t & 15) * g.row_bytes + g.head_off + es * e;
+            if (blk < 0) bad = true;
+            if (g.f16) *reinterpret_cast<unsigned short *>(dst) = blk < 0 ? 0 : (unsigned short)ldg_u16(src);
+            else *reinterpret_cast<float *>(dst) = blk < 0 ? 0.0f : __ldg(reinterpret_cast<const float *>(src));
+        }
+    }
+}
+
+/* q . K_j for the K row at kp (shared memory, hd elements). */
+__device__ __forceinline__ float dot_qk(const float *qs, const unsigned char *kp, int hd, bool f16, bool vec) {
+    float s = 0.0f;
+    if (f16 && vec) {
+        for (int i = 0; i < hd; i += 8) {
+            const uint4 u = *reinterpret_cast<const uint4 *>(kp + 2 * i);
+            const unsigned w[4] = {u.x, u.y, u.z, u.w};
+            const float4 q0 = *reinterpret_cast<const float4 *>(qs + i);
+            const float4 q1 = *reinterpret_cast<const float4 *>(qs + i + 4);
+            const float qv[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[j]));
+                s = fmaf(qv[2 * j], f.x, s);
+                s = fmaf(qv[2 * j + 1], f.y, s);
+            }
+        }
+    } else if (vec) {
+        for (int i = 0; i < hd; i += 4) {
+            const float4 k4 = *reinterpret_cast<const float4 *>(kp + 4 * i);
+            const float4 q4 = *reinterpret_cast<const float4 *>(qs + i);
+            s = fmaf(q4.x, k4.x, s);
+            s = fmaf(q4.y, k4.y, s);
+            s = fmaf(q4.z, k4.z, s);
+            s = fmaf(q4.w, k4.w, s);
+        }
+    } else if (f16) {
+        for (int i = 0; i < hd; i++)
+            s = fmaf(qs[i], __half2float(*reinterpret_cast<const __half *>(kp + 2 * i)), s);
+    } else {
+        for (int i = 0; i < hd; i++) s = fmaf(qs[i], reinterpret_cast<const float *>(kp)[i], s);
+    }
+    return s;
+}
+
+/* out[row, head] = sum_t softmax_t(q . K_t * scale) V_t over the visible t. */
+__global__ void __launch_bounds__(kThreads)
+    attn1_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
+                int *err) {
+    __shared__ __align__(16) unsigned char stage[2][kStageBytes];
+    __shared__ __align__(16) float qs[SH_CU_ATTN_DMAX];
+    __shared__ float ps[kTKMax];
+    __shared__ float red[4];
+    __shared__ float part[kThreads * 2]; /* partition partials: [dim slot][thread] */
+
+    const int gi = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_attn_desc d = descs[gi];
+    pdl_trigger();
+    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
+    const int local = blockIdx.x - __ldg(starts + gi);
+    const int row = local / d.n_head, head = local % d.n_head;
+    const int hd = d.head_dim;
+    const int hk = head / (d.n_head / d.n_head_kv);
+    const int tid = threadIdx.x;
+
+    attn_geo g;
+    g.f16 = d.kv.dtype == DT_F16;
+    g.vec = d.vec != 0;
+    const int es = g.f16 ? 2 : 4;
+    g.pool = d.kv.pool;
+    g.table = d.kv.block_table;
+    g.block_bytes = d.kv.block_bytes;
+    g.row_bytes = (uint64_t)d.kv.kv_dim * es;
+    g.head_off = (uint64_t)hk * (uint64_t)hd * es;
+    g.k_slot = (uint64_t)(d.kv.layer * 2) * SH_KV_TOKENS * g.row_bytes;
+    g.v_off = (uint64_t)SH_KV_TOKENS * g.row_bytes; /* V slot follows the K slot */
+    g.rb = hd * es;
+    g.rs = ((g.rb + 15) & ~15) + 16;
+    g.tk = min(kTKMax, kStageBytes / (2 * g.rs));
+    g.n_keys = d.causal ? d.pos0 + row + 1 : d.n_kv;
+    const int n_tiles = (g.n_keys + g.tk - 1) / g.tk;
+
+    bool bad = false;
+    load_tile(g, stage[0], 0, min(g.tk, g.n_keys), bad);
+    cp_async_commit();
+    const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head * hd;
+    for (int i = tid; i < hd; i += kThreads) qs[i] = q[i];
+
+    /* P partitions of D threads: thread (part, d0) owns dims d0, d0 + D (< hd) */
+    const int D = hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
+    const int P = kThreads / D, part_id = tid / D, d0 = tid % D;
+    float acc0 = 0.0f, acc1 = 0.0f;
+    float m_run = -INFINITY, l_run = 0.0f;
+
+    for (int ti = 0; ti < n_tiles; ti++) {
+        const int t0 = ti * g.tk, nk = min(g.tk, g.n_keys - t0);
+        if (ti + 1 < n_tiles) {
+            load_tile(g, stage[(ti + 1) & 1], t0 + g.tk, min(g.tk, g.n_keys - t0 - g.tk), bad);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); /* the tile (and q) are in shared memory */
+        const unsigned char *ks = stage[ti & 1];
+        const unsigned char *vs = ks + g.tk * g.rs;
+        float s = -INFINITY;
+        if (tid < nk) {
+            const int32_t blk = __ldg(g.table + ((t0 + tid) >> 4));
+            if (blk >= 0) s = dot_qk(qs, ks + tid * g.rs, hd, g.f16, g.vec) * d.scale;
+        }
+        const float m_tile = block_max4(s, red);
+        if (m_tile != -INFINITY) { /* block-uniform */
+            const float m_new = fmaxf(m_run, m_tile);
+            const float p = s == -INFINITY ? 0.0f : expf(s - m_new);
+            if (tid < nk) ps[tid] = p;
+            const float corr = expf(m_run - m_new); /* 0 on the first visible tile */
+            l_run = l_run * corr + block_sum4(p, red); /* its barriers also publish ps */
+            acc0 *= corr;
+            acc1 *= corr;
+            for (int j = part_id; j < nk; j += P) {
+                const float pj = ps[j];
+                if (pj == 0.0f) continue; /* also keeps 0 * (zeroed row) out */
+                const unsigned char *vp = vs + j * g.rs;
+                if (g.f16) {
+                    const __half *vh = reinterpret_cast<const __half *>(vp);
+                    if (d0 < hd) acc0 = fmaf(pj, __half2float(vh[d0]), acc0);
+                    if (d0 + D < hd) acc1 = fmaf(pj, __half2float(vh[d0 + D]), acc1);
+                } else {
+                    const float *vf = reinterpret_cast<const float *>(vp);
+                    if (d0 < hd) acc0 = fmaf(pj, vf[d0], acc0);
+                    if (d0 + D < hd) acc1 = fmaf(pj, vf[d0 + D], acc1);
+                }
+            }
+            m_run = m_new;
+        }
+        __syncthreads(); /* readers of this stage and of ps are done */
+    }
+    if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
+
+    part[tid] = acc0;
+    part[kThreads + tid] = acc1;
+    __syncthreads();
+    float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head * hd;
+    for (int dd = tid; dd < hd; dd += kThreads) {
+        const int slot = dd / D, dl = dd % D;
+        float num = 0.0f;
+        for (int pp = 0; pp < P; pp++) num += part[slot * kThreads + pp * D + dl];
+        out[dd] = l_run > 0.0f ? num / l_run : 0.0f;
+    }
+}
+
+} // namespace
+
+extern "C" cudaError_t sh_cu_launch_attn1(cudaStream_t s, const sh_cu_launch_args *a) {
+    return sh_cu_launch_k(attn1_kernel, a->n_blocks, kThreads, s, a->pdl, static_cast<const sh_cu_attn_desc *>(a->desc),
+                          a->starts, a->n_groups, a->err);
+}
