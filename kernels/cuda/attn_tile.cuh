@@ -1,0 +1,108 @@
+/* Shared pieces of the two attention kernels (attn.cu: K/V tiles shared by up
+ * to 4 query heads; attn1.cu: one query head per block): block size, the
+ * shared-memory stage of one K/V tile, cp.async helpers, and the geometry and
+ * loaders of paged K/V tiles. Included inside each file's anonymous namespace. */
+#ifndef SH_ATTN_TILE_CUH
+#define SH_ATTN_TILE_CUH
+
+constexpr int kThreads = 128;
+constexpr int kStageBytes = 18432; /* K + V of one tile */
+constexpr int kTKMax = 128;        /* keys per tile at most */
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+/* Geometry of one (row, head) block. K and V rows sit in shared memory rs
+ * bytes apart (the row rounded up to 16 bytes, plus 16 so that threads
+ * reading different rows at one offset hit different banks). */
+struct attn_geo {
+    const unsigned char *pool;
+    const int32_t *table;
+    uint64_t block_bytes, row_bytes, head_off, k_slot, v_off;
+    int rb, rs, tk, n_keys;
+    bool f16, vec;
+};
+
+/* Issues the copies of keys [t0, t0 + nk) into stage st (K rows, then V
+ * rows at tk * rs). Keys of a negative block id get zero rows (and bad). */
+__device__ __forceinline__ void load_tile(const attn_geo &g, unsigned char *st, int t0, int nk, bool &bad) {
+    if (g.vec) {
+        const int n16 = g.rb >> 4;
+        const int total = 2 * nk * n16;
+        for (int c = threadIdx.x; c < total; c += kThreads) {
+            const int kv = c >= nk * n16;
+            const int rem = c - kv * nk * n16;
+            const int j = rem / n16, piece = rem - j * n16;
+            const int t = t0 + j;
+            const int32_t blk = __ldg(g.table + (t >> 4));
+            unsigned char *dst = st + kv * g.tk * g.rs + j * g.rs + 16 * piece;
+            if (blk < 0) {
+                bad = true;
+                *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+                continue;
+            }
+            const unsigned char *src = g.pool + (uint64_t)blk * g.block_bytes + g.k_slot + kv * g.v_off +
+                                       (uint64_t)(t & 15) * g.row_bytes + g.head_off + 16 * piece;
+            cp_async16(dst, src);
+        }
+    } else {
+        /* rows not 16-byte aligned: element copies (2 or 4 bytes) */
+        const int es = g.f16 ? 2 : 4, ne = g.rb / es;
+        const int total = 2 * nk * ne;
+        for (int c = threadIdx.x; c < total; c += kThreads) {
+            const int kv = c >= nk * ne;
+            const int rem = c - kv * nk * ne;
+            const int j = rem / ne, e = rem - j * ne;
+            const int t = t0 + j;
+            const int32_t blk = __ldg(g.table + (t >> 4));
+            unsigned char *dst = st + kv * g.tk * g.rs + j * g.rs + es * e;
+            const unsigned char *src = g.pool + (uint64_t)(blk < 0 ? 0 : blk) * g.block_bytes + g.k_slot +
+                                       kv * g.v_off + (uint64_t)(t & 15) * g.row_bytes + g.head_off + es * e;
+            if (blk < 0) bad = true;
+            if (g.f16) *reinterpret_cast<unsigned short *>(dst) = blk < 0 ? 0 : (unsigned short)ldg_u16(src);
+            else *reinterpret_cast<float *>(dst) = blk < 0 ? 0.0f : __ldg(reinterpret_cast<const float *>(src));
+        }
+    }
+}
+
+/* q . K_j for the K row at kp (shared memory, hd elements). */
+__device__ __forceinline__ float dot_qk(const float *qs, const unsigned char *kp, int hd, bool f16, bool vec) {
+    float s = 0.0f;
+    if (f16 && vec) {
+        for (int i = 0; i < hd; i += 8) {
+            const uint4 u = *reinterpret_cast<const uint4 *>(kp + 2 * i);
+            const unsigned w[4] = {u.x, u.y, u.z, u.w};
+            const float4 q0 = *reinterpret_cast<const float4 *>(qs + i);
+            const float4 q1 = *reinterpret_cast<const float4 *>(qs + i + 4);
+            const float qv[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[j]));
+                s = fmaf(qv[2 * j], f.x, s);
+                s = fmaf(qv[2 * j + 1], f.y, s);
+            }
+        }
+    } else if (vec) {
+        for (int i = 0; i < hd; i += 4) {
+            const float4 k4 = *reinterpret_cast<const float4 *>(kp + 4 * i);
+            const float4 q4 = *reinterpret_cast<const float4 *>(qs + i);
+            s = fmaf(q4.x, k4.x, s);
+            s = fmaf(q4.y, k4.y, s);
+            s = fmaf(q4.z, k4.z, s);
+            s = fmaf(q4.w, k4.w, s);
+        }
+    } else if (f16) {
+        for (int i = 0; i < hd; i++)
+            s = fmaf(qs[i], __half2float(*reinterpret_cast<const __half *>(kp + 2 * i)), s);
+    } else {
+        for (int i = 0; i < hd; i++) s = fmaf(qs[i], reinterpret_cast<const float *>(kp)[i], s);
+    }
+    return s;
+}
+
+#endif
