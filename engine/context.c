@@ -82,13 +82,15 @@ static shoal_status remember(shoal_context *c, const int32_t *ids, int n) {
     return SHOAL_OK;
 }
 
-/* One step of n tokens; logits (last row) and/or next (its argmax) may be NULL. */
-static shoal_status decode_last(shoal_context *c, const int32_t *tokens, int n, float *logits, int32_t *next) {
+/* One step of n tokens. out: which rows give logits (into logits) and/or
+ * their argmax (into next); either buffer may be NULL. */
+static shoal_status decode_step(shoal_context *c, const int32_t *tokens, int n, sh_out_mode out, float *logits,
+                                int32_t *next) {
     if (c->seq.n_past + n > c->n_ctx)
         return sh_fail(SHOAL_ERR_RANGE, "%d tokens after %d exceed the context of %d positions", n, c->seq.n_past,
                        c->n_ctx);
     sh_step_seq s = {.model = c->m, .seq = &c->seq, .tokens = tokens, .n_tokens = n,
-                     .out = (logits || next) ? SH_OUT_LAST : SH_OUT_NONE, .logits = logits, .next = next};
+                     .out = (logits || next) ? out : SH_OUT_NONE, .logits = logits, .next = next};
     SH_TRY(sh_exec_step(c->ex, 1, &s));
     return remember(c, tokens, n);
 }
@@ -99,13 +101,7 @@ shoal_status shoal_decode(shoal_context *c, const int32_t *tokens, int n, int al
         if (logits) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_decode: encoders give no logits; use shoal_encode");
         return shoal_encode(c, tokens, n, NULL, NULL);
     }
-    if (c->seq.n_past + n > c->n_ctx)
-        return sh_fail(SHOAL_ERR_RANGE, "%d tokens after %d exceed the context of %d positions", n, c->seq.n_past,
-                       c->n_ctx);
-    sh_step_seq s = {.model = c->m, .seq = &c->seq, .tokens = tokens, .n_tokens = n,
-                     .out = logits ? (all_logits ? SH_OUT_ALL : SH_OUT_LAST) : SH_OUT_NONE, .logits = logits};
-    SH_TRY(sh_exec_step(c->ex, 1, &s));
-    return remember(c, tokens, n);
+    return decode_step(c, tokens, n, all_logits ? SH_OUT_ALL : SH_OUT_LAST, logits, NULL);
 }
 
 shoal_status shoal_encode(shoal_context *c, const int32_t *tokens, int n, float *hidden, float *embedding) {
@@ -140,7 +136,7 @@ shoal_status shoal_generate(shoal_context *c, const int32_t *prompt, int n_promp
     /* plain greedy needs only the argmax, which the device can give */
     int argmax_only = !(p.temperature > 0) && (p.repetition_penalty == 1.0f || !(p.repetition_penalty > 0));
     int32_t next = -1;
-    shoal_status s = decode_last(c, prompt, n_prompt, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+    shoal_status s = decode_step(c, prompt, n_prompt, SH_OUT_LAST, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
     int produced = 0;
     while (s == SHOAL_OK && produced < max_tokens) {
         int32_t id = argmax_only ? next : sh_sample(logits, nv, &p, c->history, c->n_history, &rng);
@@ -150,7 +146,7 @@ shoal_status shoal_generate(shoal_context *c, const int32_t *prompt, int n_promp
         if (cb && cb(id, user)) stop = 1;
         if (stop || produced == max_tokens) break;
         if (c->seq.n_past + 1 > c->n_ctx) break; /* context full: stop cleanly */
-        s = decode_last(c, &id, 1, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+        s = decode_step(c, &id, 1, SH_OUT_LAST, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
     }
     free(logits);
     if (n_out) *n_out = produced;
