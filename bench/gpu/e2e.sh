@@ -9,6 +9,7 @@
 #     cluster   issue 5 workload: 8 models x 16 sequences, fused vs unfused, peers
 #     quick     the single and cluster workloads without peers (graphs on; some also off: SHOAL_CUDA_GRAPH=0)
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
+#     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
@@ -82,6 +83,10 @@ check)
   SHOAL_FIXTURES=$PWD/tests/fixtures timeout 240 "$CS" --tool racecheck --racecheck-report all --error-exitcode 9 \
     $B/test_cuda_ops --quick > "$W/racecheck.log" 2>&1
   echo "== racecheck test_cuda_ops --quick (rc=$?)"; grep -m 12 -E "RACECHECK SUMMARY|hazard|passed" "$W/racecheck.log"
+  if [ -x $B/test_fused_ops ]; then
+    SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_fused_ops > "$W/fused_ops_cuda.log" 2>&1
+    echo "== test_fused_ops --device cuda (rc=$?)"; grep -E "FAIL|passed" "$W/fused_ops_cuda.log" | head -10
+  fi
   M=tests/fixtures/models
   $B/shoal run -m $M/qwen2/model-f16.gguf --tokens 250,250,252,97,43,236,26,66,35,81,137,30 -n 16 --print-ids --ignore-eos --device cuda
   ;;
@@ -107,6 +112,21 @@ quick)
   for shape in smollm-135m gpt2-124m; do for s in 1 16 64; do qb 1 $shape 1 $s; done; done
   qb 0 smollm-135m 1 1; qb 0 smollm-135m 1 64
   qb 1 smollm-135m 8 16
+  ;;
+fusion)
+  # fused norm/act/RoPE (default) vs the separate ops (SHOAL_FUSE_OPS=0) in one binary, and
+  # the binaries in $E2E_OLD (a build without the fused forms) when given
+  fb() { # label env shape models seqs
+    local label=$1 env=$2 shape=$3 models=$4 seqs=$5
+    env $env BENCH_GREP="decode|launches" bench "$label-$shape-${models}x$seqs" --synthetic $shape \
+      --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+  }
+  for w in "smollm-135m 1 1" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
+    read -r shape models seqs <<< "$w"
+    fb fused SHOAL_FUSE_OPS=1 $shape $models $seqs
+    fb separate SHOAL_FUSE_OPS=0 $shape $models $seqs
+    if [ -n "${E2E_OLD:-}" ]; then B0=$B; B=$E2E_OLD; fb old SHOAL_FUSE_OPS=1 $shape $models $seqs; B=$B0; fi
+  done
   ;;
 tiles)
   # GEMM tensor-core tile sweep (SHOAL_CUDA_MMA_TILE; -1 = the automatic choice): decode tok/s, then

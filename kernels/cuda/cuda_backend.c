@@ -585,9 +585,29 @@ static int cu_x2_aligned(const sh_gemm_group *e) {
     return e->xf != SH_XF_SILU_MUL || (cu_aligned(e->x2.data, 16) && e->x2.stride % 4 == 0);
 }
 
+/* The kernels' transform class of a group: 0 none, 1 RMS, 2 SiLU-gate, 3 GELU. */
+static int cu_xk(sh_gemm_xf xf) { return xf >= SH_XF_GELU_TANH ? 3 : (int)xf; }
+
 static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
+    const int xk = cu_xk(g[0].xf);
+    for (int i = 1; i < n; i++)
+        if (cu_xk(g[i].xf) != xk) {
+            /* transform classes are compiled separately: a call mixing them
+             * takes one launch per class (the step planner never mixes) */
+            sh_gemm_group *sub = malloc((size_t)n * sizeof *sub);
+            if (!sub) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+            shoal_status st = SHOAL_OK;
+            for (int k = 0; k < 4 && st == SHOAL_OK; k++) {
+                int m = 0;
+                for (int j = 0; j < n; j++)
+                    if (cu_xk(g[j].xf) == k) sub[m++] = g[j];
+                if (m) st = cu_gemm(be, m, sub);
+            }
+            free(sub);
+            return st;
+        }
     int max_m = 1;
     for (int i = 0; i < n; i++) {
         if (!cu_aligned(g[i].w.data, cu_elem_align(g[i].w.dtype)))
@@ -657,7 +677,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     }
     if (mma != mma_small) free(mma);
     pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8), "gemm");
+    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12), "gemm");
 }
 
 static shoal_status cu_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {

@@ -1,0 +1,739 @@
+/* Grouped GEMM: y (+)= x W^T + b for every group of a call in one launch.
+ *
+ * Weights stay in their file dtype (f32, f16, bf16, q8_0, q4_0) and are
+ * dequantised in registers; activations and accumulation are f32. Each
+ * block reads its group descriptor (sh_cu_gemm_desc) from device memory and
+ * takes one of two bodies, chosen per group by the host:
+ *
+ *  SIMT (CUDA cores, any dtype): warp-per-weight-row dot products. A block
+ *    owns 4 * R weight rows (R per warp) and streams them once per pass of
+ *    MT activation rows, which sit in shared memory (staged in K chunks).
+ *    Weight loads are 16 bytes per lane where alignment allows.
+ *
+ *  MMA (tensor cores; f16, bf16, q8_0, q4_0 with K % 32 == 0): a block
+ *    computes a (16 * WM weight rows) x (8 * NT activation rows) tile of
+ *    y^T with mma.m16n8k16 bf16, its 4 warps splitting K (32-element chunks
+ *    interleaved) and reducing through shared memory. The f32 activations are
+ *    split exactly into three bf16 terms (hi + mid + lo = x), f16 weights
+ *    into two (hi + lo = w), and q8_0/q4_0 quants are small integers (exact
+ *    in bf16) whose block scale is applied in f32 per 32-element chunk — so
+ *    the products are those of the f32 computation and only the summation
+ *    order differs from the CPU reference.
+ *
+ *  Activation transforms (desc.xf): the fused form of a norm or activation
+ *  whose only reader is this GEMM. SILU_MUL / GELU are applied to each x
+ *  element as it is read (act_kernel's formulas); RMS multiplies x by gamma
+ *  as it is read, sums the squares of the raw row alongside, and scales the
+ *  row's dot products by 1 / sqrt(mean + eps) before the bias.
+ *
+ *  Within a 32-element chunk the k order fed to the mma is permuted so that
+ *  each lane's operands come from contiguous memory: lane (g, t) holds
+ *  elements [8t, 8t + 8) of weight rows g and g + 8 and of activation row g
+ *  (q4_0: [4t, 4t + 4) and [16 + 4t, 16 + 4t + 4), the nibble layout); the
+ *  same permutation on both operands leaves the dot product unchanged.
+ */
+#ifndef SH_GEMM_KERNEL_CUH
+#define SH_GEMM_KERNEL_CUH
+
+#include "cuda_common.cuh"
+
+namespace {
+
+constexpr int kThreads = SH_CU_WARPS * 32;
+constexpr int kSsFloats = 256; /* shared tail for RMS row sums: 4 warps x up to 64 rows */
+/* Shared floats a launch of shape class S uses (small M: more blocks fit). */
+__host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s < 8 ? 4096 : 8192; }
+
+/* ---- loads -------------------------------------------------------------- */
+
+/* 16 bytes of streamed weights: read-only path, not kept in L1 (volatile:
+ * stays ahead of pdl_wait, so weight loads overlap the previous kernel). */
+__device__ __forceinline__ uint4 ld_stream16(const void *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
+template <int DT>
+__device__ __forceinline__ void unpack16(const uint4 u, float *w) {
+    const unsigned a[4] = {u.x, u.y, u.z, u.w};
+    if (DT == DT_F32) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) w[i] = __uint_as_float(a[i]);
+    } else if (DT == DT_BF16) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[2 * i] = __uint_as_float(a[i] << 16);
+            w[2 * i + 1] = __uint_as_float(a[i] & 0xffff0000u);
+        }
+    } else { /* DT_F16 */
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&a[i]));
+            w[2 * i] = f.x;
+            w[2 * i + 1] = f.y;
+        }
+    }
+}
+
+/* ---- activation transforms ---------------------------------------------- */
+
+enum { XF_NONE = 0, XF_RMS = 1, XF_SILU_MUL = 2, XF_GELU_TANH = 3, XF_GELU_ERF = 4 };
+
+/* Transform classes a kernel is compiled for (XK; the host picks one per
+ * launch): 0 none, 1 RMS, 2 SILU_MUL, 3 GELU (tanh or erf, per group). */
+__host__ __device__ constexpr int xk_of(int xf) { return xf >= XF_GELU_TANH ? 3 : xf; }
+
+/* silu(a) * b, gelu_tanh(a), gelu_erf(a): act_kernel's expressions */
+__device__ __forceinline__ float xf_act(int xf, float a, float b) {
+    if (xf == XF_SILU_MUL) return a / (1.0f + expf(-a)) * b;
+    if (xf == XF_GELU_TANH) return 0.5f * a * (1.0f + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)));
+    return 0.5f * a * (1.0f + erff(a * 0.7071067811865476f));
+}
+
+/* Element k of activation row m as the GEMM uses it (see the header). RMS
+ * adds the raw square to ss. */
+template <int XK>
+__device__ __forceinline__ float xf1(const sh_cu_gemm_desc &d, float v, int m, int k, float &ss) {
+    if (XK == 1) {
+        ss = fmaf(v, v, ss);
+        return d.gamma ? v * __ldg(d.gamma + k) : v;
+    }
+    if (XK == 2) return xf_act(XF_SILU_MUL, v, __ldg(d.x2 + (int64_t)m * d.x2_stride + k));
+    if (XK == 3) return xf_act(d.xf, v, 0.0f);
+    return v;
+}
+
+/* Four consecutive elements k .. k + 3 (x2 16-byte aligned there). b: the
+ * SILU_MUL partners when already loaded. */
+template <int XK>
+__device__ __forceinline__ float4 xf4(const sh_cu_gemm_desc &d, float4 v, int m, int k, float &ss,
+                                      const float4 *b = nullptr) {
+    if (XK == 0) return v;
+    if (XK == 1) {
+        ss = fmaf(v.x, v.x, ss);
+        ss = fmaf(v.y, v.y, ss);
+        ss = fmaf(v.z, v.z, ss);
+        ss = fmaf(v.w, v.w, ss);
+        if (d.gamma) {
+            v.x *= __ldg(d.gamma + k);
+            v.y *= __ldg(d.gamma + k + 1);
+            v.z *= __ldg(d.gamma + k + 2);
+            v.w *= __ldg(d.gamma + k + 3);
+        }
+        return v;
+    }
+    if (XK == 2) {
+        const float4 u = b ? *b : __ldg(reinterpret_cast<const float4 *>(d.x2 + (int64_t)m * d.x2_stride + k));
+        return make_float4(xf_act(XF_SILU_MUL, v.x, u.x), xf_act(XF_SILU_MUL, v.y, u.y),
+                           xf_act(XF_SILU_MUL, v.z, u.z), xf_act(XF_SILU_MUL, v.w, u.w));
+    }
+    return make_float4(xf_act(d.xf, v.x, 0.0f), xf_act(d.xf, v.y, 0.0f), xf_act(d.xf, v.z, 0.0f),
+                       xf_act(d.xf, v.w, 0.0f));
+}
+
+/* The RMS row scale from the sum of squares over k elements. */
+__device__ __forceinline__ float xf_rstd(const sh_cu_gemm_desc &d, float ss) {
+    return 1.0f / sqrtf(ss / (float)d.k + d.eps);
+}
+
+/* ---- SIMT body ---------------------------------------------------------- */
+
+/* Warp-steps whose weight loads a lane issues together: M = 1 covers 768
+ * bf16 elements per row in one batch with few registers (so 6 blocks fit an
+ * SM); larger MT needs registers for the accumulators. */
+__host__ __device__ constexpr int simt_batch(int mt, int r) { return mt == 1 ? (r == 4 ? 3 : 6) : mt == 2 ? 4 : 2; }
+
+/* Activations come from shared memory (staged chunks) or, XG, straight from
+ * global memory through the read-only path. */
+template <bool XG>
+__device__ __forceinline__ float4 ldx4(const float *p) {
+    return XG ? __ldg(reinterpret_cast<const float4 *>(p)) : *reinterpret_cast<const float4 *>(p);
+}
+
+/* acc[r][m] += sum over this K chunk of w_r[k] x_m[k]; 16-byte weight loads.
+ * Each lane issues the loads of U warp-steps for all R rows before using
+ * any of them (addresses past the chunk are clamped to its last vector and
+ * their products skipped), so U * R loads are in flight per lane. */
+template <int MT, int R, int DT, bool XG, int XK>
+__device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
+                                         int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss, int lane) {
+    constexpr int ES = DT == DT_F32 ? 4 : 2;
+    constexpr int V = 16 / ES;
+    constexpr int U = simt_batch(MT, R);
+    for (int kb = lane * V; kb < kc; kb += U * 32 * V) {
+        uint4 raw[U][R];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kk = min(kb + u * 32 * V, kc - V);
+#pragma unroll
+            for (int r = 0; r < R; r++) raw[u][r] = ld_stream16(wrow[r] + (int64_t)(k0 + kk) * ES);
+        }
+        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kk = kb + u * 32 * V;
+            if (kk >= kc) break;
+            float w[R][V];
+#pragma unroll
+            for (int r = 0; r < R; r++) unpack16<DT>(raw[u][r], w[r]);
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                float xv[V];
+#pragma unroll
+                for (int j = 0; j < V / 4; j++) {
+                    float4 t = ldx4<XG>(xs + m * kcap + kk + 4 * j);
+                    if (XG) t = xf4<XK>(d, t, m, k0 + kk + 4 * j, ss);
+                    xv[4 * j] = t.x;
+                    xv[4 * j + 1] = t.y;
+                    xv[4 * j + 2] = t.z;
+                    xv[4 * j + 3] = t.w;
+                }
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int j = 0; j < V; j++) acc[r][m] = fmaf(w[r][j], xv[j], acc[r][m]);
+            }
+        }
+    }
+}
+
+/* Same, one element per lane per step (unaligned rows or odd K). */
+template <int MT, int R, bool XG, int XK>
+__device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int dtype,
+                                            int k0, int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
+                                            int lane) {
+    if (XG) pdl_wait();
+#pragma unroll 4
+    for (int kk = lane; kk < kc; kk += 32) {
+        float w[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) w[r] = load_weight_elem(wrow[r], dtype, k0 + kk);
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            const float xv = XG ? xf1<XK>(d, __ldg(xs + m * kcap + kk), m, k0 + kk, ss) : xs[m * kcap + kk];
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r][m] = fmaf(w[r], xv, acc[r][m]);
+        }
+    }
+}
+
+/* q8_0 / q4_0: each lane takes 4 consecutive elements of a 32-element block
+ * per step (8 lanes per block), so the activation reads stay contiguous;
+ * loads batched as in simt_vec. Blocks are only 2-byte aligned: 16-bit loads. */
+template <int MT, int R, int DT, bool XG, int XK>
+__device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
+                                           int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
+                                           int lane) {
+    constexpr int BB = DT == DT_Q8_0 ? 34 : 18;
+    constexpr int U = simt_batch(MT, R);
+    for (int kb = lane * 4; kb < kc; kb += U * 128) {
+        unsigned raw[U][R][3]; /* scale bits, two 16-bit words of quants */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kg = k0 + min(kb + u * 128, kc - 4);
+            const int blk = kg >> 5, within = kg & 31;
+            const int off = DT == DT_Q8_0 ? within : (within & 15);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const unsigned char *p = wrow[r] + (int64_t)blk * BB;
+                raw[u][r][0] = ldg_u16(p);
+                raw[u][r][1] = ldg_u16(p + 2 + off);
+                raw[u][r][2] = ldg_u16(p + 4 + off);
+            }
+        }
+        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kk = kb + u * 128;
+            if (kk >= kc) break;
+            const int sh = DT == DT_Q4_0 && ((k0 + kk) & 31) >= 16 ? 4 : 0;
+            float w[R][4];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const float d = f16_bits_to_f32(raw[u][r][0]);
+                const unsigned q = raw[u][r][1] | (raw[u][r][2] << 16);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    if (DT == DT_Q8_0) w[r][j] = d * (float)(int8_t)((q >> (8 * j)) & 0xffu);
+                    else w[r][j] = d * (float)((int)((q >> (8 * j + sh)) & 15u) - 8);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                float4 t = ldx4<XG>(xs + m * kcap + kk);
+                if (XG) t = xf4<XK>(d, t, m, k0 + kk, ss);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    float a = acc[r][m];
+                    a = fmaf(w[r][0], t.x, a);
+                    a = fmaf(w[r][1], t.y, a);
+                    a = fmaf(w[r][2], t.z, a);
+                    a = fmaf(w[r][3], t.w, a);
+                    acc[r][m] = a;
+                }
+            }
+        }
+    }
+}
+
+/* One K chunk of every row of this warp, by dtype. */
+template <int MT, int R, bool XG, int XK>
+__device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
+                                           int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
+                                           int lane) {
+    switch (d.dtype) {
+    case DT_F32:
+        if (d.vec) simt_vec<MT, R, DT_F32, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
+        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
+        break;
+    case DT_F16:
+        if (d.vec) simt_vec<MT, R, DT_F16, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
+        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
+        break;
+    case DT_BF16:
+        if (d.vec) simt_vec<MT, R, DT_BF16, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
+        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
+        break;
+    case DT_Q8_0: simt_quant<MT, R, DT_Q8_0, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane); break;
+    case DT_Q4_0: simt_quant<MT, R, DT_Q4_0, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane); break;
+    default: break;
+    }
+}
+
+/* y[m][row] (+)= v + bias[row] for the rows/columns that exist. */
+__device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row, float v) {
+    if (row >= d.n || m >= d.m) return;
+    if (d.bias) v += __ldg(d.bias + row);
+    float *p = d.y + (int64_t)m * d.y_stride + row;
+    *p = d.accumulate ? *p + v : v;
+}
+
+/* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores. */
+template <int MT, int R>
+__device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
+                                           const float (&scale)[MT], int lane) {
+    pdl_wait(); /* lanes that loaded nothing have not waited yet */
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            const float v = warp_sum(acc[r][m]);
+            if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v * scale[m]);
+        }
+}
+
+/* Block = 4 warps x R weight rows; all M rows of the group in passes of MT.
+ * M = 1 with aligned x skips shared memory (no barrier before the first
+ * weight load). */
+template <int MT, int R, int SMEM, int XK>
+__device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int local, float *xs) {
+    constexpr int KC = SMEM / MT; /* K chunk staged per pass: a multiple of 256 */
+    static_assert(KC % 256 == 0, "K chunk must keep every lane's k order");
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row0 = local * (SH_CU_WARPS * R) + warp * R;
+    const unsigned char *wrow[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        wrow[r] = static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
+
+    if (MT == 1 && d.xdirect) {
+        float acc[R][MT], ss = 0.0f, scale[MT] = {1.0f};
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
+        /* every warp reads the whole row: its own RMS sum is the row's */
+        if (row0 < d.n) simt_chunk<MT, R, true, XK>(d, wrow, 0, d.k, d.x, 0, acc, ss, lane);
+        if (XK == 1) scale[0] = xf_rstd(d, warp_sum(ss));
+        simt_store<MT, R>(d, 0, row0, acc, scale, lane);
+        return;
+    }
+    pdl_wait();
+    float *ssh = xs + SMEM; /* RMS: [warp][m] partial sums */
+    for (int m0 = 0; m0 < d.m; m0 += MT) {
+        float acc[R][MT], ss[MT], scale[MT], unused = 0.0f;
+#pragma unroll
+        for (int m = 0; m < MT; m++) ss[m] = 0.0f, scale[m] = 1.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int m = 0; m < MT; m++) acc[r][m] = 0.0f;
+
+        for (int k0 = 0; k0 < d.k; k0 += KC) {
+            const int kc = min(KC, d.k - k0);
+            __syncthreads(); /* the previous chunk's readers are done */
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                float *dst = xs + m * KC;
+                if (m0 + m < d.m) {
+                    const float *src = d.x + (int64_t)(m0 + m) * d.x_stride + k0;
+                    for (int kk = threadIdx.x; kk < kc; kk += kThreads)
+                        dst[kk] = xf1<XK>(d, src[kk], m0 + m, k0 + kk, ss[m]);
+                } else {
+                    for (int kk = threadIdx.x; kk < kc; kk += kThreads) dst[kk] = 0.0f;
+                }
+            }
+            __syncthreads();
+            if (row0 < d.n) simt_chunk<MT, R, false, 0>(d, wrow, k0, kc, xs, KC, acc, unused, lane);
+        }
+        if (XK == 1) {
+            const int warp = threadIdx.x >> 5;
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                const float v = warp_sum(ss[m]);
+                if (lane == 0) ssh[warp * MT + m] = v;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int m = 0; m < MT; m++)
+                scale[m] = xf_rstd(d, ssh[m] + ssh[MT + m] + ssh[2 * MT + m] + ssh[3 * MT + m]);
+            __syncthreads(); /* ssh is rewritten by the next pass */
+        }
+        simt_store<MT, R>(d, m0, row0, acc, scale, lane);
+    }
+}
+
+/* ---- MMA body ----------------------------------------------------------- */
+
+/* c += a b for one m16n8k16 tile: a (16 x 16, row-major bf16 pairs), b
+ * (16 x 8, column-major bf16 pairs), c (16 x 8 f32). */
+__device__ __forceinline__ void mma_bf16(float (&c)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                         unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned bf2_bits(__nv_bfloat162 v) { return *reinterpret_cast<unsigned *>(&v); }
+
+/* Splits the pair (a, b) exactly into bf16 pairs hi + mid + lo. */
+__device__ __forceinline__ void split3(float a, float b, unsigned &hi, unsigned &mid, unsigned &lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    a -= __low2float(h);
+    b -= __high2float(h);
+    const __nv_bfloat162 m = __floats2bfloat162_rn(a, b);
+    a -= __low2float(m);
+    b -= __high2float(m);
+    hi = bf2_bits(h);
+    mid = bf2_bits(m);
+    lo = bf2_bits(__floats2bfloat162_rn(a, b));
+}
+
+/* Splits an f16 pair (as 32 bits) exactly into bf16 pairs hi + lo. */
+__device__ __forceinline__ void split_f16(unsigned u, unsigned &hi, unsigned &lo) {
+    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&u));
+    const __nv_bfloat162 h = __floats2bfloat162_rn(f.x, f.y);
+    hi = bf2_bits(h);
+    lo = bf2_bits(__floats2bfloat162_rn(f.x - __low2float(h), f.y - __high2float(h)));
+}
+
+__device__ __forceinline__ unsigned pack_bf2(float a, float b) { return bf2_bits(__floats2bfloat162_rn(a, b)); }
+
+/* Raw A operand bits of one row and one 32-element chunk for lane t:
+ * f16/bf16: 16 bytes (ra[0..3]); q8_0: scale + four 16-bit words of quants;
+ * q4_0: scale + two 16-bit words of nibbles. */
+template <int DT>
+__device__ __forceinline__ void load_a_raw(const unsigned char *row, int chunk, int t, unsigned (&ra)[5]) {
+    if (DT == DT_BF16 || DT == DT_F16) {
+        const uint4 u = ld_stream16(row + (int64_t)chunk * 64 + 16 * t);
+        ra[0] = u.x;
+        ra[1] = u.y;
+        ra[2] = u.z;
+        ra[3] = u.w;
+    } else if (DT == DT_Q8_0) {
+        const unsigned char *p = row + (int64_t)chunk * 34;
+        ra[0] = ldg_u16(p);
+#pragma unroll
+        for (int i = 0; i < 4; i++) ra[1 + i] = ldg_u16(p + 2 + 8 * t + 2 * i);
+    } else {
+        const unsigned char *p = row + (int64_t)chunk * 18;
+        ra[0] = ldg_u16(p);
+        ra[1] = ldg_u16(p + 2 + 4 * t);
+        ra[2] = ldg_u16(p + 4 + 4 * t);
+    }
+}
+
+/* The raw bits as four bf16 pairs (exact); pair i holds permuted k
+ * (2i, 2i + 1). f16: hi terms in a, lo terms in al. Quants: block scale. */
+template <int DT>
+__device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[4], unsigned (&al)[4], float &scale) {
+    if (DT == DT_BF16) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = ra[i];
+    } else if (DT == DT_F16) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) split_f16(ra[i], a[i], al[i]);
+    } else if (DT == DT_Q8_0) {
+        scale = f16_bits_to_f32(ra[0]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = pack_bf2((float)(int8_t)(ra[1 + i] & 0xffu), (float)(int8_t)(ra[1 + i] >> 8));
+    } else {
+        scale = f16_bits_to_f32(ra[0]);
+        const unsigned u = ra[1] | (ra[2] << 16);
+        /* low nibbles: elements 4t..4t+3; high nibbles: 16+4t..16+4t+3 */
+        a[0] = pack_bf2((float)((int)(u & 15u) - 8), (float)((int)((u >> 8) & 15u) - 8));
+        a[1] = pack_bf2((float)((int)((u >> 16) & 15u) - 8), (float)((int)((u >> 24) & 15u) - 8));
+        a[2] = pack_bf2((float)((int)((u >> 4) & 15u) - 8), (float)((int)((u >> 12) & 15u) - 8));
+        a[3] = pack_bf2((float)((int)((u >> 20) & 15u) - 8), (float)((int)((u >> 28) & 15u) - 8));
+    }
+}
+
+/* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
+ * loads of a batch are all issued before any is used. XK: 0 plain or an
+ * activation computed from x alone, 1 RMS (ss: this lane's sum of squares of
+ * row g of each n tile), 2 SILU_MUL (the x2 rows x2r loaded with x). */
+template <int NT, int WM, int U, int DT, int XK>
+__device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
+                                         const float *const (&xr)[NT], const float *const (&x2r)[NT],
+                                         float (&acc)[WM][NT][4], float (&ss)[NT]) {
+    constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int t = lane & 3;
+    const int o0 = DT == DT_Q4_0 ? 4 * t : 8 * t;
+    const int o1 = DT == DT_Q4_0 ? 16 + 4 * t : 8 * t + 4;
+    const int n_chunks = d.k >> 5;
+    for (int c0 = warp; c0 < n_chunks; c0 += SH_CU_WARPS * U) {
+        unsigned ra[U][WM][2][5];
+        float4 xv[U][NT][2], x2v[XK == 2 ? U : 1][NT][2];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = min(c0 + SH_CU_WARPS * u, n_chunks - 1);
+#pragma unroll
+            for (int wm = 0; wm < WM; wm++) {
+                load_a_raw<DT>(wa[wm][0], c, t, ra[u][wm][0]);
+                load_a_raw<DT>(wa[wm][1], c, t, ra[u][wm][1]);
+            }
+        }
+        pdl_wait(); /* activations next; no-op after the first batch */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = min(c0 + SH_CU_WARPS * u, n_chunks - 1);
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                xv[u][nt][0] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o0));
+                xv[u][nt][1] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o1));
+                if (XK == 2) {
+                    x2v[XK == 2 ? u : 0][nt][0] = __ldg(reinterpret_cast<const float4 *>(x2r[nt] + c * 32 + o0));
+                    x2v[XK == 2 ? u : 0][nt][1] = __ldg(reinterpret_cast<const float4 *>(x2r[nt] + c * 32 + o1));
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c0 + SH_CU_WARPS * u >= n_chunks) break;
+            /* A: rows g (e) and g + 8 (f) of each m tile; mma step s uses pairs 2s, 2s + 1 */
+            unsigned e[WM][4], f[WM][4], el[WM][4], fl[WM][4];
+            float se[WM], sf[WM];
+#pragma unroll
+            for (int wm = 0; wm < WM; wm++) {
+                decode_a<DT>(ra[u][wm][0], e[wm], el[wm], se[wm]);
+                decode_a<DT>(ra[u][wm][1], f[wm], fl[wm], sf[wm]);
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                /* B: activation row g of this n tile, split into three bf16 terms */
+                unsigned bh[4], bm[4], bl[4];
+                float4 v0 = xv[u][nt][0], v1 = xv[u][nt][1];
+                if (XK == 1) {
+                    const int c = c0 + SH_CU_WARPS * u;
+                    v0 = xf4<1>(d, v0, 0, c * 32 + o0, ss[nt]);
+                    v1 = xf4<1>(d, v1, 0, c * 32 + o1, ss[nt]);
+                } else if (XK == 2) {
+                    v0 = xf4<2>(d, v0, 0, 0, ss[nt], &x2v[XK == 2 ? u : 0][nt][0]);
+                    v1 = xf4<2>(d, v1, 0, 0, ss[nt], &x2v[XK == 2 ? u : 0][nt][1]);
+                } else if (XK == 3) {
+                    v0 = xf4<3>(d, v0, 0, 0, ss[nt]);
+                    v1 = xf4<3>(d, v1, 0, 0, ss[nt]);
+                }
+                split3(v0.x, v0.y, bh[0], bm[0], bl[0]);
+                split3(v0.z, v0.w, bh[1], bm[1], bl[1]);
+                split3(v1.x, v1.y, bh[2], bm[2], bl[2]);
+                split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
+#pragma unroll
+                for (int wm = 0; wm < WM; wm++) {
+                    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
+#pragma unroll
+                    for (int s = 0; s < 2; s++) {
+                        const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
+                        const int b0 = 2 * s, b1 = 2 * s + 1;
+                        mma_bf16(cc, a0, a1, a2, a3, bh[b0], bh[b1]);
+                        mma_bf16(cc, a0, a1, a2, a3, bm[b0], bm[b1]);
+                        mma_bf16(cc, a0, a1, a2, a3, bl[b0], bl[b1]);
+                        if (DT == DT_F16) {
+                            const unsigned l0 = el[wm][2 * s], l1 = fl[wm][2 * s];
+                            const unsigned l2 = el[wm][2 * s + 1], l3 = fl[wm][2 * s + 1];
+                            mma_bf16(cc, l0, l1, l2, l3, bh[b0], bh[b1]);
+                            mma_bf16(cc, l0, l1, l2, l3, bm[b0], bm[b1]);
+                        }
+                    }
+                    if (kQuant) {
+                        /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
+                        acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
+                        acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
+                        acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
+                        acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <int NT, int WM, int U, int XK>
+__device__ __forceinline__ void mma_dtype(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
+                                          const float *const (&xr)[NT], const float *const (&x2r)[NT],
+                                          float (&acc)[WM][NT][4], float (&ss)[NT]) {
+    switch (d.dtype) {
+    case DT_BF16: mma_loop<NT, WM, U, DT_BF16, XK>(d, wa, xr, x2r, acc, ss); break;
+    case DT_F16: mma_loop<NT, WM, U, DT_F16, XK>(d, wa, xr, x2r, acc, ss); break;
+    case DT_Q8_0: mma_loop<NT, WM, U, DT_Q8_0, XK>(d, wa, xr, x2r, acc, ss); break;
+    case DT_Q4_0: mma_loop<NT, WM, U, DT_Q4_0, XK>(d, wa, xr, x2r, acc, ss); break;
+    default: break;
+    }
+}
+
+/* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
+template <int NT, int WM, int U, int SMEM, int XK>
+__device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2;
+    const int n0 = (local % d.tiles_n) * 16 * WM;
+    const int m0 = (local / d.tiles_n) * 8 * NT;
+
+    const unsigned char *wa[WM][2];
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            wa[wm][h] = static_cast<const unsigned char *>(d.w) +
+                        (int64_t)min(n0 + wm * 16 + g + 8 * h, d.n - 1) * d.row_bytes;
+    const float *xr[NT], *x2r[NT];
+    float ss[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        const int m = min(m0 + nt * 8 + g, d.m - 1);
+        xr[nt] = d.x + (int64_t)m * d.x_stride;
+        x2r[nt] = d.x2 ? d.x2 + (int64_t)m * d.x2_stride : xr[nt];
+        ss[nt] = 0.0f;
+    }
+
+    float acc[WM][NT][4];
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
+
+    mma_dtype<NT, WM, U, XK>(d, wa, xr, x2r, acc, ss);
+
+    pdl_wait(); /* warps without chunks have not waited yet */
+    /* partials of the 4 warps: red[warp][slot][lane], slot = (wm NT + nt) 4 + j */
+    constexpr int kPer = WM * NT * 4 * 32;
+    static_assert(SH_CU_WARPS * kPer <= SMEM, "MMA partials exceed shared memory");
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) red[warp * kPer + ((wm * NT + nt) * 4 + j) * 32 + lane] = acc[wm][nt][j];
+    /* RMS: row sums of the 4 lanes of a row, then of the 4 warps (below) */
+    float *ssh = red + SMEM; /* [warp][8 NT] */
+    static_assert(SH_CU_WARPS * 8 * NT <= kSsFloats, "RMS sums exceed their shared tail");
+    if (XK == 1) {
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            float v = ss[nt];
+            v += __shfl_xor_sync(0xffffffffu, v, 1);
+            v += __shfl_xor_sync(0xffffffffu, v, 2);
+            if ((lane & 3) == 0) ssh[warp * 8 * NT + nt * 8 + g] = v;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < kPer; i += kThreads) {
+        const float v = red[i] + red[kPer + i] + red[2 * kPer + i] + red[3 * kPer + i];
+        const int ln = i & 31, slot = i >> 5;
+        const int j = slot & 3, nt = (slot >> 2) % NT, wm = (slot >> 2) / NT;
+        const int row = n0 + wm * 16 + (ln >> 2) + ((j & 2) ? 8 : 0);
+        const int lm = nt * 8 + (ln & 3) * 2 + (j & 1);
+        float sc = 1.0f;
+        if (XK == 1)
+            sc = xf_rstd(d, ssh[lm] + ssh[8 * NT + lm] + ssh[16 * NT + lm] + ssh[24 * NT + lm]);
+        store_y(d, m0 + lm, row, v * sc);
+    }
+}
+
+/* ---- the kernel --------------------------------------------------------- */
+
+/* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
+ * SIMT row tiles or MMA tiles, as its descriptor's path says.
+ *
+ * MMA tile configurations (C, chosen per launch by the host; see
+ * sh_cu_mma_wm/nt): C = 0 is the wide tile, 16 * WM0 weight rows x 8 * NT0
+ * activation rows, for launches with work for many waves (LM heads); the
+ * others trade tile width against the number of blocks so a small layer
+ * reaches every SM, each warp issuing the loads of U chunks at once.
+ * Blocks per SM the register budget must allow: small M is latency-bound,
+ * so it trades registers for resident warps (S = 1: 6 blocks of 16 or 4
+ * rows; S = 2..8: 3 blocks of 32 rows; narrow tiles: 3; 32 or 64 weight
+ * rows: 2). */
+__host__ __device__ constexpr int min_blocks(int s, int c) {
+    return s == 1 ? 6 : c >= 3 ? 2 : c > 0 ? 3 : s <= 8 ? 3 : 1;
+}
+
+template <int S, int C, int XK>
+__global__ void __launch_bounds__(kThreads, min_blocks(S, C))
+    gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    constexpr int SMEM = smem_floats(S);
+    __shared__ __align__(16) float smem[SMEM + kSsFloats];
+    pdl_trigger();
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const int local = blockIdx.x - __ldg(starts + g);
+    const sh_cu_gemm_desc d = descs[g];
+    constexpr int MT = S < 8 ? S : 8;
+    constexpr int R = S == 1 && C == 1 ? 1 : 4; /* = sh_cu_simt_r */
+    constexpr int NT0 = S <= 8 ? 1 : S / 8;
+    constexpr int NT2 = NT0 < 2 ? NT0 : 2;
+    constexpr int NT = C == 0 ? NT0 : C == 2 ? 1 : NT2;                          /* = sh_cu_mma_nt */
+    constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : C == 3 ? 2 : C == 4 ? 4 : 1; /* = sh_cu_mma_wm */
+    /* MMA chunks per load batch */
+    constexpr int U = C == 4 ? 2 : C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
+    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM, XK>(d, local, smem);
+    else gemm_simt_body<MT, R, SMEM, XK>(d, local, smem);
+}
+
+} // namespace
+
+/* The launch entry of the kernels of transform class XK: variant = S | C << 8 | XK << 12. */
+#define SH_CU_GEMM_LAUNCHER(NAME, XK)                                                                         \
+    extern "C" cudaError_t NAME(cudaStream_t s, const sh_cu_launch_args *a) {                                 \
+        const sh_cu_gemm_desc *desc = static_cast<const sh_cu_gemm_desc *>(a->desc);                          \
+        switch (a->variant & 0xfff) {                                                                         \
+            SH_CU_GEMM_CASE(1, 0, XK) SH_CU_GEMM_CASE(1, 1, XK)                                               \
+            SH_CU_GEMM_CASE(2, 0, XK) SH_CU_GEMM_CASE(2, 2, XK) SH_CU_GEMM_CASE(2, 4, XK)                     \
+            SH_CU_GEMM_CASE(4, 0, XK) SH_CU_GEMM_CASE(4, 2, XK) SH_CU_GEMM_CASE(4, 4, XK)                     \
+            SH_CU_GEMM_CASE(8, 0, XK) SH_CU_GEMM_CASE(8, 2, XK) SH_CU_GEMM_CASE(8, 4, XK)                     \
+            SH_CU_GEMM_CASE(16, 0, XK) SH_CU_GEMM_CASE(16, 1, XK) SH_CU_GEMM_CASE(16, 2, XK)                  \
+            SH_CU_GEMM_CASE(16, 3, XK) SH_CU_GEMM_CASE(16, 4, XK)                                             \
+            SH_CU_GEMM_CASE(32, 0, XK) SH_CU_GEMM_CASE(32, 1, XK) SH_CU_GEMM_CASE(32, 2, XK)                  \
+            SH_CU_GEMM_CASE(32, 3, XK) SH_CU_GEMM_CASE(32, 4, XK)                                             \
+            SH_CU_GEMM_CASE(64, 0, XK) SH_CU_GEMM_CASE(64, 1, XK) SH_CU_GEMM_CASE(64, 2, XK)                  \
+            SH_CU_GEMM_CASE(64, 3, XK) SH_CU_GEMM_CASE(64, 4, XK)                                             \
+        default: return cudaErrorInvalidValue;                                                                \
+        }                                                                                                     \
+    }
+#define SH_CU_GEMM_CASE(S, C, XK)                                                                             \
+    case S | (C << 8):                                                                                        \
+        return sh_cu_launch_k(gemm_kernel<S, C, XK>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts,      \
+                              a->n_groups);
+
+/* one per translation unit (gemm.cu, gemm_rms.cu, gemm_silu.cu, gemm_gelu.cu) */
+extern "C" cudaError_t sh_cu_launch_gemm_rms(cudaStream_t s, const sh_cu_launch_args *a);
+extern "C" cudaError_t sh_cu_launch_gemm_silu(cudaStream_t s, const sh_cu_launch_args *a);
+extern "C" cudaError_t sh_cu_launch_gemm_gelu(cudaStream_t s, const sh_cu_launch_args *a);
+
+#endif
