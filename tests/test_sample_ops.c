@@ -372,7 +372,8 @@ static void test_cuda(int quick) {
     int amb, rows;
     run_op(gpu, out);
     compare_gpu("cuda op", out, &amb, &rows);
-    CHECK(amb * 100 <= rows, "%d of %d rows ambiguous (more than 1%%)", amb, rows);
+    /* (--quick has too few rows for the share to mean anything) */
+    CHECK(quick || amb * 100 <= rows, "%d of %d rows ambiguous (more than 1%%)", amb, rows);
     for (int k = 0; k < NSET; k++) free(out[k]);
 
     /* inside steps: the same shapes three times (direct, captured, replayed),
@@ -412,7 +413,7 @@ static void test_cuda(int quick) {
         char label[64];
         snprintf(label, sizeof label, "cuda op in step %d", step);
         compare_gpu(label, out, &amb, &rows);
-        CHECK(amb * 100 <= rows, "%d of %d rows ambiguous (more than 1%%)", amb, rows);
+        CHECK(quick || amb * 100 <= rows, "%d of %d rows ambiguous (more than 1%%)", amb, rows);
         for (int k = 0; k < NSET; k++) free(out[k]);
     }
     sh_cuda_graph_stats gs;

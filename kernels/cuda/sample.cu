@@ -34,7 +34,7 @@
 
 namespace {
 
-constexpr int kThreads = 512;
+constexpr int kThreads = 1024;
 constexpr int kBins = 2048;
 constexpr int kPer = kBins / kThreads; /* bins per thread in the scans */
 constexpr int kNW = kThreads / 32;
@@ -365,13 +365,14 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const sh_cu_sample_des
     R.temp = R.greedy ? 1.0f : d.temperature;
     R.mx = 0.0;
 
-    /* the first candidate: smallest (dkey, id), NaNs skipped */
-    unsigned long long best = ~0ull;
+    /* the first candidate: smallest (dkey, id), NaNs skipped; and the last */
+    unsigned long long best = ~0ull, worst = 0ull;
     each(R, [&](int i, float xv) {
         const float s = scaled(R, xv);
         if (s == s) {
             const unsigned long long cc = comp(dkey_of(s), i);
             best = cc < best ? cc : best;
+            worst = cc > worst ? cc : worst;
         }
     });
     best = block_min_u64(best, sm);
@@ -387,7 +388,9 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const sh_cu_sample_des
     R.mx = (double)s_of_dkey(first.k);
     auto is_first = [&](const Lim &L) { return L.k == first.k && L.id == first.id; };
 
-    Lim L = {0xffffffffu, INT_MAX};
+    /* the domain: every candidate (a cut not reached keeps its last one) */
+    worst = block_max_u64(worst, sm);
+    Lim L = {(unsigned)(worst >> 32), (int)(worst & 0xffffffffu)};
     if (d.top_k > 0 && d.top_k < d.n) {
         if (d.top_k == 1) L = first;
         else L = select(R, L, SEL_COUNT, (unsigned)d.top_k, 0.0, sm).at;
