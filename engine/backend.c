@@ -246,6 +246,20 @@ shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         SH_TRY(check_view("gemm", i, "x", &e->x, -1, e->w.n_in));
         SH_TRY(check_view("gemm", i, "y", &e->y, e->x.rows, e->w.n_out));
         if (views_overlap(&e->x, &e->y)) return BAD("gemm: group %d: y overlaps x", i);
+        switch (e->xf) {
+        case SH_XF_NONE:
+        case SH_XF_GELU_TANH:
+        case SH_XF_GELU_ERF: break;
+        case SH_XF_RMS:
+            if (!isfinite(e->xf_eps) || e->xf_eps < 0.0f)
+                return BAD("gemm: group %d: xf_eps %g is not finite and >= 0", i, (double)e->xf_eps);
+            break;
+        case SH_XF_SILU_MUL:
+            SH_TRY(check_view("gemm", i, "x2", &e->x2, e->x.rows, e->x.cols));
+            if (views_overlap(&e->x2, &e->y)) return BAD("gemm: group %d: y overlaps x2", i);
+            break;
+        default: return BAD("gemm: group %d: unknown x transform %d", i, (int)e->xf);
+        }
     }
     DISPATCH(gemm);
 }
@@ -307,6 +321,26 @@ shoal_status sh_be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
         SH_TRY(check_view("kv_write", i, "k", &e->k, -1, e->kv.kv_dim));
         SH_TRY(check_view("kv_write", i, "v", &e->v, e->k.rows, e->kv.kv_dim));
         if (!e->pos) return BAD("kv_write: group %d: pos is NULL", i);
+        if (e->rope.n_rot != 0) {
+            const sh_rope_params *r = &e->rope;
+            if (r->head_dim <= 0 || e->kv.kv_dim % r->head_dim != 0)
+                return BAD("kv_write: group %d: rope head_dim %d does not divide kv_dim %d", i, r->head_dim, e->kv.kv_dim);
+            if (r->n_rot < 0 || r->n_rot % 2 != 0 || r->n_rot > r->head_dim)
+                return BAD("kv_write: group %d: rope n_rot %d must be even and in (0, head_dim %d]", i, r->n_rot,
+                           r->head_dim);
+            if (r->mode != SH_ROPE_NORM && r->mode != SH_ROPE_NEOX)
+                return BAD("kv_write: group %d: unknown rope mode %d", i, (int)r->mode);
+            if (!isfinite(r->theta) || r->theta <= 0.0f)
+                return BAD("kv_write: group %d: rope theta %g must be > 0", i, (double)r->theta);
+            if (e->q.data) {
+                if (e->n_head <= 0) return BAD("kv_write: group %d: n_head %d must be > 0", i, e->n_head);
+                int cols = heads_cols(e->n_head, r->head_dim);
+                if (cols < 0) return BAD("kv_write: group %d: n_head * head_dim overflows", i);
+                SH_TRY(check_view("kv_write", i, "q", &e->q, e->k.rows, cols));
+                if (views_overlap(&e->q, &e->k) || views_overlap(&e->q, &e->v))
+                    return BAD("kv_write: group %d: q overlaps k or v", i);
+            }
+        }
     }
     DISPATCH(kv_write);
 }

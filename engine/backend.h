@@ -23,7 +23,7 @@
 #include "dtype.h"
 #include "shoal.h"
 
-#define SH_BACKEND_VERSION 1
+#define SH_BACKEND_VERSION 2 /* 2: gemm x transforms, kv_write RoPE */
 #define SH_KV_BLOCK 16 /* tokens per KV block */
 
 /* The single list of operations. Append only. */
@@ -64,12 +64,29 @@ typedef struct sh_weight {
 
 /* ---- groups, one struct per op ----------------------------------------- */
 
+/* A transform of the GEMM's activation rows, applied as they are read (x
+ * itself is not written): the fused form of a norm or activation op whose
+ * only reader is this GEMM. The result equals that op followed by the plain
+ * GEMM (bitwise on the CPU backend; within the GEMM's bounds elsewhere). */
+typedef enum sh_gemm_xf {
+    SH_XF_NONE = 0,
+    SH_XF_RMS = 1,       /* x <- x / sqrt(mean(x^2) + xf_eps) * xf_gamma (row-wise over K) */
+    SH_XF_SILU_MUL = 2,  /* x <- silu(x) * x2 */
+    SH_XF_GELU_TANH = 3, /* x <- gelu_tanh(x) (as SH_ACT_GELU_TANH) */
+    SH_XF_GELU_ERF = 4,  /* x <- gelu_erf(x) (as SH_ACT_GELU_ERF) */
+} sh_gemm_xf;
+
 typedef struct sh_gemm_group {
     sh_weight w;        /* (N, K) */
     const float *bias;  /* (N) or NULL */
     sh_view x;          /* (M, K) */
-    sh_view y;          /* (M, N); must not overlap x */
+    sh_view y;          /* (M, N); must not overlap x (or x2) */
     int accumulate;     /* 1: y += x W^T + b; 0: y = x W^T + b */
+    /* version 2; zero = no transform */
+    sh_gemm_xf xf;
+    const float *xf_gamma; /* RMS: (K) or NULL (= 1) */
+    float xf_eps;          /* RMS */
+    sh_view x2;            /* SILU_MUL: (M, K) */
 } sh_gemm_group;
 
 typedef struct sh_get_rows_group {
@@ -120,11 +137,25 @@ typedef struct sh_kv_ref {
     int kv_dim;                /* n_head_kv * head_dim */
 } sh_kv_ref;
 
+/* RoPE applied inside another op (version 2): n_rot == 0 means none. */
+typedef struct sh_rope_params {
+    int head_dim;
+    int n_rot;            /* rotated dims per head (<= head_dim, even), 0: no rotation */
+    float theta;
+    sh_rope_mode mode;
+} sh_rope_params;
+
 typedef struct sh_kv_write_group {
     sh_view k;            /* (rows, kv_dim) */
     sh_view v;            /* (rows, kv_dim) */
     const int32_t *pos;   /* (rows) positions to write */
     sh_kv_ref kv;
+    /* version 2: with rope.n_rot > 0, k is rotated in place (kv_dim / head_dim
+     * heads) before it is written and q (if q.data) in place too — the fused
+     * form of SH_OP_ROPE on q and k at the same positions. */
+    sh_rope_params rope;
+    sh_view q;            /* (rows, n_head * head_dim) or data == NULL */
+    int n_head;           /* heads of q */
 } sh_kv_write_group;
 
 /* One sequence: rows are consecutive positions pos0 .. pos0 + rows - 1.

@@ -55,6 +55,7 @@ struct sh_exec {
     size_t h_sp_cap;
     int dev_sample;     /* sampled rows use the backend's sample op */
     sh_step_stats stats;
+    int fuse;           /* 1: norms, activations and RoPE fused into their neighbours */
 };
 
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
@@ -66,6 +67,10 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
     ex->pool = pool;
     const char *env = getenv("SHOAL_DEVICE_SAMPLE");
     ex->dev_sample = be->ops->sample != NULL && !(env && strcmp(env, "0") == 0);
+    /* SHOAL_FUSE_OPS=0: every norm, activation and RoPE as its own call (the
+     * baseline for measuring the fused forms; results are the same) */
+    const char *fe = getenv("SHOAL_FUSE_OPS");
+    ex->fuse = !(fe && strcmp(fe, "0") == 0);
     *out = ex;
     return SHOAL_OK;
 }
@@ -121,6 +126,14 @@ static inline sh_view V(float *base, size_t off, int rows, int cols, int stride)
     return v;
 }
 static const sh_view NOVIEW = {NULL, 0, 0, 0};
+
+/* y (+)= x W^T + b, x read through the transform xf (SH_XF_NONE: as it is) */
+static inline sh_gemm_group GG(sh_weight w, const float *b, sh_view x, sh_view y, int acc, sh_gemm_xf xf,
+                               const float *gamma, float eps) {
+    sh_gemm_group e = {.w = w, .bias = b, .x = x, .y = y, .accumulate = acc, .xf = xf, .xf_gamma = gamma,
+                       .xf_eps = eps};
+    return e;
+}
 
 static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, int layer) {
     sh_kv_ref r;
@@ -215,8 +228,11 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
             ff = m->hp.n_ff, R = g->rows; (void)L; (void)d; (void)R; (void)qd; (void)kvd; (void)ff; (void)hd
 #define FOR_SEQ for (int j_ = g->s0; j_ < g->s0 + g->ns; j_++)
 
+        /* llama: the RMS norms are read by the GEMMs after them, RoPE is
+         * done by the KV write and SiLU-gate by the down projection */
+        const int fuse = ex->fuse && t == SH_TMPL_LLAMA;
         /* pre-attention norm (llama, gpt2) */
-        if (t != SH_TMPL_BERT) {
+        if (t != SH_TMPL_BERT && !fuse) {
             n = 0;
             FOR_SEG {
                 SEGV;
@@ -231,16 +247,21 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
             SEGV;
             size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
             if (t == SH_TMPL_GPT2) {
-                gg[n++] = (sh_gemm_group){L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0};
+                gg[n++] = GG(L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
+            } else if (fuse) {
+                const sh_view x = V(A, g->x, R, d, d);
+                gg[n++] = GG(L->wq, L->bq, x, V(A, g->q, R, qd, qd), 0, SH_XF_RMS, L->attn_norm, m->hp.eps);
+                gg[n++] = GG(L->wk, L->bk, x, V(A, g->k, R, kvd, kvd), 0, SH_XF_RMS, L->attn_norm, m->hp.eps);
+                gg[n++] = GG(L->wv, L->bv, x, V(A, g->v, R, kvd, kvd), 0, SH_XF_RMS, L->attn_norm, m->hp.eps);
             } else {
-                gg[n++] = (sh_gemm_group){L->wq, L->bq, V(A, in, R, d, d), V(A, g->q, R, qd, qd), 0};
-                gg[n++] = (sh_gemm_group){L->wk, L->bk, V(A, in, R, d, d), V(A, g->k, R, kvd, kvd), 0};
-                gg[n++] = (sh_gemm_group){L->wv, L->bv, V(A, in, R, d, d), V(A, g->v, R, kvd, kvd), 0};
+                gg[n++] = GG(L->wq, L->bq, V(A, in, R, d, d), V(A, g->q, R, qd, qd), 0, SH_XF_NONE, NULL, 0.0f);
+                gg[n++] = GG(L->wk, L->bk, V(A, in, R, d, d), V(A, g->k, R, kvd, kvd), 0, SH_XF_NONE, NULL, 0.0f);
+                gg[n++] = GG(L->wv, L->bv, V(A, in, R, d, d), V(A, g->v, R, kvd, kvd), 0, SH_XF_NONE, NULL, 0.0f);
             }
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* RoPE on q and k */
-        if (t == SH_TMPL_LLAMA) {
+        if (t == SH_TMPL_LLAMA && !fuse) {
             n = 0;
             FOR_SEG {
                 SEGV;
@@ -267,7 +288,13 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                     kv_k = V(A, g->k + (size_t)r * kvd, nr, kvd, kvd);
                     kv_v = V(A, g->v + (size_t)r * kvd, nr, kvd, kvd);
                 }
-                kg[n++] = (sh_kv_write_group){kv_k, kv_v, I + off_pos + g->row0 + r, kvref(ex, m, q, l)};
+                kg[n] = (sh_kv_write_group){.k = kv_k, .v = kv_v, .pos = I + off_pos + g->row0 + r, .kv = kvref(ex, m, q, l)};
+                if (fuse) {
+                    kg[n].rope = (sh_rope_params){hd, m->hp.n_rot, m->hp.rope_theta, m->hp.rope_mode};
+                    kg[n].q = V(A, g->q + (size_t)r * qd, nr, qd, qd);
+                    kg[n].n_head = m->hp.n_head;
+                }
+                n++;
             }
         }
         SH_TRY(sh_be_kv_write(ex->be, n, kg));
@@ -290,12 +317,12 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         n = 0;
         FOR_SEG {
             SEGV;
-            gg[n++] = (sh_gemm_group){L->wo, L->bo, V(A, g->att, R, qd, qd), V(A, g->x, R, d, d), 1};
+            gg[n++] = GG(L->wo, L->bo, V(A, g->att, R, qd, qd), V(A, g->x, R, d, d), 1, SH_XF_NONE, NULL, 0.0f);
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* norm before the FFN (pre-norm), or post-attention LN (bert) */
         n = 0;
-        FOR_SEG {
+        if (!fuse) FOR_SEG {
             SEGV;
             sh_view x = V(A, g->x, R, d, d);
             if (t == SH_TMPL_BERT)
@@ -305,30 +332,37 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                 ng[n++] = (sh_norm_group){x, NOVIEW, L->ffn_norm, L->ffn_norm_b, m->hp.eps,
                                           t == SH_TMPL_GPT2 ? SH_NORM_LAYER : SH_NORM_RMS, V(A, g->xn, R, d, d)};
         }
-        SH_TRY(sh_be_norm(ex->be, n, ng));
+        if (n) SH_TRY(sh_be_norm(ex->be, n, ng));
         /* FFN up (and gate) */
         n = 0;
         FOR_SEG {
             SEGV;
-            size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
+            size_t in = t == SH_TMPL_BERT || fuse ? g->x : g->xn;
+            const sh_gemm_xf xf = fuse ? SH_XF_RMS : SH_XF_NONE;
             if (t == SH_TMPL_LLAMA)
-                gg[n++] = (sh_gemm_group){L->w_gate, NULL, V(A, in, R, d, d), V(A, g->fa, R, ff, ff), 0};
-            gg[n++] = (sh_gemm_group){L->w_up, L->b_up, V(A, in, R, d, d),
-                                      V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0};
+                gg[n++] = GG(L->w_gate, NULL, V(A, in, R, d, d), V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+            gg[n++] = GG(L->w_up, L->b_up, V(A, in, R, d, d), V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
+        /* the activation: its own call, or read by the down projection */
+        const int fuse_act = ex->fuse;
         n = 0;
-        FOR_SEG {
+        if (!fuse_act) FOR_SEG {
             SEGV;
             sh_view fa = V(A, g->fa, R, ff, ff);
             sh_act_kind k = t == SH_TMPL_LLAMA ? SH_ACT_SILU_MUL : t == SH_TMPL_GPT2 ? SH_ACT_GELU_TANH : SH_ACT_GELU_ERF;
             cg[n++] = (sh_act_group){fa, t == SH_TMPL_LLAMA ? V(A, g->fb, R, ff, ff) : NOVIEW, fa, k};
         }
-        SH_TRY(sh_be_act(ex->be, n, cg));
+        if (n) SH_TRY(sh_be_act(ex->be, n, cg));
         n = 0;
         FOR_SEG {
             SEGV;
-            gg[n++] = (sh_gemm_group){L->w_down, L->b_down, V(A, g->fa, R, ff, ff), V(A, g->x, R, d, d), 1};
+            gg[n] = GG(L->w_down, L->b_down, V(A, g->fa, R, ff, ff), V(A, g->x, R, d, d), 1, SH_XF_NONE, NULL, 0.0f);
+            if (fuse_act) {
+                gg[n].xf = t == SH_TMPL_LLAMA ? SH_XF_SILU_MUL : t == SH_TMPL_GPT2 ? SH_XF_GELU_TANH : SH_XF_GELU_ERF;
+                if (t == SH_TMPL_LLAMA) gg[n].x2 = V(A, g->fb, R, ff, ff);
+            }
+            n++;
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         if (t == SH_TMPL_BERT) {
@@ -382,7 +416,7 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         const seg *g = &S[segidx[i]];
         if (!g->lrows) continue;
         int d = g->m->hp.n_embd, nv = g->m->hp.n_vocab;
-        gg[n++] = (sh_gemm_group){g->m->output, NULL, V(A, g->xl, g->lrows, d, d), V(A, g->lg, g->lrows, nv, nv), 0};
+        gg[n++] = GG(g->m->output, NULL, V(A, g->xl, g->lrows, d, d), V(A, g->lg, g->lrows, nv, nv), 0, SH_XF_NONE, NULL, 0.0f);
     }
     if (n) SH_TRY(sh_be_gemm(ex->be, n, gg));
     return SHOAL_OK;

@@ -152,6 +152,7 @@ typedef struct gemm_case {
     sh_dtype dt;
     int n, k, m;
     int xpad, xoff, ypad, bias, acc;
+    sh_gemm_xf xf; /* activation transform (the CPU backend applies the separate op) */
 } gemm_case;
 
 static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_cuda_gemm_path path) {
@@ -159,6 +160,8 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     OK(sh_cuda_set_gemm_path(gpu, path));
     mbuf *w = calloc((size_t)nc, sizeof *w), *b = calloc((size_t)nc, sizeof *b);
     fview *x = calloc((size_t)nc, sizeof *x), *y = calloc((size_t)nc, sizeof *y);
+    fview *x2 = calloc((size_t)nc, sizeof *x2);
+    mbuf *gam = calloc((size_t)nc, sizeof *gam);
     sh_gemm_group *gc = calloc((size_t)nc, sizeof *gc), *gg = calloc((size_t)nc, sizeof *gg);
     for (int i = 0; i < nc; i++) {
         const gemm_case *c = &cs[i];
@@ -169,12 +172,26 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
         for (int j = 0; j < c->n; j++) bias[j] = opr_unif(&r, -1, 1);
         mb_new(&b[i], bias, (size_t)c->n * sizeof(float));
         free(bias);
-        fv_new(&x[i], &r, c->m, c->k, c->k + c->xpad, c->xoff, -1, 1, 0);
+        fv_new(&x[i], &r, c->m, c->k, c->k + c->xpad, c->xoff, c->xf == SH_XF_NONE ? -1 : -4, c->xf == SH_XF_NONE ? 1 : 4,
+               0);
         fv_new(&y[i], &r, c->m, c->n, c->n + c->ypad, 1, -1, 1, !c->acc);
+        if (c->xf == SH_XF_SILU_MUL) fv_new(&x2[i], &r, c->m, c->k, c->k + 4, 0, -2, 2, 0);
+        if (c->xf == SH_XF_RMS) {
+            float *gm = malloc((size_t)c->k * sizeof(float));
+            for (int j = 0; j < c->k; j++) gm[j] = opr_unif(&r, 0.5f, 1.5f);
+            mb_new(&gam[i], gm, (size_t)c->k * sizeof(float));
+            free(gm);
+        }
         for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
             sh_gemm_group *g = on_gpu ? &gg[i] : &gc[i];
             *g = (sh_gemm_group){{mb(&w[i], on_gpu), c->dt, c->n, c->k}, c->bias ? mb(&b[i], on_gpu) : NULL,
                                  fv_view(&x[i], on_gpu), fv_view(&y[i], on_gpu), c->acc};
+            g->xf = c->xf;
+            if (c->xf == SH_XF_RMS) {
+                g->xf_gamma = (i & 1) ? mb(&gam[i], on_gpu) : NULL; /* NULL: gamma 1 */
+                g->xf_eps = 1e-5f;
+            }
+            if (c->xf == SH_XF_SILU_MUL) g->x2 = fv_view(&x2[i], on_gpu);
         }
     }
     OK(sh_be_gemm(cpu, nc, gc));
@@ -182,9 +199,11 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     OK(sh_be_sync(gpu));
     for (int i = 0; i < nc; i++) {
         char what[96];
-        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d]", label, opr_dt_name(cs[i].dt), cs[i].n, cs[i].k,
-                 cs[i].m);
+        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d xf %d]", label, opr_dt_name(cs[i].dt), cs[i].n, cs[i].k,
+                 cs[i].m, (int)cs[i].xf);
         expect_close(what, i, &y[i], 1e-5, SH_OP_GEMM);
+        if (cs[i].xf == SH_XF_SILU_MUL) mb_free(&x2[i].m);
+        if (cs[i].xf == SH_XF_RMS) mb_free(&gam[i]);
         mb_free(&w[i]);
         mb_free(&b[i]);
         mb_free(&x[i].m);
@@ -194,6 +213,8 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     free(b);
     free(x);
     free(y);
+    free(x2);
+    free(gam);
     free(gc);
     free(gg);
     OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
@@ -213,6 +234,19 @@ static const gemm_case gemm_prefill[] = {
     {SH_BF16, 256, 512, 200, 0, 0, 0, 1, 0}, {SH_Q4_0, 128, 256, 130, 0, 0, 1, 0, 1},
     {SH_F16, 72, 96, 65, 4, 0, 0, 1, 0},     {SH_Q8_0, 40, 160, 64, 0, 0, 0, 0, 0},
     {SH_F32, 33, 70, 100, 1, 0, 0, 1, 0},    {SH_BF16, 576, 576, 1, 0, 0, 0, 0, 0},
+};
+
+/* the fused norm and activations of the decode step: every dtype, M from 1
+ * (the direct SIMT path) to 64, K of the shapes served */
+static const gemm_case gemm_xf[] = {
+    {SH_BF16, 576, 576, 1, 0, 0, 0, 1, 0, SH_XF_RMS},       {SH_BF16, 192, 576, 1, 0, 0, 0, 0, 0, SH_XF_RMS},
+    {SH_BF16, 576, 1536, 1, 0, 0, 0, 0, 1, SH_XF_SILU_MUL}, {SH_F16, 576, 1536, 16, 4, 0, 0, 1, 1, SH_XF_SILU_MUL},
+    {SH_BF16, 1536, 576, 16, 0, 0, 0, 0, 0, SH_XF_RMS},     {SH_Q8_0, 960, 576, 16, 0, 0, 0, 1, 0, SH_XF_RMS},
+    {SH_Q4_0, 576, 1536, 64, 0, 0, 0, 0, 1, SH_XF_SILU_MUL}, {SH_BF16, 768, 3072, 3, 0, 0, 0, 1, 1, SH_XF_GELU_TANH},
+    {SH_F16, 768, 3072, 64, 0, 0, 0, 1, 1, SH_XF_GELU_TANH}, {SH_F32, 384, 1536, 5, 0, 0, 0, 1, 1, SH_XF_GELU_ERF},
+    {SH_F32, 100, 576, 7, 4, 1, 0, 1, 0, SH_XF_RMS},        {SH_BF16, 64, 576, 64, 0, 0, 0, 0, 0, SH_XF_RMS},
+    {SH_Q8_0, 576, 1536, 1, 0, 0, 0, 0, 1, SH_XF_SILU_MUL}, {SH_F16, 333, 576, 2, 0, 2, 0, 1, 0, SH_XF_RMS},
+    {SH_BF16, 40, 64, 9, 4, 0, 0, 0, 1, SH_XF_SILU_MUL},    {SH_Q4_0, 96, 2048, 32, 0, 0, 0, 1, 0, SH_XF_RMS},
 };
 
 /* ---- get_rows ------------------------------------------------------------ */
@@ -416,7 +450,41 @@ static int pool_same(const kvpool *p) {
     return same;
 }
 
-static void test_kv_write_mixed(void) {
+/* Largest |gpu - cpu| over the pool relative to the largest |cpu| (NaN
+ * mismatches: infinity). */
+static double pool_err(const kvpool *p) {
+    uint8_t *c = malloc(p->m.bytes), *g = malloc(p->m.bytes);
+    opr_download(cpu, c, p->m.c, p->m.bytes);
+    opr_download(gpu, g, p->m.g, p->m.bytes);
+    const int f16 = p->dt == SH_F16;
+    const size_t n = p->m.bytes / (f16 ? 2 : 4);
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a, b;
+        if (f16) {
+            uint16_t x, y;
+            memcpy(&x, c + 2 * i, 2);
+            memcpy(&y, g + 2 * i, 2);
+            a = sh_f16_to_f32(x);
+            b = sh_f16_to_f32(y);
+        } else {
+            memcpy(&a, c + 4 * i, 4);
+            memcpy(&b, g + 4 * i, 4);
+        }
+        if (isnan(a) != isnan(b)) md = INFINITY;
+        if (isnan(a)) continue;
+        if (fabs((double)a - b) > md) md = fabs((double)a - b);
+        if (fabs((double)a) > mr) mr = fabs((double)a);
+    }
+    free(c);
+    free(g);
+    return mr > 0 ? md / mr : md;
+}
+
+/* rope = 1: the fused RoPE rotates q and k first; the rotated values may
+ * differ from the CPU's by rounding (as SH_OP_ROPE's do), so the pools are
+ * compared within the f16 rounding step instead of bitwise. */
+static void test_kv_write_mixed(int rope) {
     opr_rng r = {2024};
     kvpool pools[2];
     pool_new(&pools[0], &r, SH_F32);
@@ -433,7 +501,7 @@ static void test_kv_write_mixed(void) {
         perm[i] = perm[j];
         perm[j] = t;
     }
-    fview k[NC], v[NC];
+    fview k[NC], v[NC], q[NC];
     mbuf tab[NC], pos[NC];
     sh_kv_write_group gc[NC], gg[NC];
     for (int i = 0; i < NC; i++) {
@@ -445,15 +513,40 @@ static void test_kv_write_mixed(void) {
         fv_new(&k[i], &r, cs[i].rows, cs[i].kvd, cs[i].kvd + 2, 1, -3, 3, 0);
         fv_new(&v[i], &r, cs[i].rows, cs[i].kvd, cs[i].kvd, 0, -3, 3, 0);
         const kvpool *pl = &pools[cs[i].f16];
-        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
-            (on_gpu ? gg : gc)[i] = (sh_kv_write_group){
+        /* rope: the fused RoPE on q (3 heads per KV head, or none) and k */
+        const int hd = cs[i].kvd % 64 == 0 ? 64 : cs[i].kvd / 2, nh = 3 * (cs[i].kvd / hd);
+        if (rope) fv_new(&q[i], &r, cs[i].rows, nh * hd, nh * hd + 4, 0, -3, 3, 0);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+            sh_kv_write_group *e = &(on_gpu ? gg : gc)[i];
+            *e = (sh_kv_write_group){
                 fv_view(&k[i], on_gpu), fv_view(&v[i], on_gpu), mb(&pos[i], on_gpu),
                 {mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, mb(&tab[i], on_gpu), cs[i].layer, cs[i].kvd}};
+            if (rope) {
+                e->rope = (sh_rope_params){hd, i == 2 ? hd / 2 : hd, i & 1 ? 10000.0f : 1e6f,
+                                           i & 1 ? SH_ROPE_NEOX : SH_ROPE_NORM};
+                if (i != 3) {
+                    e->q = fv_view(&q[i], on_gpu);
+                    e->n_head = nh;
+                }
+            }
+        }
     }
     OK(sh_be_kv_write(cpu, NC, gc));
     OK(sh_be_kv_write(gpu, NC, gg));
-    CHECK(pool_same(&pools[0]), "kv_write mixed: f32 pools differ");
-    CHECK(pool_same(&pools[1]), "kv_write mixed: f16 pools differ");
+    if (!rope) {
+        CHECK(pool_same(&pools[0]), "kv_write mixed: f32 pools differ");
+        CHECK(pool_same(&pools[1]), "kv_write mixed: f16 pools differ");
+    } else {
+        double e0 = pool_err(&pools[0]), e1 = pool_err(&pools[1]);
+        note(SH_OP_KV_WRITE, e0);
+        CHECK(e0 <= 1e-6, "kv_write mixed (rope): f32 pool err %.3g > 1e-6", e0);
+        CHECK(e1 <= 1e-3, "kv_write mixed (rope): f16 pool err %.3g > 1e-3", e1);
+    }
+    for (int i = 0; i < NC && rope; i++) {
+        expect_close("kv_write rope k", i, &k[i], 1e-6, SH_OP_ROPE);
+        if (i != 3) expect_close("kv_write rope q", i, &q[i], 1e-6, SH_OP_ROPE);
+        mb_free(&q[i].m);
+    }
     for (int i = 0; i < NC; i++) {
         mb_free(&k[i].m);
         mb_free(&v[i].m);
@@ -949,6 +1042,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), gp[i].p);
         if (!quick)
             test_gemm_mixed(gp[i].name, gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), gp[i].p);
+        test_gemm_mixed(gp[i].name, gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), gp[i].p);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
@@ -956,6 +1050,7 @@ int main(int argc, char **argv) {
         OK(sh_cuda_set_mma_tile(gpu, t));
         test_gemm_mixed(tiles[t], gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), SH_CUDA_GEMM_MMA);
+        test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
     test_get_rows_mixed();
@@ -963,7 +1058,8 @@ int main(int argc, char **argv) {
     test_act_mixed();
     test_rope_mixed();
     test_pool_mixed();
-    test_kv_write_mixed();
+    test_kv_write_mixed(0);
+    test_kv_write_mixed(1);
     test_attn_mixed(0);
     test_attn_mixed(1);
     test_argmax();

@@ -76,6 +76,8 @@ typedef struct sh_cpu_backend {
     sh_cpu_pool *pool;        /* NULL when n_threads == 1 */
     pthread_mutex_t lock;     /* one compute call at a time */
     sh_cpu_scratch *scratch;  /* (n_threads) */
+    float *xf_buf;            /* gemm x transforms: the transformed rows of a call */
+    size_t xf_cap;            /* floats */
 } sh_cpu_backend;
 
 /* Makes every thread's scratch hold at least n floats. */

@@ -143,7 +143,63 @@ shoal_status sh_cpu_scratch_reserve(sh_cpu_backend *cb, size_t n) {
         pthread_mutex_unlock(&cb->lock);                                         \
         return s;                                                                \
     }
-SH_LOCKED(sh_cpu_gemm, sh_gemm_group)
+/* gemm with x transforms: the transformed rows are built by the norm and act
+ * ops into xf_buf, then the plain GEMM reads them — bitwise the result of
+ * the separate ops. */
+static shoal_status sh_cpu_gemm_xf(sh_backend *be, int n, const sh_gemm_group *g) {
+    sh_cpu_backend *cb = (sh_cpu_backend *)be;
+    size_t need = 0;
+    int n_xf = 0;
+    for (int i = 0; i < n; i++)
+        if (g[i].xf != SH_XF_NONE) {
+            need += (size_t)g[i].x.rows * (size_t)g[i].x.cols;
+            n_xf++;
+        }
+    if (n_xf == 0) return sh_cpu_gemm(be, n, g);
+    if (need > cb->xf_cap) {
+        float *p = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
+        if (!p) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory for %zu transformed activations", need);
+        free(cb->xf_buf);
+        cb->xf_buf = p;
+        cb->xf_cap = need;
+    }
+    sh_gemm_group *gg = malloc((size_t)n * sizeof *gg);
+    sh_norm_group *ng = malloc((size_t)n_xf * sizeof *ng);
+    sh_act_group *ag = malloc((size_t)n_xf * sizeof *ag);
+    shoal_status s = SHOAL_OK;
+    if (!gg || !ng || !ag) {
+        s = sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+        goto done;
+    }
+    int nn = 0, na = 0;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        gg[i] = g[i];
+        if (g[i].xf == SH_XF_NONE) continue;
+        const sh_view x = g[i].x;
+        const sh_view t = {cb->xf_buf + off, x.rows, x.cols, x.cols};
+        off += (size_t)x.rows * (size_t)x.cols;
+        if (g[i].xf == SH_XF_RMS)
+            ng[nn++] = (sh_norm_group){x, {NULL, 0, 0, 0}, g[i].xf_gamma, NULL, g[i].xf_eps, SH_NORM_RMS, t};
+        else
+            ag[na++] = (sh_act_group){x, g[i].xf == SH_XF_SILU_MUL ? g[i].x2 : (sh_view){NULL, 0, 0, 0}, t,
+                                      g[i].xf == SH_XF_SILU_MUL    ? SH_ACT_SILU_MUL
+                                      : g[i].xf == SH_XF_GELU_TANH ? SH_ACT_GELU_TANH
+                                                                   : SH_ACT_GELU_ERF};
+        gg[i].x = t;
+        gg[i].xf = SH_XF_NONE;
+    }
+    if (nn && (s = sh_cpu_norm(be, nn, ng)) != SHOAL_OK) goto done;
+    if (na && (s = sh_cpu_act(be, na, ag)) != SHOAL_OK) goto done;
+    s = sh_cpu_gemm(be, n, gg);
+done:
+    free(gg);
+    free(ng);
+    free(ag);
+    return s;
+}
+
+SH_LOCKED(sh_cpu_gemm_xf, sh_gemm_group)
 SH_LOCKED(sh_cpu_get_rows, sh_get_rows_group)
 SH_LOCKED(sh_cpu_norm, sh_norm_group)
 SH_LOCKED(sh_cpu_rope, sh_rope_group)
@@ -161,6 +217,7 @@ static void sh_cpu_destroy(sh_backend *be) {
     if (cb->scratch)
         for (int t = 0; t < cb->n_threads; t++) free(cb->scratch[t].buf);
     free(cb->scratch);
+    free(cb->xf_buf);
     pthread_mutex_destroy(&cb->lock);
     free(cb);
 }
@@ -175,7 +232,7 @@ static const sh_backend_ops sh_cpu_ops = {
     .download = sh_cpu_copy,
     .map_host = sh_cpu_map_host,
     .supports = sh_cpu_supports,
-    .gemm = sh_cpu_gemm_locked,
+    .gemm = sh_cpu_gemm_xf_locked,
     .get_rows = sh_cpu_get_rows_locked,
     .norm = sh_cpu_norm_locked,
     .rope = sh_cpu_rope_locked,

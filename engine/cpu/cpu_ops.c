@@ -242,6 +242,26 @@ shoal_status sh_cpu_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) 
                 return sh_fail(SHOAL_ERR_INVALID_ARG, "kv_write: group %d: block_table[%d] is negative", i,
                                p / SH_KV_BLOCK);
         }
+    /* fused RoPE: q and k rotated in place first, as SH_OP_ROPE does */
+    int n_rope = 0;
+    for (int i = 0; i < n; i++)
+        if (g[i].rope.n_rot > 0) n_rope += g[i].q.data ? 2 : 1;
+    if (n_rope > 0) {
+        sh_rope_group *rg = malloc((size_t)n_rope * sizeof *rg);
+        if (!rg) return sh_fail(SHOAL_ERR_NOMEM, "kv_write: out of memory");
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            const sh_rope_params *rp = &g[i].rope;
+            if (rp->n_rot <= 0) continue;
+            if (g[i].q.data)
+                rg[m++] = (sh_rope_group){g[i].q, g[i].n_head, rp->head_dim, rp->n_rot, g[i].pos, rp->theta, rp->mode};
+            rg[m++] = (sh_rope_group){g[i].k, g[i].kv.kv_dim / rp->head_dim, rp->head_dim, rp->n_rot, g[i].pos,
+                                      rp->theta, rp->mode};
+        }
+        shoal_status st = sh_cpu_rope(be, m, rg);
+        free(rg);
+        SH_TRY(st);
+    }
     sh_starts s;
     SH_TRY(sh_starts_init(&s, n, "kv_write"));
     SH_FILL_START(s.p, n, g, g[i_].k.rows);

@@ -580,6 +580,11 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
     return 2;
 }
 
+/* SILU_MUL's second operand allows the 16-byte loads x does */
+static int cu_x2_aligned(const sh_gemm_group *e) {
+    return e->xf != SH_XF_SILU_MUL || (cu_aligned(e->x2.data, 16) && e->x2.stride % 4 == 0);
+}
+
 static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
@@ -600,7 +605,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         const int vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
         const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
-                           e->x.stride % 4 == 0 && (!float_dt || vec);
+                           e->x.stride % 4 == 0 && (!float_dt || vec) && cu_x2_aligned(e);
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
@@ -626,7 +631,14 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         };
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
-        d[i].xdirect = cu_aligned(e->x.data, 16);
+        d[i].xdirect = cu_aligned(e->x.data, 16) && cu_x2_aligned(e);
+        d[i].xf = (int32_t)e->xf;
+        d[i].eps = e->xf_eps;
+        d[i].gamma = e->xf == SH_XF_RMS ? e->xf_gamma : NULL;
+        if (e->xf == SH_XF_SILU_MUL) {
+            d[i].x2 = e->x2.data;
+            d[i].x2_stride = e->x2.stride;
+        }
         int64_t blocks;
         if (mma[i]) {
             d[i].path = SH_CU_PATH_MMA;
@@ -734,6 +746,15 @@ static shoal_status cu_kv_write(sh_backend *be, int n, const sh_kv_write_group *
             .k = e->k.data, .v = e->v.data, .pos = e->pos, .kv = cu_kv(&e->kv), .k_stride = e->k.stride,
             .v_stride = e->v.stride,
         };
+        if (e->rope.n_rot > 0) {
+            d[i].q = e->q.data;
+            d[i].q_stride = e->q.data ? e->q.stride : 0;
+            d[i].n_head = e->q.data ? e->n_head : 0;
+            d[i].head_dim = e->rope.head_dim;
+            d[i].n_rot = e->rope.n_rot;
+            d[i].rope_mode = (int32_t)e->rope.mode;
+            d[i].theta = e->rope.theta;
+        }
         CU_START(pk, i, total, e->k.rows);
     }
     pk.starts[n] = (int32_t)total;

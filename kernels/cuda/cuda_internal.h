@@ -38,6 +38,12 @@ typedef struct sh_cu_gemm_desc {
     int32_t xdirect;     /* SIMT, M = 1: x is 16-byte aligned, read straight from global */
     int32_t path;        /* SH_CU_PATH_* */
     int32_t tiles_n;     /* MMA: column tiles; block b -> (b % tiles_n, b / tiles_n) */
+    /* activation transform (sh_gemm_xf) applied as x is read */
+    int32_t xf;
+    float eps;           /* RMS */
+    const float *gamma;  /* RMS: (k) or NULL; 16-byte aligned on the MMA path */
+    const float *x2;     /* SILU_MUL: (m, k), x2_stride floats between rows */
+    int32_t x2_stride, pad_;
 } sh_cu_gemm_desc;
 
 /* out[r] (+)= dequant(W[ids[r]]); one block per row. */
@@ -83,6 +89,10 @@ typedef struct sh_cu_kv_write_desc {
     const int32_t *pos;   /* (rows) */
     sh_cu_kv kv;
     int32_t k_stride, v_stride;
+    /* RoPE first (n_rot > 0): q (if set) and k rotated in place */
+    float *q;             /* (rows, n_head * head_dim) or NULL */
+    int32_t q_stride, n_head, head_dim, n_rot, rope_mode;
+    float theta;
 } sh_cu_kv_write_desc;
 
 /* softmax(q K^T scale) V; one block per (row, head), block b -> row b / n_head. */

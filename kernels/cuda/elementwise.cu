@@ -153,23 +153,21 @@ constexpr int kRopeHalfMax = 512; /* n_rot / 2 held in shared memory */
  * and rounded once to f32. The n_rot / 2 frequencies go to shared memory
  * (one exp per thread) before the wait for the previous kernel; each pass
  * loads kNB pairs per thread before storing any. */
-__global__ void __launch_bounds__(kRowThreads)
-    rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
-    __shared__ double freq[kRopeHalfMax];
-    const int g = sh_find_group(starts, n_groups, blockIdx.x);
-    const sh_cu_rope_desc d = descs[g];
-    pdl_trigger();
-    const int r = blockIdx.x - __ldg(starts + g);
-    const int half = d.n_rot / 2;
-    const int total = d.n_head * half;
-    const double lt = log((double)d.theta);
+/* Frequencies theta^(-2j / n_rot), j < n_rot / 2, into freq (when they fit). */
+__device__ __forceinline__ void rope_freqs(double *freq, int n_rot, float theta) {
+    const int half = n_rot / 2;
+    const double lt = log((double)theta);
+    if (half <= kRopeHalfMax)
+        for (int j = threadIdx.x; j < half; j += kRowThreads) freq[j] = exp(-(2.0 * j / n_rot) * lt);
+}
+
+/* Rotates the n_head heads of one row x in place at position p (whole block). */
+__device__ __forceinline__ void rope_row(float *x, int n_head, int head_dim, int n_rot, int mode, float theta,
+                                         double p, const double *freq) {
+    const int half = n_rot / 2;
+    const int total = n_head * half;
+    const double lt = log((double)theta);
     const bool tab = half <= kRopeHalfMax;
-    if (tab)
-        for (int j = threadIdx.x; j < half; j += kRowThreads) freq[j] = exp(-(2.0 * j / d.n_rot) * lt);
-    __syncthreads();
-    pdl_wait(); /* x and pos below */
-    float *x = d.x + (int64_t)r * d.stride;
-    const double p = (double)__ldg(d.pos + r);
     for (int i0 = threadIdx.x; i0 < total; i0 += kNB * kRowThreads) {
         float av[kNB], bv[kNB];
         int o0[kNB], o1[kNB], jj[kNB];
@@ -178,8 +176,8 @@ __global__ void __launch_bounds__(kRowThreads)
             const int i = i0 + u * kRowThreads;
             const int h = i / half, j = i % half;
             jj[u] = j;
-            o0[u] = h * d.head_dim + (d.mode == 0 ? 2 * j : j);
-            o1[u] = h * d.head_dim + (d.mode == 0 ? 2 * j + 1 : j + half);
+            o0[u] = h * head_dim + (mode == 0 ? 2 * j : j);
+            o1[u] = h * head_dim + (mode == 0 ? 2 * j + 1 : j + half);
             av[u] = i < total ? x[o0[u]] : 0.0f;
             bv[u] = i < total ? x[o1[u]] : 0.0f;
         }
@@ -187,13 +185,27 @@ __global__ void __launch_bounds__(kRowThreads)
         for (int u = 0; u < kNB; u++) {
             const int i = i0 + u * kRowThreads;
             if (i >= total) break;
-            const double f = tab ? freq[jj[u]] : exp(-(2.0 * jj[u] / d.n_rot) * lt);
+            const double f = tab ? freq[jj[u]] : exp(-(2.0 * jj[u] / n_rot) * lt);
             const double ang = p * f;
             const float cs = (float)cos(ang), sn = (float)sin(ang);
             x[o0[u]] = av[u] * cs - bv[u] * sn;
             x[o1[u]] = av[u] * sn + bv[u] * cs;
         }
     }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    __shared__ double freq[kRopeHalfMax];
+    const int g = sh_find_group(starts, n_groups, blockIdx.x);
+    const sh_cu_rope_desc d = descs[g];
+    pdl_trigger();
+    const int r = blockIdx.x - __ldg(starts + g);
+    rope_freqs(freq, d.n_rot, d.theta);
+    __syncthreads();
+    pdl_wait(); /* x and pos below */
+    rope_row(d.x + (int64_t)r * d.stride, d.n_head, d.head_dim, d.n_rot, d.mode, d.theta, (double)__ldg(d.pos + r),
+             freq);
 }
 
 /* ---- kv_write ----------------------------------------------------------- */
@@ -204,17 +216,32 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
            ((uint64_t)((kv.layer * 2 + which) * SH_KV_TOKENS + tok) * (uint64_t)kv.kv_dim) * (uint64_t)es;
 }
 
-/* pool[block_table[p / 16]] layer slot (K, t = p % 16) = k row, same for V;
+/* With RoPE (n_rot > 0): q and k rotated in place first (rope_kernel's maths).
+ * pool[block_table[p / 16]] layer slot (K, t = p % 16) = k row, same for V;
  * f16 pools round to nearest even. The k and v rows are loaded (kNB
  * elements per thread per pass) alongside the position and block id. */
 __global__ void __launch_bounds__(kRowThreads)
     kv_write_kernel(const sh_cu_kv_write_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                     int *err) {
+    __shared__ double freq[kRopeHalfMax];
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_kv_write_desc d = descs[g];
     pdl_trigger();
+    if (d.n_rot > 0) { /* uniform per block */
+        rope_freqs(freq, d.n_rot, d.theta);
+        __syncthreads();
+    }
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
+    if (d.n_rot > 0) {
+        /* the fused RoPE: q and k rows rotated in place, as rope_kernel does */
+        const double p = (double)__ldg(d.pos + r);
+        if (d.q)
+            rope_row(d.q + (int64_t)r * d.q_stride, d.n_head, d.head_dim, d.n_rot, d.rope_mode, d.theta, p, freq);
+        rope_row(const_cast<float *>(d.k) + (int64_t)r * d.k_stride, d.kv.kv_dim / d.head_dim, d.head_dim, d.n_rot,
+                 d.rope_mode, d.theta, p, freq);
+        __syncthreads(); /* the rotated k is read below by other threads */
+    }
     const float *k = d.k + (int64_t)r * d.k_stride;
     const float *v = d.v + (int64_t)r * d.v_stride;
     const int n = d.kv.kv_dim;

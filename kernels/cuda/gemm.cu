@@ -20,6 +20,12 @@
  *    the products are those of the f32 computation and only the summation
  *    order differs from the CPU reference.
  *
+ *  Activation transforms (desc.xf): the fused form of a norm or activation
+ *  whose only reader is this GEMM. SILU_MUL / GELU are applied to each x
+ *  element as it is read (act_kernel's formulas); RMS multiplies x by gamma
+ *  as it is read, sums the squares of the raw row alongside, and scales the
+ *  row's dot products by 1 / sqrt(mean + eps) before the bias.
+ *
  *  Within a 32-element chunk the k order fed to the mma is permuted so that
  *  each lane's operands come from contiguous memory: lane (g, t) holds
  *  elements [8t, 8t + 8) of weight rows g and g + 8 and of activation row g
@@ -31,6 +37,7 @@
 namespace {
 
 constexpr int kThreads = SH_CU_WARPS * 32;
+constexpr int kSsFloats = 256; /* shared tail for RMS row sums: 4 warps x up to 64 rows */
 /* Shared floats a launch of shape class S uses (small M: more blocks fit). */
 __host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s < 8 ? 4096 : 8192; }
 
@@ -68,6 +75,57 @@ __device__ __forceinline__ void unpack16(const uint4 u, float *w) {
     }
 }
 
+/* ---- activation transforms ---------------------------------------------- */
+
+enum { XF_NONE = 0, XF_RMS = 1, XF_SILU_MUL = 2, XF_GELU_TANH = 3, XF_GELU_ERF = 4 };
+
+/* silu(a) * b, gelu_tanh(a), gelu_erf(a): act_kernel's expressions */
+__device__ __forceinline__ float xf_act(int xf, float a, float b) {
+    if (xf == XF_SILU_MUL) return a / (1.0f + expf(-a)) * b;
+    if (xf == XF_GELU_TANH) return 0.5f * a * (1.0f + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)));
+    return 0.5f * a * (1.0f + erff(a * 0.7071067811865476f));
+}
+
+/* Element k of activation row m as the GEMM uses it (see the header). RMS
+ * adds the raw square to ss. */
+__device__ __forceinline__ float xf1(const sh_cu_gemm_desc &d, float v, int m, int k, float &ss) {
+    if (d.xf == XF_RMS) {
+        ss = fmaf(v, v, ss);
+        return d.gamma ? v * __ldg(d.gamma + k) : v;
+    }
+    if (d.xf == XF_SILU_MUL) return xf_act(XF_SILU_MUL, v, __ldg(d.x2 + (int64_t)m * d.x2_stride + k));
+    if (d.xf != XF_NONE) return xf_act(d.xf, v, 0.0f);
+    return v;
+}
+
+/* Four consecutive elements k .. k + 3 (x2 16-byte aligned there). b: the
+ * SILU_MUL partners when already loaded. */
+__device__ __forceinline__ float4 xf4(const sh_cu_gemm_desc &d, float4 v, int m, int k, float &ss,
+                                      const float4 *b = nullptr) {
+    if (d.xf == XF_NONE) return v;
+    if (d.xf == XF_RMS) {
+        ss = fmaf(v.x, v.x, ss);
+        ss = fmaf(v.y, v.y, ss);
+        ss = fmaf(v.z, v.z, ss);
+        ss = fmaf(v.w, v.w, ss);
+        if (d.gamma) {
+            v.x *= __ldg(d.gamma + k);
+            v.y *= __ldg(d.gamma + k + 1);
+            v.z *= __ldg(d.gamma + k + 2);
+            v.w *= __ldg(d.gamma + k + 3);
+        }
+        return v;
+    }
+    float4 u = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (d.xf == XF_SILU_MUL) u = b ? *b : __ldg(reinterpret_cast<const float4 *>(d.x2 + (int64_t)m * d.x2_stride + k));
+    return make_float4(xf_act(d.xf, v.x, u.x), xf_act(d.xf, v.y, u.y), xf_act(d.xf, v.z, u.z), xf_act(d.xf, v.w, u.w));
+}
+
+/* The RMS row scale from the sum of squares over k elements. */
+__device__ __forceinline__ float xf_rstd(const sh_cu_gemm_desc &d, float ss) {
+    return 1.0f / sqrtf(ss / (float)d.k + d.eps);
+}
+
 /* ---- SIMT body ---------------------------------------------------------- */
 
 /* Warp-steps whose weight loads a lane issues together: M = 1 covers 768
@@ -87,8 +145,8 @@ __device__ __forceinline__ float4 ldx4(const float *p) {
  * any of them (addresses past the chunk are clamped to its last vector and
  * their products skipped), so U * R loads are in flight per lane. */
 template <int MT, int R, int DT, bool XG>
-__device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], int k0, int kc, const float *xs,
-                                         int kcap, float (&acc)[R][MT], int lane) {
+__device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
+                                         int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss, int lane) {
     constexpr int ES = DT == DT_F32 ? 4 : 2;
     constexpr int V = 16 / ES;
     constexpr int U = simt_batch(MT, R);
@@ -113,7 +171,8 @@ __device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], 
                 float xv[V];
 #pragma unroll
                 for (int j = 0; j < V / 4; j++) {
-                    const float4 t = ldx4<XG>(xs + m * kcap + kk + 4 * j);
+                    float4 t = ldx4<XG>(xs + m * kcap + kk + 4 * j);
+                    if (XG) t = xf4(d, t, m, k0 + kk + 4 * j, ss);
                     xv[4 * j] = t.x;
                     xv[4 * j + 1] = t.y;
                     xv[4 * j + 2] = t.z;
@@ -130,8 +189,9 @@ __device__ __forceinline__ void simt_vec(const unsigned char *const (&wrow)[R], 
 
 /* Same, one element per lane per step (unaligned rows or odd K). */
 template <int MT, int R, bool XG>
-__device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R], int dtype, int k0, int kc,
-                                            const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+__device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int dtype,
+                                            int k0, int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
+                                            int lane) {
     if (XG) pdl_wait();
 #pragma unroll 4
     for (int kk = lane; kk < kc; kk += 32) {
@@ -140,7 +200,7 @@ __device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R
         for (int r = 0; r < R; r++) w[r] = load_weight_elem(wrow[r], dtype, k0 + kk);
 #pragma unroll
         for (int m = 0; m < MT; m++) {
-            const float xv = XG ? __ldg(xs + m * kcap + kk) : xs[m * kcap + kk];
+            const float xv = XG ? xf1(d, __ldg(xs + m * kcap + kk), m, k0 + kk, ss) : xs[m * kcap + kk];
 #pragma unroll
             for (int r = 0; r < R; r++) acc[r][m] = fmaf(w[r], xv, acc[r][m]);
         }
@@ -151,8 +211,9 @@ __device__ __forceinline__ void simt_scalar(const unsigned char *const (&wrow)[R
  * per step (8 lanes per block), so the activation reads stay contiguous;
  * loads batched as in simt_vec. Blocks are only 2-byte aligned: 16-bit loads. */
 template <int MT, int R, int DT, bool XG>
-__device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R], int k0, int kc, const float *xs,
-                                           int kcap, float (&acc)[R][MT], int lane) {
+__device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
+                                           int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
+                                           int lane) {
     constexpr int BB = DT == DT_Q8_0 ? 34 : 18;
     constexpr int U = simt_batch(MT, R);
     for (int kb = lane * 4; kb < kc; kb += U * 128) {
@@ -189,7 +250,8 @@ __device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R]
             }
 #pragma unroll
             for (int m = 0; m < MT; m++) {
-                const float4 t = ldx4<XG>(xs + m * kcap + kk);
+                float4 t = ldx4<XG>(xs + m * kcap + kk);
+                if (XG) t = xf4(d, t, m, k0 + kk, ss);
 #pragma unroll
                 for (int r = 0; r < R; r++) {
                     float a = acc[r][m];
@@ -207,22 +269,23 @@ __device__ __forceinline__ void simt_quant(const unsigned char *const (&wrow)[R]
 /* One K chunk of every row of this warp, by dtype. */
 template <int MT, int R, bool XG>
 __device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
-                                           int kc, const float *xs, int kcap, float (&acc)[R][MT], int lane) {
+                                           int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
+                                           int lane) {
     switch (d.dtype) {
     case DT_F32:
-        if (d.vec) simt_vec<MT, R, DT_F32, XG>(wrow, k0, kc, xs, kcap, acc, lane);
-        else simt_scalar<MT, R, XG>(wrow, d.dtype, k0, kc, xs, kcap, acc, lane);
+        if (d.vec) simt_vec<MT, R, DT_F32, XG>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
+        else simt_scalar<MT, R, XG>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
         break;
     case DT_F16:
-        if (d.vec) simt_vec<MT, R, DT_F16, XG>(wrow, k0, kc, xs, kcap, acc, lane);
-        else simt_scalar<MT, R, XG>(wrow, d.dtype, k0, kc, xs, kcap, acc, lane);
+        if (d.vec) simt_vec<MT, R, DT_F16, XG>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
+        else simt_scalar<MT, R, XG>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
         break;
     case DT_BF16:
-        if (d.vec) simt_vec<MT, R, DT_BF16, XG>(wrow, k0, kc, xs, kcap, acc, lane);
-        else simt_scalar<MT, R, XG>(wrow, d.dtype, k0, kc, xs, kcap, acc, lane);
+        if (d.vec) simt_vec<MT, R, DT_BF16, XG>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
+        else simt_scalar<MT, R, XG>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
         break;
-    case DT_Q8_0: simt_quant<MT, R, DT_Q8_0, XG>(wrow, k0, kc, xs, kcap, acc, lane); break;
-    case DT_Q4_0: simt_quant<MT, R, DT_Q4_0, XG>(wrow, k0, kc, xs, kcap, acc, lane); break;
+    case DT_Q8_0: simt_quant<MT, R, DT_Q8_0, XG>(d, wrow, k0, kc, xs, kcap, acc, ss, lane); break;
+    case DT_Q4_0: simt_quant<MT, R, DT_Q4_0, XG>(d, wrow, k0, kc, xs, kcap, acc, ss, lane); break;
     default: break;
     }
 }
@@ -238,14 +301,14 @@ __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row
 /* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores. */
 template <int MT, int R>
 __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
-                                           int lane) {
+                                           const float (&scale)[MT], int lane) {
     pdl_wait(); /* lanes that loaded nothing have not waited yet */
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int m = 0; m < MT; m++) {
             const float v = warp_sum(acc[r][m]);
-            if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v);
+            if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v * scale[m]);
         }
 }
 
@@ -264,16 +327,21 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
         wrow[r] = static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
 
     if (MT == 1 && d.xdirect) {
-        float acc[R][MT];
+        float acc[R][MT], ss = 0.0f, scale[MT] = {1.0f};
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
-        if (row0 < d.n) simt_chunk<MT, R, true>(d, wrow, 0, d.k, d.x, 0, acc, lane);
-        simt_store<MT, R>(d, 0, row0, acc, lane);
+        /* every warp reads the whole row: its own RMS sum is the row's */
+        if (row0 < d.n) simt_chunk<MT, R, true>(d, wrow, 0, d.k, d.x, 0, acc, ss, lane);
+        if (d.xf == XF_RMS) scale[0] = xf_rstd(d, warp_sum(ss));
+        simt_store<MT, R>(d, 0, row0, acc, scale, lane);
         return;
     }
     pdl_wait();
+    float *ssh = xs + SMEM; /* RMS: [warp][m] partial sums */
     for (int m0 = 0; m0 < d.m; m0 += MT) {
-        float acc[R][MT];
+        float acc[R][MT], ss[MT], scale[MT], unused = 0.0f;
+#pragma unroll
+        for (int m = 0; m < MT; m++) ss[m] = 0.0f, scale[m] = 1.0f;
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -287,15 +355,32 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
                 float *dst = xs + m * KC;
                 if (m0 + m < d.m) {
                     const float *src = d.x + (int64_t)(m0 + m) * d.x_stride + k0;
-                    for (int kk = threadIdx.x; kk < kc; kk += kThreads) dst[kk] = src[kk];
+                    if (d.xf == XF_NONE)
+                        for (int kk = threadIdx.x; kk < kc; kk += kThreads) dst[kk] = src[kk];
+                    else
+                        for (int kk = threadIdx.x; kk < kc; kk += kThreads)
+                            dst[kk] = xf1(d, src[kk], m0 + m, k0 + kk, ss[m]);
                 } else {
                     for (int kk = threadIdx.x; kk < kc; kk += kThreads) dst[kk] = 0.0f;
                 }
             }
             __syncthreads();
-            if (row0 < d.n) simt_chunk<MT, R, false>(d, wrow, k0, kc, xs, KC, acc, lane);
+            if (row0 < d.n) simt_chunk<MT, R, false>(d, wrow, k0, kc, xs, KC, acc, unused, lane);
         }
-        simt_store<MT, R>(d, m0, row0, acc, lane);
+        if (d.xf == XF_RMS) { /* uniform per block */
+            const int warp = threadIdx.x >> 5;
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                const float v = warp_sum(ss[m]);
+                if (lane == 0) ssh[warp * MT + m] = v;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int m = 0; m < MT; m++)
+                scale[m] = xf_rstd(d, ssh[m] + ssh[MT + m] + ssh[2 * MT + m] + ssh[3 * MT + m]);
+            __syncthreads(); /* ssh is rewritten by the next pass */
+        }
+        simt_store<MT, R>(d, m0, row0, acc, scale, lane);
     }
 }
 
@@ -387,10 +472,13 @@ __device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[
 }
 
 /* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
- * loads of a batch are all issued before any is used. */
-template <int NT, int WM, int U, int DT>
+ * loads of a batch are all issued before any is used. XK: 0 plain or an
+ * activation computed from x alone, 1 RMS (ss: this lane's sum of squares of
+ * row g of each n tile), 2 SILU_MUL (the x2 rows x2r loaded with x). */
+template <int NT, int WM, int U, int DT, int XK>
 __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
-                                         const float *const (&xr)[NT], float (&acc)[WM][NT][4]) {
+                                         const float *const (&xr)[NT], const float *const (&x2r)[NT],
+                                         float (&acc)[WM][NT][4], float (&ss)[NT]) {
     constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = lane & 3;
@@ -399,7 +487,7 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
     const int n_chunks = d.k >> 5;
     for (int c0 = warp; c0 < n_chunks; c0 += SH_CU_WARPS * U) {
         unsigned ra[U][WM][2][5];
-        float4 xv[U][NT][2];
+        float4 xv[U][NT][2], x2v[XK == 2 ? U : 1][NT][2];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int c = min(c0 + SH_CU_WARPS * u, n_chunks - 1);
@@ -417,6 +505,10 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
             for (int nt = 0; nt < NT; nt++) {
                 xv[u][nt][0] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o0));
                 xv[u][nt][1] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o1));
+                if (XK == 2) {
+                    x2v[XK == 2 ? u : 0][nt][0] = __ldg(reinterpret_cast<const float4 *>(x2r[nt] + c * 32 + o0));
+                    x2v[XK == 2 ? u : 0][nt][1] = __ldg(reinterpret_cast<const float4 *>(x2r[nt] + c * 32 + o1));
+                }
             }
         }
 #pragma unroll
@@ -434,7 +526,18 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
             for (int nt = 0; nt < NT; nt++) {
                 /* B: activation row g of this n tile, split into three bf16 terms */
                 unsigned bh[4], bm[4], bl[4];
-                const float4 v0 = xv[u][nt][0], v1 = xv[u][nt][1];
+                float4 v0 = xv[u][nt][0], v1 = xv[u][nt][1];
+                if (XK == 1) {
+                    const int c = c0 + SH_CU_WARPS * u;
+                    v0 = xf4(d, v0, 0, c * 32 + o0, ss[nt]);
+                    v1 = xf4(d, v1, 0, c * 32 + o1, ss[nt]);
+                } else if (XK == 2) {
+                    v0 = xf4(d, v0, 0, 0, ss[nt], &x2v[XK == 2 ? u : 0][nt][0]);
+                    v1 = xf4(d, v1, 0, 0, ss[nt], &x2v[XK == 2 ? u : 0][nt][1]);
+                } else if (d.xf != XF_NONE) {
+                    v0 = xf4(d, v0, 0, 0, ss[nt]);
+                    v1 = xf4(d, v1, 0, 0, ss[nt]);
+                }
                 split3(v0.x, v0.y, bh[0], bm[0], bl[0]);
                 split3(v0.z, v0.w, bh[1], bm[1], bl[1]);
                 split3(v1.x, v1.y, bh[2], bm[2], bl[2]);
@@ -470,6 +573,19 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
     }
 }
 
+template <int NT, int WM, int U, int XK>
+__device__ __forceinline__ void mma_dtype(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
+                                          const float *const (&xr)[NT], const float *const (&x2r)[NT],
+                                          float (&acc)[WM][NT][4], float (&ss)[NT]) {
+    switch (d.dtype) {
+    case DT_BF16: mma_loop<NT, WM, U, DT_BF16, XK>(d, wa, xr, x2r, acc, ss); break;
+    case DT_F16: mma_loop<NT, WM, U, DT_F16, XK>(d, wa, xr, x2r, acc, ss); break;
+    case DT_Q8_0: mma_loop<NT, WM, U, DT_Q8_0, XK>(d, wa, xr, x2r, acc, ss); break;
+    case DT_Q4_0: mma_loop<NT, WM, U, DT_Q4_0, XK>(d, wa, xr, x2r, acc, ss); break;
+    default: break;
+    }
+}
+
 /* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
 template <int NT, int WM, int U, int SMEM>
 __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
@@ -485,9 +601,15 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
         for (int h = 0; h < 2; h++)
             wa[wm][h] = static_cast<const unsigned char *>(d.w) +
                         (int64_t)min(n0 + wm * 16 + g + 8 * h, d.n - 1) * d.row_bytes;
-    const float *xr[NT];
+    const float *xr[NT], *x2r[NT];
+    float ss[NT];
 #pragma unroll
-    for (int nt = 0; nt < NT; nt++) xr[nt] = d.x + (int64_t)min(m0 + nt * 8 + g, d.m - 1) * d.x_stride;
+    for (int nt = 0; nt < NT; nt++) {
+        const int m = min(m0 + nt * 8 + g, d.m - 1);
+        xr[nt] = d.x + (int64_t)m * d.x_stride;
+        x2r[nt] = d.x2 ? d.x2 + (int64_t)m * d.x2_stride : xr[nt];
+        ss[nt] = 0.0f;
+    }
 
     float acc[WM][NT][4];
 #pragma unroll
@@ -497,13 +619,9 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
 
-    switch (d.dtype) {
-    case DT_BF16: mma_loop<NT, WM, U, DT_BF16>(d, wa, xr, acc); break;
-    case DT_F16: mma_loop<NT, WM, U, DT_F16>(d, wa, xr, acc); break;
-    case DT_Q8_0: mma_loop<NT, WM, U, DT_Q8_0>(d, wa, xr, acc); break;
-    case DT_Q4_0: mma_loop<NT, WM, U, DT_Q4_0>(d, wa, xr, acc); break;
-    default: break;
-    }
+    if (d.xf == XF_RMS) mma_dtype<NT, WM, U, 1>(d, wa, xr, x2r, acc, ss);
+    else if (d.xf == XF_SILU_MUL) mma_dtype<NT, WM, U, 2>(d, wa, xr, x2r, acc, ss);
+    else mma_dtype<NT, WM, U, 0>(d, wa, xr, x2r, acc, ss);
 
     pdl_wait(); /* warps without chunks have not waited yet */
     /* partials of the 4 warps: red[warp][slot][lane], slot = (wm NT + nt) 4 + j */
@@ -515,14 +633,29 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
         for (int nt = 0; nt < NT; nt++)
 #pragma unroll
             for (int j = 0; j < 4; j++) red[warp * kPer + ((wm * NT + nt) * 4 + j) * 32 + lane] = acc[wm][nt][j];
+    /* RMS: row sums of the 4 lanes of a row, then of the 4 warps (below) */
+    float *ssh = red + SMEM; /* [warp][8 NT] */
+    static_assert(SH_CU_WARPS * 8 * NT <= kSsFloats, "RMS sums exceed their shared tail");
+    if (d.xf == XF_RMS) {
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            float v = ss[nt];
+            v += __shfl_xor_sync(0xffffffffu, v, 1);
+            v += __shfl_xor_sync(0xffffffffu, v, 2);
+            if ((lane & 3) == 0) ssh[warp * 8 * NT + nt * 8 + g] = v;
+        }
+    }
     __syncthreads();
     for (int i = threadIdx.x; i < kPer; i += kThreads) {
         const float v = red[i] + red[kPer + i] + red[2 * kPer + i] + red[3 * kPer + i];
         const int ln = i & 31, slot = i >> 5;
         const int j = slot & 3, nt = (slot >> 2) % NT, wm = (slot >> 2) / NT;
         const int row = n0 + wm * 16 + (ln >> 2) + ((j & 2) ? 8 : 0);
-        const int m = m0 + nt * 8 + (ln & 3) * 2 + (j & 1);
-        store_y(d, m, row, v);
+        const int lm = nt * 8 + (ln & 3) * 2 + (j & 1);
+        float sc = 1.0f;
+        if (d.xf == XF_RMS)
+            sc = xf_rstd(d, ssh[lm] + ssh[8 * NT + lm] + ssh[16 * NT + lm] + ssh[24 * NT + lm]);
+        store_y(d, m0 + lm, row, v * sc);
     }
 }
 
@@ -548,7 +681,7 @@ template <int S, int C>
 __global__ void __launch_bounds__(kThreads, min_blocks(S, C))
     gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     constexpr int SMEM = smem_floats(S);
-    __shared__ __align__(16) float smem[SMEM];
+    __shared__ __align__(16) float smem[SMEM + kSsFloats];
     pdl_trigger();
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const int local = blockIdx.x - __ldg(starts + g);
