@@ -28,6 +28,7 @@ const char *sh_op_name(sh_op op) {
     case SH_OP_ACT: return "act";
     case SH_OP_POOL: return "pool";
     case SH_OP_ARGMAX: return "argmax";
+    case SH_OP_SAMPLE: return "sample";
     case SH_OP_COUNT: break;
     }
     return "?";
@@ -404,4 +405,19 @@ shoal_status sh_be_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
         if (!e->out) return BAD("argmax: group %d: out is NULL", i);
     }
     DISPATCH(argmax);
+}
+
+shoal_status sh_be_sample(sh_backend *be, int n, const sh_sample_group *g) {
+    SH_TRY(check_call(be, SH_OP_SAMPLE, n, g));
+    if (!be->ops->sample) return sh_fail(SHOAL_ERR_UNSUPPORTED, "sample: backend %s has no sample", be->ops->name);
+    for (int i = 0; i < n; i++) {
+        const sh_sample_group *e = &g[i];
+        SH_TRY(check_view("sample", i, "x", &e->x, -1, -1));
+        if (!e->out) return BAD("sample: group %d: out is NULL", i);
+        if (!e->p) return BAD("sample: group %d: p is NULL", i);
+        for (int r = 0; r < e->x.rows; r++)
+            if (e->p[r].temperature > 0 && !(e->p[r].u >= 0.0 && e->p[r].u < 1.0))
+                return BAD("sample: group %d row %d: u %g is outside [0, 1)", i, r, e->p[r].u);
+    }
+    DISPATCH(sample);
 }

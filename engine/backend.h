@@ -37,6 +37,7 @@ typedef enum sh_op {
     SH_OP_ACT = 6,      /* silu(a) * b, gelu(a) */
     SH_OP_POOL = 7,     /* mean over rows, optional L2 normalisation */
     SH_OP_ARGMAX = 8,   /* index of each row's maximum (greedy sampling on device) */
+    SH_OP_SAMPLE = 9,   /* a token per row: greedy, or temperature/top-k/top-p/min-p and a draw */
     SH_OP_COUNT
 } sh_op;
 
@@ -196,6 +197,30 @@ typedef struct sh_argmax_group {
     int32_t *out;         /* (rows) backend address: index of the first maximum of each row */
 } sh_argmax_group;
 
+/* One row's sampling parameters: sh_sample_u (sample.h) without the
+ * repetition penalty, which needs the host path (the step planner sends only
+ * rows without one to this op). */
+typedef struct sh_sample_params {
+    float temperature;  /* not > 0: greedy, the first maximum (as SH_OP_ARGMAX) */
+    int32_t top_k;      /* on when 0 < top_k < cols */
+    float top_p;        /* on when 0 < top_p < 1 */
+    float min_p;        /* on when > 0 */
+    double u;           /* the draw, in [0, 1) when temperature > 0 */
+} sh_sample_params;
+
+/* out[r] = sh_sample_u(x[r], cols, p[r], no history, p[r].u): scaled =
+ * x / temperature (f32); order by (scaled desc, id asc); keep the first
+ * top_k; softmax over the kept (f64); top-p cut at the first running sum >=
+ * top_p; min-p keeps the leading p_i >= min_p * p_0; the first kept id whose
+ * running sum exceeds u * (sum kept), else the last kept. Accelerators may
+ * sum the probabilities in another order: their ids can differ only where u
+ * * sum or a top-p / min-p cut lies within rounding of a boundary. */
+typedef struct sh_sample_group {
+    sh_view x;                  /* (rows, n_vocab) logits, read only */
+    const sh_sample_params *p;  /* host: (rows) */
+    int32_t *out;               /* (rows) backend address */
+} sh_sample_group;
+
 /* ---- the vtable -------------------------------------------------------- */
 
 typedef struct sh_backend sh_backend;
@@ -243,6 +268,9 @@ typedef struct sh_backend_ops {
     /* (optional) SH_OP_ARGMAX; without it the step planner downloads the
      * logits and takes the maximum on the host. */
     shoal_status (*argmax)(sh_backend *be, int n, const sh_argmax_group *g);
+    /* (optional) SH_OP_SAMPLE; without it the step planner samples
+     * downloaded logits on the host. */
+    shoal_status (*sample)(sh_backend *be, int n, const sh_sample_group *g);
 } sh_backend_ops;
 
 struct sh_backend {
@@ -285,5 +313,7 @@ shoal_status sh_be_act(sh_backend *be, int n, const sh_act_group *g);
 shoal_status sh_be_pool(sh_backend *be, int n, const sh_pool_group *g);
 /* SHOAL_ERR_UNSUPPORTED when the backend has no argmax entry. */
 shoal_status sh_be_argmax(sh_backend *be, int n, const sh_argmax_group *g);
+/* SHOAL_ERR_UNSUPPORTED when the backend has no sample entry. */
+shoal_status sh_be_sample(sh_backend *be, int n, const sh_sample_group *g);
 
 #endif

@@ -83,14 +83,16 @@ static shoal_status remember(shoal_context *c, const int32_t *ids, int n) {
 }
 
 /* One step of n tokens. out: which rows give logits (into logits) and/or
- * their argmax (into next); either buffer may be NULL. */
+ * their argmax (into next), or with sample (the last row only) its sampled
+ * id; either buffer may be NULL. */
 static shoal_status decode_step(shoal_context *c, const int32_t *tokens, int n, sh_out_mode out, float *logits,
-                                int32_t *next) {
+                                int32_t *next, const sh_sample_params *sample) {
     if (c->seq.n_past + n > c->n_ctx)
         return sh_fail(SHOAL_ERR_RANGE, "%d tokens after %d exceed the context of %d positions", n, c->seq.n_past,
                        c->n_ctx);
     sh_step_seq s = {.model = c->m, .seq = &c->seq, .tokens = tokens, .n_tokens = n,
-                     .out = (logits || next) ? out : SH_OUT_NONE, .logits = logits, .next = next};
+                     .out = (logits || next) ? out : SH_OUT_NONE, .logits = logits, .next = next,
+                     .sample = sample};
     SH_TRY(sh_exec_step(c->ex, 1, &s));
     return remember(c, tokens, n);
 }
@@ -101,7 +103,7 @@ shoal_status shoal_decode(shoal_context *c, const int32_t *tokens, int n, int al
         if (logits) return sh_fail(SHOAL_ERR_INVALID_ARG, "shoal_decode: encoders give no logits; use shoal_encode");
         return shoal_encode(c, tokens, n, NULL, NULL);
     }
-    return decode_step(c, tokens, n, all_logits ? SH_OUT_ALL : SH_OUT_LAST, logits, NULL);
+    return decode_step(c, tokens, n, all_logits ? SH_OUT_ALL : SH_OUT_LAST, logits, NULL, NULL);
 }
 
 shoal_status shoal_encode(shoal_context *c, const int32_t *tokens, int n, float *hidden, float *embedding) {
@@ -133,20 +135,29 @@ shoal_status shoal_generate(shoal_context *c, const int32_t *prompt, int n_promp
     if (!logits) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
     sh_rng rng;
     sh_rng_seed(&rng, p.seed);
-    /* plain greedy needs only the argmax, which the device can give */
-    int argmax_only = !(p.temperature > 0) && (p.repetition_penalty == 1.0f || !(p.repetition_penalty > 0));
+    /* plain greedy needs only the argmax, and sampling without a repetition
+     * penalty only the step's sample op (the draw from rng, as sh_sample
+     * would take it): the device can give either */
+    int no_penalty = p.repetition_penalty == 1.0f || !(p.repetition_penalty > 0);
+    int argmax_only = !(p.temperature > 0) && no_penalty;
+    int in_step = !argmax_only && no_penalty && sh_exec_device_sample(c->ex);
+    int ids_only = argmax_only || in_step;
+    sh_sample_params dp = {p.temperature, p.top_k, p.top_p, p.min_p, 0.0};
+    if (in_step) dp.u = sh_rng_uniform(&rng);
     int32_t next = -1;
-    shoal_status s = decode_step(c, prompt, n_prompt, SH_OUT_LAST, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+    shoal_status s = decode_step(c, prompt, n_prompt, SH_OUT_LAST, ids_only ? NULL : logits, ids_only ? &next : NULL,
+                                 in_step ? &dp : NULL);
     int produced = 0;
     while (s == SHOAL_OK && produced < max_tokens) {
-        int32_t id = argmax_only ? next : sh_sample(logits, nv, &p, c->history, c->n_history, &rng);
+        int32_t id = ids_only ? next : sh_sample(logits, nv, &p, c->history, c->n_history, &rng);
         out[produced++] = id;
         int stop = (p.stop_at_eos && id == c->m->hp.eos_id);
         for (int i = 0; i < p.n_stop_ids && p.stop_ids; i++) stop |= id == p.stop_ids[i];
         if (cb && cb(id, user)) stop = 1;
         if (stop || produced == max_tokens) break;
         if (c->seq.n_past + 1 > c->n_ctx) break; /* context full: stop cleanly */
-        s = decode_step(c, &id, 1, SH_OUT_LAST, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+        if (in_step) dp.u = sh_rng_uniform(&rng);
+        s = decode_step(c, &id, 1, SH_OUT_LAST, ids_only ? NULL : logits, ids_only ? &next : NULL, in_step ? &dp : NULL);
     }
     free(logits);
     if (n_out) *n_out = produced;

@@ -62,6 +62,12 @@ static int32_t argmax(const float *l, int n) {
 
 int32_t sh_sample(float *logits, int n_vocab, const shoal_sampling_params *p, const int32_t *history,
                   int n_history, sh_rng *rng) {
+    double u = p->temperature > 0 ? sh_rng_uniform(rng) : 0.0;
+    return sh_sample_u(logits, n_vocab, p, history, n_history, u);
+}
+
+int32_t sh_sample_u(float *logits, int n_vocab, const shoal_sampling_params *p, const int32_t *history,
+                    int n_history, double u) {
     /* repetition penalty over the distinct ids seen: positive logits divided,
      * negative ones multiplied */
     if (p->repetition_penalty > 0 && p->repetition_penalty != 1.0f && history) {
@@ -116,11 +122,11 @@ int32_t sh_sample(float *logits, int n_vocab, const shoal_sampling_params *p, co
     }
     double tot = 0;
     for (int i = 0; i < n; i++) tot += pr[i];
-    double u = sh_rng_uniform(rng) * tot, acc = 0;
+    double target = u * tot, acc = 0;
     int32_t id = c[n - 1].id;
     for (int i = 0; i < n; i++) {
         acc += pr[i];
-        if (u < acc) {
+        if (target < acc) {
             id = c[i].id;
             break;
         }
@@ -128,4 +134,15 @@ int32_t sh_sample(float *logits, int n_vocab, const shoal_sampling_params *p, co
     free(pr);
     free(c);
     return id;
+}
+
+int32_t sh_sample_row(float *logits, int n_vocab, const sh_sample_params *p) {
+    shoal_sampling_params sp;
+    shoal_sampling_params_init(&sp);
+    sp.temperature = p->temperature;
+    sp.top_k = p->top_k;
+    sp.top_p = p->top_p;
+    sp.min_p = p->min_p;
+    sp.repetition_penalty = 1.0f;
+    return sh_sample_u(logits, n_vocab, &sp, NULL, 0, p->u);
 }

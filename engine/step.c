@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "sample.h"
 
 /* ============================================================================
  * Execution state
@@ -17,6 +18,7 @@ typedef struct seg {
     int rows;           /* rows of this model */
     int row0;           /* first global row */
     int lrows;          /* rows that need logits */
+    int lbase;          /* first logits row over all segments */
     /* arena offsets (floats) */
     size_t x, xn, q, k, v, att, fa, fb, xl, lg;
 } seg;
@@ -27,6 +29,7 @@ typedef struct sseq {   /* a sequence in model order */
     int row;            /* first row within its segment */
     int lrow;           /* first logits row within its segment */
     int nl;             /* logits rows */
+    int dev;            /* its ids come from the device argmax/sample call */
     size_t bt;          /* staging offset of its block table (ints) */
     size_t pool;        /* arena offset of its pooled embedding */
 } sseq;
@@ -48,6 +51,9 @@ struct sh_exec {
     int cap_ss;
     void *groups;       /* host scratch for group arrays */
     size_t groups_cap;  /* bytes */
+    sh_sample_params *h_sp; /* host: per logits row, for the sample call */
+    size_t h_sp_cap;
+    int dev_sample;     /* sampled rows use the backend's sample op */
     sh_step_stats stats;
     int fuse;           /* 1: norms, activations and RoPE fused into their neighbours */
 };
@@ -59,6 +65,8 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
     if (!ex) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
     ex->be = be;
     ex->pool = pool;
+    const char *env = getenv("SHOAL_DEVICE_SAMPLE");
+    ex->dev_sample = be->ops->sample != NULL && !(env && strcmp(env, "0") == 0);
     /* SHOAL_FUSE_OPS=0: every norm, activation and RoPE as its own call (the
      * baseline for measuring the fused forms; results are the same) */
     const char *fe = getenv("SHOAL_FUSE_OPS");
@@ -76,10 +84,13 @@ void sh_exec_free(sh_exec *ex) {
     free(ex->segs);
     free(ex->ss);
     free(ex->groups);
+    free(ex->h_sp);
     free(ex);
 }
 
 const sh_step_stats *sh_exec_stats(const sh_exec *ex) { return &ex->stats; }
+
+int sh_exec_device_sample(const sh_exec *ex) { return ex && ex->dev_sample; }
 
 static shoal_status grow_host(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return SHOAL_OK;
@@ -458,6 +469,8 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
         }
         if (hp->tmpl != SH_TMPL_BERT && s->out != SH_OUT_NONE && !s->logits && !s->next)
             return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d wants logits but has no buffer", i);
+        if (s->sample && !s->next)
+            return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d has sampling parameters but no next buffer", i);
         int sg = -1;
         for (int k = 0; k < nseg; k++)
             if (ex->segs[k].m == s->model) sg = k;
@@ -522,12 +535,23 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
             fl += al64((size_t)ex->segs[q->seg].m->hp.n_embd);
         }
     }
-    /* device argmax when every sequence wanting logits rows wants only ids */
-    int lrows_all = 0, dev_argmax = ex->be->ops->argmax != NULL;
-    for (int i = 0; i < n; i++) {
-        lrows_all += ex->ss[i].nl;
-        if (ex->ss[i].nl && (ex->ss[i].in->logits || !ex->ss[i].in->next)) dev_argmax = 0;
+    /* Sequences that want only ids get them from one device call: sample
+     * when any of them samples (greedy rows ride along at temperature 0),
+     * else argmax. The others download their logits rows. */
+    int lrows_all = 0, n_dev = 0, any_sample = 0;
+    const int has_argmax = ex->be->ops->argmax != NULL;
+    for (int k = 0; k < nseg; k++) {
+        ex->segs[k].lbase = lrows_all;
+        lrows_all += ex->segs[k].lrows;
     }
+    for (int i = 0; i < n; i++) {
+        sseq *q = &ex->ss[i];
+        const sh_step_seq *s = q->in;
+        q->dev = q->nl && !s->logits && s->next && (s->sample ? ex->dev_sample : has_argmax || ex->dev_sample);
+        n_dev += q->dev;
+        any_sample |= q->dev && s->sample;
+    }
+    const int dev_call_sample = n_dev && (any_sample || !has_argmax);
     size_t off_tok = 0, off_pos = (size_t)rows, off_typ = 2 * (size_t)rows, off_bt = 3 * (size_t)rows;
     size_t off_am = off_bt + n_bt;
     size_t n_ints = off_am + (size_t)lrows_all;
@@ -558,47 +582,76 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
             if (ex->segs[k].m->hp.tmpl == (sh_template)t) idx[ns++] = k;
         if (ns) SH_TRY(run_template(ex, (sh_template)t, idx, ns, off_tok, off_pos, off_typ));
     }
-    if (dev_argmax && lrows_all) {
-        /* one group per model over its gathered logits rows; ids land at
-         * off_am in segment order */
-        SH_TRY(grow_host(&ex->groups, &ex->groups_cap, (size_t)nseg * sizeof(sh_argmax_group), 1));
+    if (n_dev) {
+        /* one group per run of consecutive device sequences of a model (one
+         * per model when all of them are); ids land at off_am + lbase + lrow */
+        size_t gsz = dev_call_sample ? sizeof(sh_sample_group) : sizeof(sh_argmax_group);
+        SH_TRY(grow_host(&ex->groups, &ex->groups_cap, (size_t)n_dev * gsz, 1));
+        if (dev_call_sample) SH_TRY(grow_host((void **)&ex->h_sp, &ex->h_sp_cap, (size_t)lrows_all, sizeof(sh_sample_params)));
         sh_argmax_group *am = ex->groups;
+        sh_sample_group *sg = ex->groups;
         int na = 0;
-        size_t o = off_am;
         for (int k = 0; k < nseg; k++) {
             const seg *g = &ex->segs[k];
-            if (!g->lrows) continue;
             int nv = g->m->hp.n_vocab;
-            am[na++] = (sh_argmax_group){V(ex->arena, g->lg, g->lrows, nv, nv), ex->ints + o};
-            o += (size_t)g->lrows;
+            for (int j = g->s0; j < g->s0 + g->ns;) {
+                if (!ex->ss[j].dev) {
+                    j++;
+                    continue;
+                }
+                int lrow0 = ex->ss[j].lrow, rows_run = 0;
+                for (; j < g->s0 + g->ns && ex->ss[j].dev; j++) {
+                    const sseq *q = &ex->ss[j];
+                    for (int r = 0; dev_call_sample && r < q->nl; r++)
+                        ex->h_sp[g->lbase + q->lrow + r] =
+                            q->in->sample ? q->in->sample[r] : (sh_sample_params){0.0f, 0, 1.0f, 0.0f, 0.0};
+                    rows_run += q->nl;
+                }
+                sh_view x = V(ex->arena, g->lg + (size_t)lrow0 * nv, rows_run, nv, nv);
+                int32_t *o = ex->ints + off_am + g->lbase + lrow0;
+                if (dev_call_sample) sg[na++] = (sh_sample_group){x, ex->h_sp + g->lbase + lrow0, o};
+                else am[na++] = (sh_argmax_group){x, o};
+            }
         }
-        SH_TRY(sh_be_argmax(ex->be, na, am));
+        if (dev_call_sample) SH_TRY(sh_be_sample(ex->be, na, sg));
+        else SH_TRY(sh_be_argmax(ex->be, na, am));
     }
     SH_TRY(sh_be_step_end(ex->be));
 
     /* ---- results back to the host ---- */
-    if (dev_argmax && lrows_all)
+    if (n_dev)
         SH_TRY(sh_be_download(ex->be, ex->h_ints + off_am, ex->ints + off_am, (size_t)lrows_all * sizeof(int32_t)));
-    size_t am_seg = off_am;
     for (int k = 0; k < nseg; k++) {
         const seg *g = &ex->segs[k];
         const sh_hparams *hp = &g->m->hp;
-        if (g->lrows && dev_argmax) {
-            for (int j = g->s0; j < g->s0 + g->ns; j++) {
-                const sseq *q = &ex->ss[j];
-                if (q->nl) memcpy(q->in->next, ex->h_ints + am_seg + q->lrow, (size_t)q->nl * sizeof(int32_t));
+        const size_t nv = (size_t)hp->n_vocab;
+        for (int j = g->s0; j < g->s0 + g->ns;) {
+            const sseq *q = &ex->ss[j];
+            if (q->dev) {
+                memcpy(q->in->next, ex->h_ints + off_am + g->lbase + q->lrow, (size_t)q->nl * sizeof(int32_t));
+                j++;
+                continue;
             }
-            am_seg += (size_t)g->lrows;
-        } else if (g->lrows) {
-            size_t cnt = (size_t)g->lrows * (size_t)hp->n_vocab;
+            if (!q->nl) {
+                j++;
+                continue;
+            }
+            /* a run of consecutive sequences that need logits rows: one download */
+            int j1 = j, lrow0 = q->lrow, rows_run = 0;
+            for (; j1 < g->s0 + g->ns && !ex->ss[j1].dev; j1++) rows_run += ex->ss[j1].nl;
+            size_t cnt = (size_t)rows_run * nv;
             SH_TRY(grow_host((void **)&ex->h_floats, &ex->h_floats_cap, cnt, sizeof(float)));
-            SH_TRY(sh_be_download(ex->be, ex->h_floats, ex->arena + g->lg, cnt * sizeof(float)));
-            for (int j = g->s0; j < g->s0 + g->ns; j++) {
-                const sseq *q = &ex->ss[j];
-                const float *src = ex->h_floats + (size_t)q->lrow * hp->n_vocab;
-                if (q->nl && q->in->logits) memcpy(q->in->logits, src, (size_t)q->nl * hp->n_vocab * sizeof(float));
+            SH_TRY(sh_be_download(ex->be, ex->h_floats, ex->arena + g->lg + (size_t)lrow0 * nv, cnt * sizeof(float)));
+            for (; j < j1; j++) {
+                q = &ex->ss[j];
+                float *src = ex->h_floats + (size_t)(q->lrow - lrow0) * nv;
+                if (q->nl && q->in->logits) memcpy(q->in->logits, src, (size_t)q->nl * nv * sizeof(float));
                 for (int r = 0; q->in->next && r < q->nl; r++) {
-                    const float *row = src + (size_t)r * hp->n_vocab;
+                    float *row = src + (size_t)r * nv;
+                    if (q->in->sample) {
+                        q->in->next[r] = sh_sample_row(row, hp->n_vocab, &q->in->sample[r]);
+                        continue;
+                    }
                     int32_t b = 0;
                     for (int c = 1; c < hp->n_vocab; c++)
                         if (row[c] > row[b]) b = c;

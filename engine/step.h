@@ -34,6 +34,11 @@ typedef struct sh_step_seq {
                              * can, so greedy decoding downloads no logits */
     float *hidden;          /* host (n_tokens, n_embd), encoders, or NULL */
     float *embedding;       /* host (n_embd) mean-pooled + L2-normalised, encoders, or NULL */
+    const sh_sample_params *sample; /* host: (1 | n_tokens) per logits row, or NULL;
+                             * with next: next[r] = sh_sample_u of row r with
+                             * sample[r] (no repetition penalty) instead of the
+                             * argmax, on the device where the backend has the
+                             * sample op, else on downloaded logits */
 } sh_step_seq;
 
 typedef struct sh_step_stats {
@@ -52,6 +57,9 @@ typedef struct sh_exec sh_exec;
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out);
 void sh_exec_free(sh_exec *ex);
 const sh_step_stats *sh_exec_stats(const sh_exec *ex);
+/* 1 if sampled rows (sh_step_seq.sample) run on the backend's sample op: the
+ * backend has one and the environment does not set SHOAL_DEVICE_SAMPLE=0. */
+int sh_exec_device_sample(const sh_exec *ex);
 
 /* Runs one fused step over n sequences (any order; any mix of models on this
  * backend). Reserves KV blocks as needed: SHOAL_ERR_RANGE when the pool is

@@ -196,6 +196,7 @@ void shoal_cluster_free(shoal_cluster *c) {
     free(c->logits);
     free(c->sampled);
     free(c->to_sample);
+    free(c->bsp);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv_work);
     pthread_cond_destroy(&c->cv_idle);

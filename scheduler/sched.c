@@ -161,7 +161,9 @@ static shoal_status plan_add(shoal_cluster *c, plan *pl, shoal_request *r, int r
         if (ns) c->sampled = ns;
         int *nt = realloc(c->to_sample, (size_t)nc * sizeof *nt);
         if (nt) c->to_sample = nt;
-        if (!nb || !nr || !nw || !ns || !nt) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+        sh_sample_params *np = realloc(c->bsp, (size_t)nc * sizeof *np);
+        if (np) c->bsp = np;
+        if (!nb || !nr || !nw || !ns || !nt || !np) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
         c->cap_batch = nc;
     }
     c->breq[pl->n] = r;
@@ -423,6 +425,13 @@ static inline int plain_greedy(const shoal_request *r) {
     return !(r->sp.temperature > 0) && (r->sp.repetition_penalty == 1.0f || !(r->sp.repetition_penalty > 0));
 }
 
+/* Sampling that runs inside the step (the backend's sample op): anything but
+ * plain greedy without a repetition penalty, which needs the host path. */
+static inline int step_sampled(const shoal_cluster *c, const shoal_request *r) {
+    return !plain_greedy(r) && sh_exec_device_sample(c->ex) &&
+           !(r->sp.repetition_penalty > 0 && r->sp.repetition_penalty != 1.0f);
+}
+
 static int is_stop(const shoal_request *r, int32_t id) {
     if (r->sp.stop_at_eos && r->m->hp.eos_id >= 0 && id == r->m->hp.eos_id) return 1;
     for (int i = 0; i < r->sp.n_stop_ids; i++)
@@ -457,12 +466,15 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
     }
 
     /* ---- the batch: a next token for sequences whose feed ends here; plain
-     * greedy ones take the step's argmax (on the device where the backend
-     * can: no logits download), the others sample from host logits ---- */
+     * greedy ones take the step's argmax, those without a repetition penalty
+     * the step's sample with a draw from their rng (both on the device where
+     * the backend can: no logits download), the others sample from host
+     * logits ---- */
     size_t n_logits = 0;
     for (int i = 0; i < n; i++) {
         shoal_request *r = c->breq[i];
-        if (wants_token(r, c->brows[i]) && !plain_greedy(r)) n_logits += (size_t)r->m->hp.n_vocab;
+        if (wants_token(r, c->brows[i]) && !plain_greedy(r) && !step_sampled(c, r))
+            n_logits += (size_t)r->m->hp.n_vocab;
     }
     s = grow_logits(c, n_logits ? n_logits : 1);
     shoal_step_info info;
@@ -488,6 +500,12 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
             b->out = SH_OUT_LAST;
             if (plain_greedy(r)) {
                 b->next = &c->sampled[i];
+            } else if (step_sampled(c, r)) {
+                /* temperature > 0 here: the one draw sh_sample would take */
+                c->bsp[i] = (sh_sample_params){r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p,
+                                               sh_rng_uniform(&r->rng)};
+                b->next = &c->sampled[i];
+                b->sample = &c->bsp[i];
             } else {
                 b->logits = c->logits + lo;
                 lo += (size_t)r->m->hp.n_vocab;

@@ -141,6 +141,7 @@ struct shoal_cluster {
     size_t cap_logits;
     int32_t *sampled;           /* (cap_batch) token sampled for batch entry i */
     int *to_sample;             /* (cap_batch) batch indices with logits */
+    sh_sample_params *bsp;      /* (cap_batch) parameters and draw of entries sampled in the step */
     sh_spool *spool;            /* NULL: sample on the stepper alone */
     uint64_t *model_mark;       /* (n_models) the plan number a model was last counted in */
     uint64_t n_plans;           /* plans made (failed steps included) */

@@ -129,6 +129,7 @@ shoal_status sh_cpu_attn(sh_backend *be, int n, const sh_attn_group *g);
 shoal_status sh_cpu_act(sh_backend *be, int n, const sh_act_group *g);
 shoal_status sh_cpu_pool_op(sh_backend *be, int n, const sh_pool_group *g);
 shoal_status sh_cpu_argmax(sh_backend *be, int n, const sh_argmax_group *g);
+shoal_status sh_cpu_sample(sh_backend *be, int n, const sh_sample_group *g); /* cpu_sample.c */
 
 /* Finds the group of a flattened item: the largest g with start[g] <= item,
  * where start has n + 1 ascending entries (start[0] = 0). */

@@ -208,6 +208,7 @@ SH_LOCKED(sh_cpu_attn, sh_attn_group)
 SH_LOCKED(sh_cpu_act, sh_act_group)
 SH_LOCKED(sh_cpu_pool_op, sh_pool_group)
 SH_LOCKED(sh_cpu_argmax, sh_argmax_group)
+SH_LOCKED(sh_cpu_sample, sh_sample_group)
 
 static void sh_cpu_destroy(sh_backend *be) {
     sh_cpu_backend *cb = (sh_cpu_backend *)be;
@@ -244,6 +245,7 @@ static const sh_backend_ops sh_cpu_ops = {
     .step_end = NULL,
     .bandwidth = NULL,
     .argmax = sh_cpu_argmax_locked,
+    .sample = sh_cpu_sample_locked,
 };
 
 /* ---- construction ------------------------------------------------------ */

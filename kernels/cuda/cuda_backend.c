@@ -876,6 +876,34 @@ static shoal_status cu_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
     return cu_queue(cb, sh_cu_launch_argmax, &pk, n, total, 0, "argmax");
 }
 
+/* One descriptor (and block) per row: each row has its own parameters. */
+static shoal_status cu_sample(sh_backend *be, int n, const sh_sample_group *g) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    SH_TRY(cu_set_device(cb));
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) rows += g[i].x.rows;
+    if (rows > INT_MAX / 2) return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: sample: %lld rows in one call", (long long)rows);
+    sh_cu_pack pk;
+    SH_TRY(cu_pack(cb, (int)rows, sizeof(sh_cu_sample_desc), &pk));
+    sh_cu_sample_desc *d = pk.desc;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_sample_group *e = &g[i];
+        const int vec = cu_aligned(e->x.data, 16) && e->x.stride % 4 == 0;
+        for (int r = 0; r < e->x.rows; r++) {
+            const sh_sample_params *p = &e->p[r];
+            d[total] = (sh_cu_sample_desc){
+                .x = e->x.data + (size_t)r * (size_t)e->x.stride, .out = e->out + r, .u = p->u, .n = e->x.cols,
+                .vec = vec, .temperature = p->temperature, .top_p = p->top_p, .min_p = p->min_p, .top_k = p->top_k,
+            };
+            pk.starts[total] = (int32_t)total;
+            total++;
+        }
+    }
+    pk.starts[total] = (int32_t)total;
+    return cu_queue(cb, sh_cu_launch_sample, &pk, (int)total, total, 0, "sample");
+}
+
 /* ---- bandwidth --------------------------------------------------------- */
 
 static int cmp_f(const void *a, const void *b) {
@@ -1069,6 +1097,7 @@ static const sh_backend_ops sh_cu_ops = {
     .step_end = cu_step_end,
     .bandwidth = cu_bandwidth,
     .argmax = cu_argmax,
+    .sample = cu_sample,
 };
 
 shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {

@@ -133,6 +133,17 @@ typedef struct sh_cu_argmax_desc {
     int32_t pad_;
 } sh_cu_argmax_desc;
 
+/* One row of SH_OP_SAMPLE (sh_sample_params + where); one block per row. */
+typedef struct sh_cu_sample_desc {
+    const float *x;       /* (n) logits */
+    int32_t *out;         /* (1) the id */
+    double u;
+    int32_t n;
+    int32_t vec;          /* 1: x allows 16-byte loads */
+    float temperature, top_p, min_p;
+    int32_t top_k;
+} sh_cu_sample_desc;
+
 /* Bits of the device error word (kernels atomicOr them; sync reports). */
 enum {
     SH_CU_ERR_ROW_ID = 1,      /* get_rows: an id outside [0, n_out) (row written as 0) */
@@ -193,6 +204,7 @@ cudaError_t sh_cu_launch_attn1(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a);
 
 /* Tokens per KV block (= SH_KV_BLOCK of backend.h). */
 #define SH_KV_TOKENS 16
