@@ -441,8 +441,8 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
                 split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
 #pragma unroll
                 for (int wm = 0; wm < WM; wm++) {
-                    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
+                    /* a fresh accumulator per chunk: the chunks' mma chains overlap */
+                    float cc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
                     for (int s = 0; s < 2; s++) {
                         const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
@@ -459,10 +459,13 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
                     }
                     if (kQuant) {
                         /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
-                        acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
-                        acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
-                        acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
-                        acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
+                        acc[wm][nt][0] = fmaf(se[wm], cc[0], acc[wm][nt][0]);
+                        acc[wm][nt][1] = fmaf(se[wm], cc[1], acc[wm][nt][1]);
+                        acc[wm][nt][2] = fmaf(sf[wm], cc[2], acc[wm][nt][2]);
+                        acc[wm][nt][3] = fmaf(sf[wm], cc[3], acc[wm][nt][3]);
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < 4; j++) acc[wm][nt][j] += cc[j];
                     }
                 }
             }
