@@ -53,6 +53,18 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+/* Waits until at most n (0..15, more counts as 15) of this thread's copy groups are pending. */
+__device__ __forceinline__ void cp_async_wait_pending(int n) {
+#define SH_CU_WAIT_CASE(i) \
+    case i: asm volatile("cp.async.wait_group " #i ";" ::: "memory"); break;
+    switch (n < 15 ? n : 15) {
+        SH_CU_WAIT_CASE(0) SH_CU_WAIT_CASE(1) SH_CU_WAIT_CASE(2) SH_CU_WAIT_CASE(3) SH_CU_WAIT_CASE(4)
+        SH_CU_WAIT_CASE(5) SH_CU_WAIT_CASE(6) SH_CU_WAIT_CASE(7) SH_CU_WAIT_CASE(8) SH_CU_WAIT_CASE(9)
+        SH_CU_WAIT_CASE(10) SH_CU_WAIT_CASE(11) SH_CU_WAIT_CASE(12) SH_CU_WAIT_CASE(13) SH_CU_WAIT_CASE(14)
+        default: asm volatile("cp.async.wait_group 15;" ::: "memory"); break;
+    }
+#undef SH_CU_WAIT_CASE
+}
 
 template <int DT>
 __device__ __forceinline__ void unpack16(const uint4 u, float *w) {
@@ -397,7 +409,8 @@ __device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[
 /* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
  * loads of a batch are all issued before any is used. SW: the A bits are
  * already on their way to shared memory (mma_stage_w, this warp's chunks),
- * ws[c][row][64 bytes]; only x is batched in registers. */
+ * ws[c][row][64 bytes], one copy group per chunk; only x is batched in
+ * registers, and each chunk is used as soon as its group has landed. */
 template <int NT, int WM, int U, int DT, bool SW>
 __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
                                          const float *const (&xr)[NT], float (&acc)[WM][NT][4],
@@ -408,6 +421,7 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
     const int o0 = DT == DT_Q4_0 ? 4 * t : 8 * t;
     const int o1 = DT == DT_Q4_0 ? 16 + 4 * t : 8 * t + 4;
     const int n_chunks = d.k >> 5;
+    const int n_my = (n_chunks - warp + SH_CU_WARPS - 1) / SH_CU_WARPS; /* this warp's chunks (SW) */
     for (int c0 = warp; c0 < n_chunks; c0 += SH_CU_WARPS * U) {
         unsigned ra[SW ? 1 : U][WM][2][5];
         float4 xv[U][NT][2];
@@ -430,15 +444,15 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
                 xv[u][nt][1] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o1));
             }
         }
-        if (SW) {
-            cp_async_wait_all(); /* this lane's copies; the barrier makes the warp's visible */
-            __syncwarp();
-        }
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c0 + SH_CU_WARPS * u >= n_chunks) break;
             const int ui = SW ? 0 : u;
             if (SW) {
+                /* this warp's chunk i has landed once at most n_my - 1 - i groups are pending
+                 * (one group per chunk, completed in order); the barrier shares the lanes' copies */
+                cp_async_wait_pending(n_my - 1 - ((c0 - warp) / SH_CU_WARPS + u));
+                __syncwarp();
                 const unsigned char *cs = ws + (int64_t)(c0 + SH_CU_WARPS * u) * (16 * WM * 64) + 16 * t;
 #pragma unroll
                 for (int wm = 0; wm < WM; wm++)
@@ -509,7 +523,7 @@ template <int WM>
 __device__ __forceinline__ void mma_stage_w(const sh_cu_gemm_desc &d, int n0, unsigned char *ws) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_chunks = d.k >> 5;
-    for (int c = warp; c < n_chunks; c += SH_CU_WARPS)
+    for (int c = warp; c < n_chunks; c += SH_CU_WARPS) {
 #pragma unroll
         for (int p = lane; p < 16 * WM * 4; p += 32) {
             const int r = p >> 2, q = p & 3;
@@ -517,7 +531,8 @@ __device__ __forceinline__ void mma_stage_w(const sh_cu_gemm_desc &d, int n0, un
                                        (int64_t)min(n0 + r, d.n - 1) * d.row_bytes + (int64_t)c * 64 + 16 * q;
             cp_async16(ws + ((int64_t)c * (16 * WM) + r) * 64 + 16 * q, src);
         }
-    cp_async_commit();
+        cp_async_commit(); /* one group per chunk: the loop waits for them in order */
+    }
 }
 
 /* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT).
@@ -638,8 +653,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C))
     constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : C == 3 ? 2 : C == 4 ? 4 : 1; /* = sh_cu_mma_wm */
     /* MMA chunks per load batch */
     constexpr int U = C == 4 ? 2 : C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
-    /* S >= 16, weights staged in shared memory: x chunks per batch (<= 96 registers of x) */
-    constexpr int UX = S < 16 ? 0 : NT <= 2 ? 6 : NT == 4 ? 3 : 1;
+    /* S >= 16, tiles of 16 or 32 weight rows x 8 or 16 activation rows: weights
+     * staged in shared memory, x chunks per batch (96 registers of x) */
+    constexpr int UX = S < 16 || NT > 2 || WM > 2 ? 0 : 6;
     if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, UX, SMEM>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM>(d, local, smem);
 }
