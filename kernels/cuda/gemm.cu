@@ -32,7 +32,7 @@ namespace {
 
 constexpr int kThreads = SH_CU_WARPS * 32;
 /* Shared floats a launch of shape class S uses (small M: more blocks fit). */
-__host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s < 8 ? 4096 : s < 16 ? 8192 : 12288; }
+__host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s < 8 ? 4096 : 8192; }
 
 /* ---- loads -------------------------------------------------------------- */
 
@@ -44,26 +44,6 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
         : "l"(p));
     return v;
-}
-
-/* 16 bytes global -> shared without registers (L2 only), and the waits. */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
-/* Waits until at most n (0..15, more counts as 15) of this thread's copy groups are pending. */
-__device__ __forceinline__ void cp_async_wait_pending(int n) {
-#define SH_CU_WAIT_CASE(i) \
-    case i: asm volatile("cp.async.wait_group " #i ";" ::: "memory"); break;
-    switch (n < 15 ? n : 15) {
-        SH_CU_WAIT_CASE(0) SH_CU_WAIT_CASE(1) SH_CU_WAIT_CASE(2) SH_CU_WAIT_CASE(3) SH_CU_WAIT_CASE(4)
-        SH_CU_WAIT_CASE(5) SH_CU_WAIT_CASE(6) SH_CU_WAIT_CASE(7) SH_CU_WAIT_CASE(8) SH_CU_WAIT_CASE(9)
-        SH_CU_WAIT_CASE(10) SH_CU_WAIT_CASE(11) SH_CU_WAIT_CASE(12) SH_CU_WAIT_CASE(13) SH_CU_WAIT_CASE(14)
-        default: asm volatile("cp.async.wait_group 15;" ::: "memory"); break;
-    }
-#undef SH_CU_WAIT_CASE
 }
 
 template <int DT>
@@ -407,26 +387,21 @@ __device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[
 }
 
 /* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
- * loads of a batch are all issued before any is used. SW: the A bits are
- * already on their way to shared memory (mma_stage_w, this warp's chunks),
- * ws[c][row][64 bytes], one copy group per chunk; only x is batched in
- * registers, and each chunk is used as soon as its group has landed. */
-template <int NT, int WM, int U, int DT, bool SW>
+ * loads of a batch are all issued before any is used. */
+template <int NT, int WM, int U, int DT>
 __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
-                                         const float *const (&xr)[NT], float (&acc)[WM][NT][4],
-                                         const unsigned char *ws) {
+                                         const float *const (&xr)[NT], float (&acc)[WM][NT][4]) {
     constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = lane & 3;
     const int o0 = DT == DT_Q4_0 ? 4 * t : 8 * t;
     const int o1 = DT == DT_Q4_0 ? 16 + 4 * t : 8 * t + 4;
     const int n_chunks = d.k >> 5;
-    const int n_my = (n_chunks - warp + SH_CU_WARPS - 1) / SH_CU_WARPS; /* this warp's chunks (SW) */
     for (int c0 = warp; c0 < n_chunks; c0 += SH_CU_WARPS * U) {
-        unsigned ra[SW ? 1 : U][WM][2][5];
+        unsigned ra[U][WM][2][5];
         float4 xv[U][NT][2];
 #pragma unroll
-        for (int u = 0; u < (SW ? 0 : U); u++) {
+        for (int u = 0; u < U; u++) {
             const int c = min(c0 + SH_CU_WARPS * u, n_chunks - 1);
 #pragma unroll
             for (int wm = 0; wm < WM; wm++) {
@@ -447,31 +422,13 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c0 + SH_CU_WARPS * u >= n_chunks) break;
-            const int ui = SW ? 0 : u;
-            if (SW) {
-                /* this warp's chunk i has landed once at most n_my - 1 - i groups are pending
-                 * (one group per chunk, completed in order); the barrier shares the lanes' copies */
-                cp_async_wait_pending(n_my - 1 - ((c0 - warp) / SH_CU_WARPS + u));
-                __syncwarp();
-                const unsigned char *cs = ws + (int64_t)(c0 + SH_CU_WARPS * u) * (16 * WM * 64) + 16 * t;
-#pragma unroll
-                for (int wm = 0; wm < WM; wm++)
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        const uint4 v = *reinterpret_cast<const uint4 *>(cs + (wm * 16 + (lane >> 2) + 8 * h) * 64);
-                        ra[0][wm][h][0] = v.x;
-                        ra[0][wm][h][1] = v.y;
-                        ra[0][wm][h][2] = v.z;
-                        ra[0][wm][h][3] = v.w;
-                    }
-            }
             /* A: rows g (e) and g + 8 (f) of each m tile; mma step s uses pairs 2s, 2s + 1 */
             unsigned e[WM][4], f[WM][4], el[WM][4], fl[WM][4];
             float se[WM], sf[WM];
 #pragma unroll
             for (int wm = 0; wm < WM; wm++) {
-                decode_a<DT>(ra[ui][wm][0], e[wm], el[wm], se[wm]);
-                decode_a<DT>(ra[ui][wm][1], f[wm], fl[wm], sf[wm]);
+                decode_a<DT>(ra[u][wm][0], e[wm], el[wm], se[wm]);
+                decode_a<DT>(ra[u][wm][1], f[wm], fl[wm], sf[wm]);
             }
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
@@ -484,8 +441,8 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
                 split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
 #pragma unroll
                 for (int wm = 0; wm < WM; wm++) {
-                    /* a fresh accumulator per chunk: the chunks' mma chains overlap */
-                    float cc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
 #pragma unroll
                     for (int s = 0; s < 2; s++) {
                         const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
@@ -502,13 +459,10 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
                     }
                     if (kQuant) {
                         /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
-                        acc[wm][nt][0] = fmaf(se[wm], cc[0], acc[wm][nt][0]);
-                        acc[wm][nt][1] = fmaf(se[wm], cc[1], acc[wm][nt][1]);
-                        acc[wm][nt][2] = fmaf(sf[wm], cc[2], acc[wm][nt][2]);
-                        acc[wm][nt][3] = fmaf(sf[wm], cc[3], acc[wm][nt][3]);
-                    } else {
-#pragma unroll
-                        for (int j = 0; j < 4; j++) acc[wm][nt][j] += cc[j];
+                        acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
+                        acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
+                        acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
+                        acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
                     }
                 }
             }
@@ -516,30 +470,8 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
     }
 }
 
-/* Starts the copies of this warp's chunks (warp, warp + 4, ...) of the
- * 16 WM weight rows from row n0 into ws[c][row][64 bytes] (rows past n
- * repeat the last one); 16 bytes per copy, consecutive lanes along a row. */
-template <int WM>
-__device__ __forceinline__ void mma_stage_w(const sh_cu_gemm_desc &d, int n0, unsigned char *ws) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int n_chunks = d.k >> 5;
-    for (int c = warp; c < n_chunks; c += SH_CU_WARPS) {
-#pragma unroll
-        for (int p = lane; p < 16 * WM * 4; p += 32) {
-            const int r = p >> 2, q = p & 3;
-            const unsigned char *src = static_cast<const unsigned char *>(d.w) +
-                                       (int64_t)min(n0 + r, d.n - 1) * d.row_bytes + (int64_t)c * 64 + 16 * q;
-            cp_async16(ws + ((int64_t)c * (16 * WM) + r) * 64 + 16 * q, src);
-        }
-        cp_async_commit(); /* one group per chunk: the loop waits for them in order */
-    }
-}
-
-/* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT).
- * UX > 0: f16/bf16 tiles that fit in shared memory are copied there whole at
- * entry (before pdl_wait, so they overlap the previous kernel) and x is
- * batched UX chunks per warp; otherwise A and x are batched U chunks. */
-template <int NT, int WM, int U, int UX, int SMEM>
+/* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
+template <int NT, int WM, int U, int SMEM>
 __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2;
@@ -565,39 +497,15 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
 
-    unsigned char *ws = reinterpret_cast<unsigned char *>(red);
-    const bool sw = UX > 0 && (d.dtype == DT_BF16 || d.dtype == DT_F16) &&
-                    (int64_t)16 * WM * d.k * 2 <= (int64_t)SMEM * 4;
-    if constexpr (UX > 0) {
-        if (sw) mma_stage_w<WM>(d, n0, ws);
-    }
     switch (d.dtype) {
-    case DT_BF16:
-        if constexpr (UX > 0)
-            if (sw) {
-                mma_loop<NT, WM, UX, DT_BF16, true>(d, wa, xr, acc, ws);
-                break;
-            }
-        mma_loop<NT, WM, U, DT_BF16, false>(d, wa, xr, acc, ws);
-        break;
-    case DT_F16:
-        if constexpr (UX > 0)
-            if (sw) {
-                mma_loop<NT, WM, UX, DT_F16, true>(d, wa, xr, acc, ws);
-                break;
-            }
-        mma_loop<NT, WM, U, DT_F16, false>(d, wa, xr, acc, ws);
-        break;
-    case DT_Q8_0: mma_loop<NT, WM, U, DT_Q8_0, false>(d, wa, xr, acc, ws); break;
-    case DT_Q4_0: mma_loop<NT, WM, U, DT_Q4_0, false>(d, wa, xr, acc, ws); break;
+    case DT_BF16: mma_loop<NT, WM, U, DT_BF16>(d, wa, xr, acc); break;
+    case DT_F16: mma_loop<NT, WM, U, DT_F16>(d, wa, xr, acc); break;
+    case DT_Q8_0: mma_loop<NT, WM, U, DT_Q8_0>(d, wa, xr, acc); break;
+    case DT_Q4_0: mma_loop<NT, WM, U, DT_Q4_0>(d, wa, xr, acc); break;
     default: break;
     }
 
     pdl_wait(); /* warps without chunks have not waited yet */
-    if (sw) {
-        cp_async_wait_all(); /* warps without chunks issued none; the others waited in the loop */
-        __syncthreads();     /* the partials below overwrite other warps' weight chunks */
-    }
     /* partials of the 4 warps: red[warp][slot][lane], slot = (wm NT + nt) 4 + j */
     constexpr int kPer = WM * NT * 4 * 32;
     static_assert(SH_CU_WARPS * kPer <= SMEM, "MMA partials exceed shared memory");
@@ -653,10 +561,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C))
     constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : C == 3 ? 2 : C == 4 ? 4 : 1; /* = sh_cu_mma_wm */
     /* MMA chunks per load batch */
     constexpr int U = C == 4 ? 2 : C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
-    /* S >= 16, tiles of 16 or 32 weight rows x 8 or 16 activation rows: weights
-     * staged in shared memory, x chunks per batch (96 registers of x) */
-    constexpr int UX = S < 16 || NT > 2 || WM > 2 ? 0 : 6;
-    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, UX, SMEM>(d, local, smem);
+    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM>(d, local, smem);
 }
 
