@@ -278,6 +278,10 @@ struct sh_backend {
     char device[64];           /* "cpu", "cuda:0" */
     uint64_t n_launches;       /* compute-op calls issued (counter) */
     uint64_t n_groups;         /* groups over all calls (counter) */
+    /* Planner hint: the largest rows per group for which GEMM x transforms
+     * (sh_gemm_xf) beat the separate norm/act calls on this backend; 0: never.
+     * RoPE inside kv_write is always used when available. */
+    int xf_rows_max;
 };
 
 /* ---- registry and checked wrappers (backend.c) ------------------------- */

@@ -228,9 +228,16 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
             ff = m->hp.n_ff, R = g->rows; (void)L; (void)d; (void)R; (void)qd; (void)kvd; (void)ff; (void)hd
 #define FOR_SEQ for (int j_ = g->s0; j_ < g->s0 + g->ns; j_++)
 
-        /* llama: the RMS norms are read by the GEMMs after them, RoPE is
-         * done by the KV write and SiLU-gate by the down projection */
-        const int fuse = ex->fuse && t == SH_TMPL_LLAMA;
+        /* llama: RoPE is done by the KV write; when the backend says they pay
+         * at this many rows, the RMS norms are read by the GEMMs after them and
+         * the activation by the down projection */
+        int max_rows = 0;
+        FOR_SEG {
+            if (S[act[i_]].rows > max_rows) max_rows = S[act[i_]].rows;
+        }
+        const int fuse_xf = ex->fuse && max_rows <= ex->be->xf_rows_max;
+        const int fuse_rope = ex->fuse && t == SH_TMPL_LLAMA;
+        const int fuse = fuse_xf && t == SH_TMPL_LLAMA;
         /* pre-attention norm (llama, gpt2) */
         if (t != SH_TMPL_BERT && !fuse) {
             n = 0;
@@ -261,7 +268,7 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* RoPE on q and k */
-        if (t == SH_TMPL_LLAMA && !fuse) {
+        if (t == SH_TMPL_LLAMA && !fuse_rope) {
             n = 0;
             FOR_SEG {
                 SEGV;
@@ -289,7 +296,7 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                     kv_v = V(A, g->v + (size_t)r * kvd, nr, kvd, kvd);
                 }
                 kg[n] = (sh_kv_write_group){.k = kv_k, .v = kv_v, .pos = I + off_pos + g->row0 + r, .kv = kvref(ex, m, q, l)};
-                if (fuse) {
+                if (fuse_rope) {
                     kg[n].rope = (sh_rope_params){hd, m->hp.n_rot, m->hp.rope_theta, m->hp.rope_mode};
                     kg[n].q = V(A, g->q + (size_t)r * qd, nr, qd, qd);
                     kg[n].n_head = m->hp.n_head;
@@ -345,7 +352,7 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* the activation: its own call, or read by the down projection */
-        const int fuse_act = ex->fuse;
+        const int fuse_act = fuse_xf;
         n = 0;
         if (!fuse_act) FOR_SEG {
             SEGV;

@@ -87,6 +87,12 @@ check)
     SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_fused_ops > "$W/fused_ops_cuda.log" 2>&1
     echo "== test_fused_ops --device cuda (rc=$?)"; grep -E "FAIL|passed" "$W/fused_ops_cuda.log" | head -10
   fi
+  for t in test_sample_ops test_sched_sample; do
+    if [ -x $B/$t ]; then
+      SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t.log" 2>&1
+      echo "== $t --device cuda (rc=$?)"; grep -E "FAIL|passed|us " "$W/$t.log" | head -16
+    fi
+  done
   M=tests/fixtures/models
   $B/shoal run -m $M/qwen2/model-f16.gguf --tokens 250,250,252,97,43,236,26,66,35,81,137,30 -n 16 --print-ids --ignore-eos --device cuda
   ;;
@@ -114,18 +120,20 @@ quick)
   qb 1 smollm-135m 8 16
   ;;
 fusion)
-  # fused norm/act/RoPE (default) vs the separate ops (SHOAL_FUSE_OPS=0) in one binary, and
-  # the binaries in $E2E_OLD (a build without the fused forms) when given
-  fb() { # label env shape models seqs
-    local label=$1 env=$2 shape=$3 models=$4 seqs=$5
-    env $env BENCH_GREP="decode|launches" bench "$label-$shape-${models}x$seqs" --synthetic $shape \
-      --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+  # fused forms (default: RoPE in kv_write always, GEMM x transforms at 1 row per group),
+  # every op separate (SHOAL_FUSE_OPS=0), and x transforms at every row count
+  # (SHOAL_CUDA_XF_ROWS=64); with $E2E_OLD, binaries without the fused forms too
+  fb() { # label fuse xf_rows shape models seqs
+    local label=$1 fuse=$2 xr=$3 shape=$4 models=$5 seqs=$6
+    SHOAL_FUSE_OPS=$fuse SHOAL_CUDA_XF_ROWS=$xr BENCH_GREP="decode|launches" bench "$label-$shape-${models}x$seqs" \
+      --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
   }
-  for w in "smollm-135m 1 1" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
+  for w in ${FUSION_WORK:-"smollm-135m 1 1" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"}; do
     read -r shape models seqs <<< "$w"
-    fb fused SHOAL_FUSE_OPS=1 $shape $models $seqs
-    fb separate SHOAL_FUSE_OPS=0 $shape $models $seqs
-    if [ -n "${E2E_OLD:-}" ]; then B0=$B; B=$E2E_OLD; fb old SHOAL_FUSE_OPS=1 $shape $models $seqs; B=$B0; fi
+    fb fused 1 1 $shape $models $seqs
+    fb separate 0 1 $shape $models $seqs
+    fb xf64 1 64 $shape $models $seqs
+    if [ -n "${E2E_OLD:-}" ]; then B0=$B; B=$E2E_OLD; fb old 1 1 $shape $models $seqs; B=$B0; fi
   done
   ;;
 tiles)

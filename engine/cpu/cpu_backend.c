@@ -7,6 +7,7 @@
  * machine supports.
  */
 #define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np */
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +286,7 @@ shoal_status sh_cpu_backend_create_isa(int n_threads, sh_cpu_isa isa, sh_backend
         return sh_fail(SHOAL_ERR_NOMEM, "cpu backend: mutex init failed");
     }
     cb->base.ops = &sh_cpu_ops;
+    cb->base.xf_rows_max = INT_MAX; /* materialised: the same work either way */
     snprintf(cb->base.device, sizeof cb->base.device, "cpu");
     cb->isa = isa;
     cb->n_threads = n_threads;

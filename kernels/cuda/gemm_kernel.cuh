@@ -680,13 +680,14 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
  * Blocks per SM the register budget must allow: small M is latency-bound,
  * so it trades registers for resident warps (S = 1: 6 blocks of 16 or 4
  * rows; S = 2..8: 3 blocks of 32 rows; narrow tiles: 3; 32 or 64 weight
- * rows: 2). */
-__host__ __device__ constexpr int min_blocks(int s, int c) {
-    return s == 1 ? 6 : c >= 3 ? 2 : c > 0 ? 3 : s <= 8 ? 3 : 1;
+ * rows: 2). With an x transform (XK > 0) the S = 1 kernels allow 3 blocks:
+ * their extra registers would spill at 6, and M = 1 layers have few blocks. */
+__host__ __device__ constexpr int min_blocks(int s, int c, int xk) {
+    return s == 1 ? (xk ? 3 : 6) : c >= 3 ? 2 : c > 0 ? 3 : s <= 8 ? 3 : 1;
 }
 
 template <int S, int C, int XK>
-__global__ void __launch_bounds__(kThreads, min_blocks(S, C))
+__global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
     gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     constexpr int SMEM = smem_floats(S);
     __shared__ __align__(16) float smem[SMEM + kSsFloats];
