@@ -128,7 +128,8 @@ fusion)
     SHOAL_FUSE_OPS=$fuse SHOAL_CUDA_XF_ROWS=$xr BENCH_GREP="decode|launches" bench "$label-$shape-${models}x$seqs" \
       --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
   }
-  for w in ${FUSION_WORK:-"smollm-135m 1 1" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"}; do
+  works=("smollm-135m 1 1" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64")
+  for w in "${works[@]}"; do
     read -r shape models seqs <<< "$w"
     fb fused 1 1 $shape $models $seqs
     fb separate 0 1 $shape $models $seqs
