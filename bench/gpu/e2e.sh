@@ -86,6 +86,10 @@ check)
   if [ -x $B/test_fused_ops ]; then
     SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_fused_ops > "$W/fused_ops_cuda.log" 2>&1
     echo "== test_fused_ops --device cuda (rc=$?)"; grep -E "FAIL|passed" "$W/fused_ops_cuda.log" | head -10
+    # the GEMM x transforms at every row count (off by default on CUDA)
+    SHOAL_CUDA_XF_ROWS=100000 SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_fused_ops \
+      > "$W/fused_ops_cuda_xf.log" 2>&1
+    echo "== test_fused_ops --device cuda, x transforms on (rc=$?)"; grep -E "FAIL|passed" "$W/fused_ops_cuda_xf.log" | head -10
   fi
   for t in test_sample_ops test_sched_sample; do
     if [ -x $B/$t ]; then

@@ -1114,13 +1114,12 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     sh_cu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return sh_fail(SHOAL_ERR_NOMEM, "cuda: out of memory");
     cb->base.ops = &sh_cu_ops;
-    /* x transforms pay at one row per group (the launch saved is most of a
-     * decode step's kernel time there); from two rows on every GEMM block
-     * would redo the transform and read the SiLU partner: the separate
-     * kernel is cheaper (bench/NOTES.md, "Fused norm and activations").
-     * SHOAL_CUDA_XF_ROWS overrides it for measurements. */
+    /* GEMM x transforms are off by default: measured on an H200 they lose to
+     * the separate norm/act kernels at every row count, 1 included
+     * (bench/NOTES.md, "Fused norm, activation and RoPE"). RoPE inside
+     * kv_write is used. SHOAL_CUDA_XF_ROWS=N turns them on up to N rows. */
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
-    cb->base.xf_rows_max = xr ? atoi(xr) : 1;
+    cb->base.xf_rows_max = xr ? atoi(xr) : 0;
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
     cb->device = device_index;
     cb->gemm_path = SH_CUDA_GEMM_AUTO;
