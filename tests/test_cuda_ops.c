@@ -956,6 +956,60 @@ static void test_graph_replay(const char *label) {
     mb_free(&w2);
 }
 
+/* Capacity buckets: steps whose row counts differ but round to the same
+ * bucket (37-40 rows: the counts are rounded up to a multiple of 4 there)
+ * reuse one captured graph with the descriptors rewritten in place — the
+ * first runs directly, the second is captured, the other 5 replay it — and
+ * every step still equals the CPU. Without buckets the four row counts are
+ * four graphs (4 direct, 3 captured, 0 replayed). */
+static void test_graph_buckets(void) {
+    opr_rng r = {4242};
+    const int D = 128, F = 256;
+    static const int rows[7] = {37, 40, 38, 39, 37, 40, 38};
+    mbuf w1, w2;
+    uint8_t *wb = opr_weight_bytes(&r, SH_BF16, F, D);
+    mb_new(&w1, wb, opr_row_bytes(SH_BF16, D) * F);
+    free(wb);
+    wb = opr_weight_bytes(&r, SH_Q8_0, D, F);
+    mb_new(&w2, wb, opr_row_bytes(SH_Q8_0, F) * D);
+    free(wb);
+    gstep st[7];
+    for (int i = 0; i < 7; i++) gstep_new(&st[i], &r, rows[i], D, F);
+    sh_cuda_graph_stats g0, g1;
+    OK(sh_be_sync(gpu));
+    OK(sh_cuda_graph_stats_get(gpu, &g0));
+    float *xh = malloc((size_t)40 * D * sizeof(float));
+    for (int it = 0; it < 7; it++) {
+        gstep *s = &st[it];
+        const int m = rows[it];
+        for (int k = 0; k < m * D; k++) xh[k] = opr_unif(&r, -1, 1);
+        gstep_run(s, &w1, &w2, D, F, xh, 0);
+        gstep_run(s, &w1, &w2, D, F, xh, 1);
+        OK(sh_be_sync(gpu));
+        char what[96];
+        snprintf(what, sizeof what, "buckets step %d, %d rows (y)", it, m);
+        expect_close(what, 0, &s->y, 1e-5, SH_OP_GEMM);
+        float *yg = malloc(s->y.m.bytes);
+        int32_t ids[64];
+        opr_download(gpu, yg, s->y.m.g, s->y.m.bytes);
+        opr_download(gpu, ids, s->ids, (size_t)m * sizeof(int32_t));
+        for (int rr = 0; rr < m; rr++)
+            CHECK(ids[rr] == host_argmax(yg + (size_t)rr * D, D), "buckets step %d: argmax row %d", it, rr);
+        free(yg);
+    }
+    free(xh);
+    OK(sh_cuda_graph_stats_get(gpu, &g1));
+    uint64_t dir = g1.direct - g0.direct, cap = g1.captures - g0.captures, rep = g1.replays - g0.replays;
+    printf("graph buckets (37-40 rows): %llu direct, %llu captured, %llu replayed\n", (unsigned long long)dir,
+           (unsigned long long)cap, (unsigned long long)rep);
+    CHECK(dir == 1 && cap == 1 && rep == 5 && g1.capture_failures == g0.capture_failures,
+          "graph buckets: steps direct/captured/replayed %llu/%llu/%llu, want 1/1/5", (unsigned long long)dir,
+          (unsigned long long)cap, (unsigned long long)rep);
+    for (int i = 0; i < 7; i++) gstep_free(&st[i]);
+    mb_free(&w1);
+    mb_free(&w2);
+}
+
 /* ---- device-side errors and the small API -------------------------------- */
 
 static void test_errors_and_info(void) {
@@ -1068,6 +1122,7 @@ int main(int argc, char **argv) {
     test_many();
     test_chain("chain (pdl)");
     test_graph_replay("graph (pdl)");
+    test_graph_buckets();
     /* the same without programmatic dependent launch */
     OK(sh_cuda_set_pdl(gpu, 0));
     test_step();

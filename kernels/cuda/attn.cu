@@ -45,6 +45,7 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ float ps[kHeads][kTKMax]; /* scores, then weights, of the tile */
     __shared__ float corr_s[kHeads], l_s[kHeads];
 
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[gi];
     pdl_trigger();

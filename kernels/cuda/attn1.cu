@@ -55,6 +55,7 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ float red[4];
     __shared__ float part[kThreads * 2]; /* partition partials: [dim slot][thread] */
 
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[gi];
     pdl_trigger();

@@ -398,11 +398,28 @@ typedef struct sh_cu_pack {
     void *desc;
     int32_t *starts;
     size_t desc_off, starts_off;
+    int n_pad; /* groups the launch is sized for (cu_bucket of the real count) */
 } sh_cu_pack;
 
+/* Capacity buckets: group and block counts are rounded up (exact up to 8,
+ * then to a multiple of an eighth of their power of two: at most 12.5% more)
+ * so that a step graph captured for one batch replays for every batch whose
+ * counts fall in the same buckets — the descriptors are rewritten in place
+ * and the graph is unchanged. Padding groups are empty; blocks past the real
+ * count return at once (starts[n_pad + 1] holds that count). */
+static int64_t cu_bucket(int64_t x) {
+    if (x <= 8) return x;
+    int64_t p = 8;
+    while (p * 2 <= x) p *= 2;
+    int64_t step = p / 8;
+    return (x + step - 1) / step * step;
+}
+
 static shoal_status cu_pack(sh_cu_backend *cb, int n, size_t desc_size, sh_cu_pack *pk) {
-    size_t dbytes = (size_t)n * desc_size;
-    size_t sbytes = ((size_t)n + 1) * sizeof(int32_t);
+    const int n_pad = (int)cu_bucket(n);
+    pk->n_pad = n_pad;
+    size_t dbytes = (size_t)n_pad * desc_size;
+    size_t sbytes = ((size_t)n_pad + 2) * sizeof(int32_t);
     size_t dpad = (dbytes + SH_CU_ALIGN - 1) & ~(size_t)(SH_CU_ALIGN - 1);
     size_t off = 0;
     void *host = NULL;
@@ -415,12 +432,18 @@ static shoal_status cu_pack(sh_cu_backend *cb, int n, size_t desc_size, sh_cu_pa
     return SHOAL_OK;
 }
 
-/* Queues the launch of a packed op (n_blocks from starts[n]) and flushes
- * unless a step is open. */
+/* Queues the launch of a packed op (n real groups, n_blocks = starts[n])
+ * sized to its capacity buckets, and flushes unless a step is open. */
 static shoal_status cu_queue(sh_cu_backend *cb, sh_cu_launch_fn fn, const sh_cu_pack *pk, int n, int64_t n_blocks,
                              int variant, const char *op) {
-    if (n_blocks > INT_MAX) return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: %s: %lld blocks exceed the grid limit", op,
-                                           (long long)n_blocks);
+    const int64_t grid = cu_bucket(n_blocks);
+    if (grid > INT_MAX) return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: %s: %lld blocks exceed the grid limit", op,
+                                       (long long)n_blocks);
+    for (int i = n + 1; i < pk->n_pad; i++) pk->starts[i] = (int32_t)n_blocks; /* empty padding groups */
+    pk->starts[pk->n_pad] = (int32_t)grid;
+    pk->starts[pk->n_pad + 1] = (int32_t)n_blocks;
+    n = pk->n_pad;
+    n_blocks = grid;
     if (cb->n_recs == cb->cap_recs) {
         int cap = cb->cap_recs ? cb->cap_recs * 2 : 64;
         sh_cu_launch_rec *p = realloc(cb->recs, (size_t)cap * sizeof *p);

@@ -18,6 +18,13 @@ enum { DT_F32 = 0, DT_F16 = 1, DT_Q4_0 = 2, DT_Q8_0 = 8, DT_BF16 = 30 };
  * (starts ascending, starts[0] = 0). Called by every lane of a full warp
  * (the result is warp-uniform): a 32-ary search, so one dependent load for
  * up to 32 groups, two for up to 1024. */
+/* True for the blocks past a launch's real work: the grid is rounded up to a
+ * capacity bucket (cuda_backend.c) and starts[n_groups + 1] holds the real
+ * block count. Every kernel returns at once for them. */
+__device__ __forceinline__ bool sh_block_idle(const int32_t *__restrict__ starts, int n_groups) {
+    return (int)blockIdx.x >= __ldg(starts + n_groups + 1);
+}
+
 __device__ __forceinline__ int sh_find_group(const int32_t *__restrict__ starts, int n, int b) {
     const int lane = threadIdx.x & 31;
     int lo = 0, hi = n; /* starts[lo] <= b, and the answer is in [lo, hi) */

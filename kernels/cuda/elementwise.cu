@@ -17,6 +17,7 @@ constexpr int kRowThreads = 256;
 __global__ void __launch_bounds__(kRowThreads)
     get_rows_kernel(const sh_cu_get_rows_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n,
                     int *err) {
+    if (sh_block_idle(starts, n)) return; /* capacity padding */
     const int g = sh_find_group(starts, n, blockIdx.x);
     const sh_cu_get_rows_desc d = descs[g];
     pdl_trigger();
@@ -46,6 +47,7 @@ constexpr int kNB = 8; /* elements a thread holds in registers (rows <= kNB * kR
 __global__ void __launch_bounds__(kRowThreads)
     norm_kernel(const sh_cu_norm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     __shared__ float red[32];
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_norm_desc d = descs[g];
     pdl_trigger();
@@ -197,6 +199,7 @@ __device__ __forceinline__ void rope_row(float *x, int n_head, int head_dim, int
 __global__ void __launch_bounds__(kRowThreads)
     rope_kernel(const sh_cu_rope_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     __shared__ double freq[kRopeHalfMax];
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_rope_desc d = descs[g];
     pdl_trigger();
@@ -224,6 +227,7 @@ __global__ void __launch_bounds__(kRowThreads)
     kv_write_kernel(const sh_cu_kv_write_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                     int *err) {
     __shared__ double freq[kRopeHalfMax];
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_kv_write_desc d = descs[g];
     pdl_trigger();
@@ -293,6 +297,7 @@ __global__ void __launch_bounds__(kRowThreads)
  * any, since out may alias a. */
 __global__ void __launch_bounds__(kRowThreads)
     act_kernel(const sh_cu_act_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_act_desc d = descs[g];
     pdl_trigger();
@@ -333,6 +338,7 @@ __global__ void __launch_bounds__(kRowThreads)
 __global__ void __launch_bounds__(kRowThreads)
     pool_kernel(const sh_cu_pool_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     __shared__ float red[32];
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_pool_desc d = descs[g];
     pdl_trigger();
@@ -368,6 +374,7 @@ __global__ void __launch_bounds__(kArgThreads)
     argmax_kernel(const sh_cu_argmax_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     __shared__ float sv[32];
     __shared__ int si[32];
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_argmax_desc d = descs[g];
     pdl_trigger();

@@ -692,6 +692,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
     constexpr int SMEM = smem_floats(S);
     __shared__ __align__(16) float smem[SMEM + kSsFloats];
     pdl_trigger();
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const int local = blockIdx.x - __ldg(starts + g);
     const sh_cu_gemm_desc d = descs[g];

@@ -352,8 +352,10 @@ __device__ Sel select(const Row &R, const Lim &L, int mode, unsigned kth, double
 /* out = sh_sample_u(x, n, params, u) (see the file comment); greedy rows:
  * the first maximum as the host loop `x[c] > x[best]` finds it (a NaN in
  * column 0 gives 0, other NaNs never win). */
-__global__ void __launch_bounds__(kThreads) sample_kernel(const sh_cu_sample_desc *__restrict__ descs) {
+__global__ void __launch_bounds__(kThreads)
+    sample_kernel(const sh_cu_sample_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     __shared__ Smem sm;
+    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const sh_cu_sample_desc d = descs[blockIdx.x];
     pdl_trigger();
     pdl_wait(); /* the logits come from the previous kernel */
@@ -429,5 +431,5 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const sh_cu_sample_des
 /* One block per row (one descriptor per row). */
 extern "C" cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a) {
     return sh_cu_launch_k(sample_kernel, a->n_blocks, kThreads, s, a->pdl,
-                          static_cast<const sh_cu_sample_desc *>(a->desc));
+                          static_cast<const sh_cu_sample_desc *>(a->desc), a->starts, a->n_groups);
 }
