@@ -161,11 +161,16 @@ tiles)
 profile-cluster)
   # 8 models x 16 sequences: skip the prefill steps (128 x 64 prompt rows in
   # 512-row steps) and a few decode steps, then two decode steps
-  NCU_SKIP_STEPS=26 prof smollm-8x16 304 --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
+  NCU_SKIP_STEPS=26 prof smollm-8x16 274 --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
+  ;;
+profile1)
+  # one sequence, warm caches: where a launch-bound step's time goes
+  NCU_CACHE=none prof smollm-1x1 274 --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof gpt2-1x1 113 --synthetic gpt2-124m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
   ;;
 profile)
   for s in 1 16 64; do
-    prof smollm-1x$s 304 --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
+    prof smollm-1x$s 274 --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
   done
   prof gpt2-1x64 113 --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
   ;;
