@@ -1,7 +1,7 @@
 #!/bin/bash
 # On the GPU machine: end-to-end checks and benchmarks of the whole engine on
-# CUDA, from prebuilt binaries carried in .e2e/ (shoal, test_reference,
-# test_cuda_ops; libcjson1 .deb; a copy of the PyTorch peer script).
+# CUDA, from binaries in .e2e/bin (built there by bench/gpu/build.sh, or carried)
+# with the libcjson1 .deb and a copy of the PyTorch peer script in .e2e/.
 #
 #   bash bench/gpu/e2e.sh MODE [MODE ...]
 #     check     reference fixtures through --device cuda, op conformance, memcheck and racecheck (--quick)
