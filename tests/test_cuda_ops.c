@@ -898,6 +898,28 @@ static void gstep_run(gstep *s, const mbuf *w1, const mbuf *w2, int d, int f, co
     OK(sh_be_step_end(be));
 }
 
+/* Runs one step on both backends with inputs xh and compares: u and y with
+ * the CPU, the device argmax with the host loop over the GPU's own y. */
+static void gstep_check(gstep *s, const mbuf *w1, const mbuf *w2, int d, int f, const float *xh, const char *label,
+                        int it) {
+    const int m = s->x.rows;
+    gstep_run(s, w1, w2, d, f, xh, 0);
+    gstep_run(s, w1, w2, d, f, xh, 1);
+    OK(sh_be_sync(gpu));
+    char what[96];
+    snprintf(what, sizeof what, "%s step %d, %d rows (u)", label, it, m);
+    expect_close(what, 0, &s->u, 1e-5, SH_OP_GEMM);
+    snprintf(what, sizeof what, "%s step %d, %d rows (y)", label, it, m);
+    expect_close(what, 0, &s->y, 1e-5, SH_OP_GEMM);
+    float *yg = malloc(s->y.m.bytes);
+    int32_t ids[64];
+    opr_download(gpu, yg, s->y.m.g, s->y.m.bytes);
+    opr_download(gpu, ids, s->ids, (size_t)m * sizeof(int32_t));
+    for (int rr = 0; rr < m; rr++)
+        CHECK(ids[rr] == host_argmax(yg + (size_t)rr * d, d), "%s step %d: argmax row %d", label, it, rr);
+    free(yg);
+}
+
 /* Steps of one shape alternate between two buffer sets with fresh inputs
  * uploaded inside the step: the first runs directly, the second is captured,
  * the rest replay the graph — each compared with the CPU, argmax with the
@@ -923,23 +945,8 @@ static void test_graph_replay(const char *label) {
     float *xh = malloc((size_t)5 * D * sizeof(float));
     for (int it = 0; it < 7; it++) {
         gstep *s = it == 5 ? &other : &set[it % 2];
-        int m = s->x.rows;
-        for (int k = 0; k < m * D; k++) xh[k] = opr_unif(&r, -1, 1);
-        gstep_run(s, &w1, &w2, D, F, xh, 0);
-        gstep_run(s, &w1, &w2, D, F, xh, 1);
-        OK(sh_be_sync(gpu));
-        char what[96];
-        snprintf(what, sizeof what, "%s step %d (u)", label, it);
-        expect_close(what, 0, &s->u, 1e-5, SH_OP_GEMM);
-        snprintf(what, sizeof what, "%s step %d (y)", label, it);
-        expect_close(what, 0, &s->y, 1e-5, SH_OP_GEMM);
-        float *yg = malloc(s->y.m.bytes);
-        int32_t ids[8];
-        opr_download(gpu, yg, s->y.m.g, s->y.m.bytes);
-        opr_download(gpu, ids, s->ids, (size_t)m * sizeof(int32_t));
-        for (int rr = 0; rr < m; rr++)
-            CHECK(ids[rr] == host_argmax(yg + (size_t)rr * D, D), "%s step %d: argmax row %d", label, it, rr);
-        free(yg);
+        for (int k = 0; k < s->x.rows * D; k++) xh[k] = opr_unif(&r, -1, 1);
+        gstep_check(s, &w1, &w2, D, F, xh, label, it);
     }
     free(xh);
     OK(sh_cuda_graph_stats_get(gpu, &g1));
@@ -980,22 +987,8 @@ static void test_graph_buckets(void) {
     OK(sh_cuda_graph_stats_get(gpu, &g0));
     float *xh = malloc((size_t)40 * D * sizeof(float));
     for (int it = 0; it < 7; it++) {
-        gstep *s = &st[it];
-        const int m = rows[it];
-        for (int k = 0; k < m * D; k++) xh[k] = opr_unif(&r, -1, 1);
-        gstep_run(s, &w1, &w2, D, F, xh, 0);
-        gstep_run(s, &w1, &w2, D, F, xh, 1);
-        OK(sh_be_sync(gpu));
-        char what[96];
-        snprintf(what, sizeof what, "buckets step %d, %d rows (y)", it, m);
-        expect_close(what, 0, &s->y, 1e-5, SH_OP_GEMM);
-        float *yg = malloc(s->y.m.bytes);
-        int32_t ids[64];
-        opr_download(gpu, yg, s->y.m.g, s->y.m.bytes);
-        opr_download(gpu, ids, s->ids, (size_t)m * sizeof(int32_t));
-        for (int rr = 0; rr < m; rr++)
-            CHECK(ids[rr] == host_argmax(yg + (size_t)rr * D, D), "buckets step %d: argmax row %d", it, rr);
-        free(yg);
+        for (int k = 0; k < rows[it] * D; k++) xh[k] = opr_unif(&r, -1, 1);
+        gstep_check(&st[it], &w1, &w2, D, F, xh, "buckets", it);
     }
     free(xh);
     OK(sh_cuda_graph_stats_get(gpu, &g1));

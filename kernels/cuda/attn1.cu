@@ -15,6 +15,12 @@
  * positions [0, pos0 + row]; bidirectional rows see [0, n_kv). expf is the
  * accurate one (no fast-math intrinsics). A negative block id skips its
  * keys and raises SH_CU_ERR_BLOCK_ID.
+ *
+ * Split (desc.splits = S > 1, decode of a few sequences): the tiles of one
+ * (row, head) are dealt to S blocks (tile s, s + S, ...); each writes its
+ * partial state (running max m, sum l, sum p V) to desc.part, and the last
+ * of the S to finish (a counter per (row, head), reset by that block)
+ * rescales and adds them: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
  */
 #include <math.h>
 
@@ -61,7 +67,8 @@ __global__ void __launch_bounds__(kThreads)
     pdl_trigger();
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int local = blockIdx.x - __ldg(starts + gi);
-    const int row = local / d.n_head, head = local % d.n_head;
+    const int S = d.splits, sp = local % S, rh = local / S;
+    const int row = rh / d.n_head, head = rh % d.n_head;
     const int hd = d.head_dim;
     const int hk = head / (d.n_head / d.n_head_kv);
     const int tid = threadIdx.x;
@@ -84,7 +91,7 @@ __global__ void __launch_bounds__(kThreads)
     const int n_tiles = (g.n_keys + g.tk - 1) / g.tk;
 
     bool bad = false;
-    load_tile(g, stage[0], 0, min(g.tk, g.n_keys), bad);
+    if (sp < n_tiles) load_tile(g, stage[0], sp * g.tk, min(g.tk, g.n_keys - sp * g.tk), bad);
     cp_async_commit();
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head * hd;
     for (int i = tid; i < hd; i += kThreads) qs[i] = q[i];
@@ -95,17 +102,18 @@ __global__ void __launch_bounds__(kThreads)
     float acc0 = 0.0f, acc1 = 0.0f;
     float m_run = -INFINITY, l_run = 0.0f;
 
-    for (int ti = 0; ti < n_tiles; ti++) {
+    for (int it = 0, ti = sp; ti < n_tiles; it++, ti += S) {
         const int t0 = ti * g.tk, nk = min(g.tk, g.n_keys - t0);
-        if (ti + 1 < n_tiles) {
-            load_tile(g, stage[(ti + 1) & 1], t0 + g.tk, min(g.tk, g.n_keys - t0 - g.tk), bad);
+        if (ti + S < n_tiles) {
+            const int t1 = (ti + S) * g.tk;
+            load_tile(g, stage[(it + 1) & 1], t1, min(g.tk, g.n_keys - t1), bad);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads(); /* the tile (and q) are in shared memory */
-        const unsigned char *ks = stage[ti & 1];
+        const unsigned char *ks = stage[it & 1];
         const unsigned char *vs = ks + g.tk * g.rs;
         float s = -INFINITY;
         if (tid < nk) {
@@ -145,12 +153,52 @@ __global__ void __launch_bounds__(kThreads)
     part[kThreads + tid] = acc1;
     __syncthreads();
     float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head * hd;
+    if (S == 1) {
+        for (int dd = tid; dd < hd; dd += kThreads) {
+            const int slot = dd / D, dl = dd % D;
+            float num = 0.0f;
+            for (int pp = 0; pp < P; pp++) num += part[slot * kThreads + pp * D + dl];
+            out[dd] = l_run > 0.0f ? num / l_run : 0.0f;
+        }
+        return;
+    }
+    /* split: publish this block's state; the last of the S combines */
+    const int pw = 2 + hd; /* floats per partial state */
+    float *mine = d.part + ((int64_t)rh * S + sp) * pw;
     for (int dd = tid; dd < hd; dd += kThreads) {
         const int slot = dd / D, dl = dd % D;
         float num = 0.0f;
         for (int pp = 0; pp < P; pp++) num += part[slot * kThreads + pp * D + dl];
-        out[dd] = l_run > 0.0f ? num / l_run : 0.0f;
+        mine[2 + dd] = num;
     }
+    if (tid == 0) {
+        mine[0] = m_run;
+        mine[1] = l_run;
+    }
+    __threadfence(); /* the state is visible before the counter moves */
+    __syncthreads();
+    __shared__ int last;
+    if (tid == 0) last = atomicAdd(d.count + rh, 1) == S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence(); /* the other blocks' states are read after their counts */
+    const float *all = d.part + (int64_t)rh * S * pw;
+    float M = -INFINITY;
+    for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(all + (int64_t)k * pw));
+    float L = 0.0f;
+    for (int k = 0; k < S; k++) {
+        const float mk = __ldcg(all + (int64_t)k * pw);
+        if (mk != -INFINITY) L += expf(mk - M) * __ldcg(all + (int64_t)k * pw + 1);
+    }
+    for (int dd = tid; dd < hd; dd += kThreads) {
+        float num = 0.0f;
+        for (int k = 0; k < S; k++) {
+            const float mk = __ldcg(all + (int64_t)k * pw);
+            if (mk != -INFINITY) num += expf(mk - M) * __ldcg(all + (int64_t)k * pw + 2 + dd);
+        }
+        out[dd] = L > 0.0f ? num / L : 0.0f;
+    }
+    if (tid == 0) d.count[rh] = 0; /* ready for the next launch */
 }
 
 } // namespace

@@ -100,6 +100,8 @@ typedef struct sh_cu_backend {
     int n_recs, cap_recs;
     int in_step;
     int *d_err;              /* device error word (SH_CU_ERR_* bits) */
+    float *attn_part;        /* split attention: partial states (SH_CU_ATTN_PART_FLOATS) */
+    int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -822,19 +824,54 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
      * (decode of a few sequences) keeps one head per block for parallelism. */
     int64_t pairs = 0;
     for (int i = 0; i < n; i++) pairs += (int64_t)g[i].q.rows * g[i].n_head_kv;
-    const int hpb = pairs >= 2 * (int64_t)(cb->info.sm_count > 0 ? cb->info.sm_count : 132) ? 4 : 1;
-    int64_t total = 0;
+    const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+    const int hpb = pairs >= 2 * sms ? 4 : 1;
+    /* One head per block and fewer (row, head) blocks than SMs (decode of a
+     * few sequences): each (row, head) splits its key tiles over up to
+     * 2 * SMs / blocks blocks (at most 32) when the partial states fit. */
+    int64_t heads = 0, part_need = 0, count_need = 0;
+    for (int i = 0; i < n; i++) heads += (int64_t)g[i].q.rows * g[i].n_head;
+    const int64_t budget = hpb == 1 && heads < sms && cb->attn_part ? 2 * sms / heads : 1;
+    for (int i = 0; i < n; i++) {
+        const sh_attn_group *e = &g[i];
+        const int64_t es = e->kv.dtype == SH_F16 ? 2 : 4;
+        const int64_t rs = ((e->head_dim * es + 15) & ~(int64_t)15) + 16;
+        int64_t tk = 18432 / (2 * rs);
+        if (tk > 128) tk = 128;
+        const int64_t keys = e->causal ? (int64_t)e->pos0 + e->q.rows : e->n_kv;
+        int64_t s = (keys + tk - 1) / tk;
+        if (s > budget) s = budget;
+        if (s > 32) s = 32;
+        if (s < 1) s = 1;
+        d[i].splits = (int32_t)s;
+        if (s > 1) {
+            part_need += (int64_t)e->q.rows * e->n_head * s * (2 + e->head_dim);
+            count_need += (int64_t)e->q.rows * e->n_head;
+        }
+    }
+    const int split_ok = part_need <= (int64_t)SH_CU_ATTN_PART_FLOATS && count_need <= SH_CU_ATTN_COUNTS;
+    int64_t total = 0, part_off = 0, count_off = 0;
     for (int i = 0; i < n; i++) {
         const sh_attn_group *e = &g[i];
         const uint64_t es = e->kv.dtype == SH_F16 ? 2 : 4;
+        const int32_t splits = split_ok ? d[i].splits : 1;
         d[i] = (sh_cu_attn_desc){
             .q = e->q.data, .out = e->out.data, .kv = cu_kv(&e->kv), .q_stride = e->q.stride,
             .out_stride = e->out.stride, .n_head = e->n_head, .n_head_kv = e->n_head_kv, .head_dim = e->head_dim,
             .pos0 = e->pos0, .n_kv = e->n_kv, .causal = e->causal != 0, .scale = e->scale, .hpb = hpb,
+            .splits = splits,
         };
+        if (d[i].splits > 1) {
+            d[i].part = cb->attn_part + part_off;
+            d[i].count = cb->attn_count + count_off;
+            part_off += (int64_t)e->q.rows * e->n_head * d[i].splits * (2 + e->head_dim);
+            count_off += (int64_t)e->q.rows * e->n_head;
+        }
         d[i].vec = cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
                    ((uint64_t)e->kv.kv_dim * es) % 16 == 0 && ((uint64_t)e->head_dim * es) % 16 == 0;
-        CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(e->n_head / e->n_head_kv, hpb));
+        CU_START(pk, i, total,
+                 (int64_t)e->q.rows * e->n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(e->n_head / e->n_head_kv, hpb) *
+                     d[i].splits);
     }
     pk.starts[n] = (int32_t)total;
     return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, hpb, "attn");
@@ -1084,6 +1121,8 @@ static void cu_destroy(sh_backend *be) {
         cu_graph_clear(cb);
         if (cb->arena) (void)cudaFree(cb->arena);
         if (cb->d_err) (void)cudaFree(cb->d_err);
+        if (cb->attn_part) (void)cudaFree(cb->attn_part);
+        if (cb->attn_count) (void)cudaFree(cb->attn_count);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
         for (int i = 0; i < 2; i++) {
             if (cb->bounce[i]) (void)cudaFreeHost(cb->bounce[i]);
@@ -1176,6 +1215,9 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         }
     if ((e = cudaMalloc((void **)&cb->d_err, sizeof(int))) != cudaSuccess ||
         (e = cudaMemset(cb->d_err, 0, sizeof(int))) != cudaSuccess ||
+        (e = cudaMalloc((void **)&cb->attn_part, SH_CU_ATTN_PART_FLOATS * sizeof(float))) != cudaSuccess ||
+        (e = cudaMalloc((void **)&cb->attn_count, SH_CU_ATTN_COUNTS * sizeof(int32_t))) != cudaSuccess ||
+        (e = cudaMemset(cb->attn_count, 0, SH_CU_ATTN_COUNTS * sizeof(int32_t))) != cudaSuccess ||
         (e = cudaHostAlloc((void **)&cb->h_err, sizeof(int), cudaHostAllocDefault)) != cudaSuccess) {
         s = cu_fail(e, "error word");
         goto fail;

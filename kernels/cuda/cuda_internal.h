@@ -105,7 +105,11 @@ typedef struct sh_cu_attn_desc {
     int32_t vec;          /* 1: K/V rows allow 16-byte loads */
     float scale;
     int32_t hpb;          /* query heads per block (1 .. 4) sharing one K/V tile */
-    int32_t pad_;
+    /* hpb = 1: the key tiles of a (row, head) split over `splits` blocks, the
+     * last to finish combining their partial softmax states */
+    int32_t splits;       /* >= 1 */
+    float *part;          /* splits > 1: (rows * n_head, splits, 2 + head_dim) m, l, sum p V */
+    int32_t *count;       /* splits > 1: (rows * n_head) finished blocks, left at 0 */
 } sh_cu_attn_desc;
 
 /* Element-wise activation; one block per row. */
@@ -211,6 +215,9 @@ cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a);
 
 /* Largest head_dim the attention kernel takes. */
 #define SH_CU_ATTN_DMAX 256
+/* Split attention (attn1): partial-state floats and counters the backend keeps. */
+#define SH_CU_ATTN_PART_FLOATS (2u << 20)
+#define SH_CU_ATTN_COUNTS 4096
 /* attention blocks per (row, KV head) when each serves up to hpb query heads */
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
