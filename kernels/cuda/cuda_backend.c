@@ -826,12 +826,12 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     for (int i = 0; i < n; i++) pairs += (int64_t)g[i].q.rows * g[i].n_head_kv;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int hpb = pairs >= 2 * sms ? 4 : 1;
-    /* One head per block and fewer (row, head) blocks than SMs (decode of a
-     * few sequences): each (row, head) splits its key tiles over up to
-     * 2 * SMs / blocks blocks (at most 32) when the partial states fit. */
+    /* One head per block (decode of a few sequences): each (row, head)
+     * splits its key tiles over up to 4 * SMs / (row, head) blocks (at most
+     * 32) when the partial states fit. */
     int64_t heads = 0, part_need = 0, count_need = 0;
     for (int i = 0; i < n; i++) heads += (int64_t)g[i].q.rows * g[i].n_head;
-    const int64_t budget = hpb == 1 && heads < sms && cb->attn_part ? 2 * sms / heads : 1;
+    const int64_t budget = hpb == 1 && heads < 2 * sms && cb->attn_part ? 4 * sms / heads : 1;
     for (int i = 0; i < n; i++) {
         const sh_attn_group *e = &g[i];
         const int64_t es = e->kv.dtype == SH_F16 ? 2 : 4;
