@@ -141,6 +141,16 @@ fusion)
     if [ -n "${E2E_OLD:-}" ]; then B0=$B; B=$E2E_OLD; fb old 1 1 $shape $models $seqs; B=$B0; fi
   done
   ;;
+attnsplit)
+  # split attention: blocks per SM a launch may grow to (0: no split), decode tok/s
+  for a in 0 4 8 16; do
+    for w in "smollm-135m 8 16" "smollm-135m 1 64" "smollm-135m 1 16" "smollm-135m 1 1"; do
+      read -r shape models seqs <<< "$w"
+      SHOAL_CUDA_ATTN_SPLIT=$a BENCH_GREP="decode:" bench "split$a-$shape-${models}x$seqs" --synthetic $shape \
+        --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+    done
+  done
+  ;;
 tiles)
   # GEMM tensor-core tile sweep (SHOAL_CUDA_MMA_TILE; -1 = the automatic choice): decode tok/s, then
   # ncu per-kernel GEMM times with warm caches (smollm 1x64, 1x16)

@@ -49,13 +49,15 @@ __global__ void __launch_bounds__(kThreads)
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[gi];
     pdl_trigger();
-    const int local = blockIdx.x - __ldg(starts + gi);
-    /* The grid has SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) blocks per (row, KV
-     * head); block c of KV head hk serves query heads hk * ratio + c * hpb ..
-     * + nh - 1 (hpb <= kHeads, chosen by the host per launch). */
+    /* The grid has SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) units per (row, KV
+     * head), each of d.splits blocks; unit c of KV head hk serves query heads
+     * hk * ratio + c * hpb .. + nh - 1 (hpb <= kHeads, chosen by the host per
+     * launch), its block sp the key tiles sp, sp + splits, ... */
+    const int S = d.splits, sp = (blockIdx.x - __ldg(starts + gi)) % S;
+    const int unit = (blockIdx.x - __ldg(starts + gi)) / S;
     const int ratio = d.n_head / d.n_head_kv, hpb = d.hpb;
     const int cpk = SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb), per_row = d.n_head_kv * cpk;
-    const int row = local / per_row, rem = local - row * per_row;
+    const int row = unit / per_row, rem = unit - row * per_row;
     const int hk = rem / cpk, hin = (rem - hk * cpk) * hpb;
     const int head = hk * ratio + hin;
     const int nh = min(hpb, ratio - hin);
@@ -81,7 +83,7 @@ __global__ void __launch_bounds__(kThreads)
     const int n_tiles = (g.n_keys + g.tk - 1) / g.tk;
 
     bool bad = false;
-    load_tile(g, stage[0], 0, min(g.tk, g.n_keys), bad);
+    if (sp < n_tiles) load_tile(g, stage[0], sp * g.tk, min(g.tk, g.n_keys - sp * g.tk), bad);
     cp_async_commit();
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)(head * hd);
     for (int i = tid; i < nh * hd; i += kThreads) qs[i / hd][i % hd] = q[i];
@@ -94,17 +96,18 @@ __global__ void __launch_bounds__(kThreads)
     for (int h = 0; h < kHeads; h++) acc0[h] = acc1[h] = 0.0f;
     float m_run = -INFINITY, l_run = 0.0f; /* of head `warp` (warp < nh) */
 
-    for (int ti = 0; ti < n_tiles; ti++) {
+    for (int it = 0, ti = sp; ti < n_tiles; it++, ti += S) {
         const int t0 = ti * g.tk, nk = min(g.tk, g.n_keys - t0);
-        if (ti + 1 < n_tiles) {
-            load_tile(g, stage[(ti + 1) & 1], t0 + g.tk, min(g.tk, g.n_keys - t0 - g.tk), bad);
+        if (ti + S < n_tiles) {
+            const int t1 = (ti + S) * g.tk;
+            load_tile(g, stage[(it + 1) & 1], t1, min(g.tk, g.n_keys - t1), bad);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads(); /* the tile (and q) are in shared memory */
-        const unsigned char *ks = stage[ti & 1];
+        const unsigned char *ks = stage[it & 1];
         const unsigned char *vs = ks + g.tk * g.rs;
         for (int c = tid; c < nh * nk; c += kThreads) {
             const int h = c / nk, j = c - h * nk;
@@ -184,16 +187,61 @@ __global__ void __launch_bounds__(kThreads)
             part[(2 * h) * kThreads + tid] = acc0[h];
             part[(2 * h + 1) * kThreads + tid] = acc1[h];
         }
-    if (warp < nh && lane == 0) l_s[warp] = l_run;
+    __shared__ float m_s[kHeads];
+    if (warp < nh && lane == 0) {
+        l_s[warp] = l_run;
+        m_s[warp] = m_run;
+    }
     __syncthreads();
     float *out = d.out + (int64_t)row * d.out_stride + (int64_t)(head * hd);
+    if (S == 1) {
+        for (int i = tid; i < nh * hd; i += kThreads) {
+            const int h = i / hd, dd = i - h * hd;
+            const int slot = dd / D, dl = dd % D;
+            float num = 0.0f;
+            for (int pp = 0; pp < P; pp++) num += part[(2 * h + slot) * kThreads + pp * D + dl];
+            out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
+        }
+        return;
+    }
+    /* split: publish each head's state (m, l, sum p V) at (row, query head,
+     * sp); the last of the unit's S blocks combines (as attn1.cu does) */
+    const int pw = 2 + hd;
     for (int i = tid; i < nh * hd; i += kThreads) {
         const int h = i / hd, dd = i - h * hd;
         const int slot = dd / D, dl = dd % D;
         float num = 0.0f;
         for (int pp = 0; pp < P; pp++) num += part[(2 * h + slot) * kThreads + pp * D + dl];
-        out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
+        d.part[(((int64_t)row * d.n_head + head + h) * S + sp) * pw + 2 + dd] = num;
     }
+    if (tid < nh) {
+        float *st = d.part + (((int64_t)row * d.n_head + head + tid) * S + sp) * pw;
+        st[0] = m_s[tid];
+        st[1] = l_s[tid];
+    }
+    __threadfence(); /* the states are visible before the counter moves */
+    __syncthreads();
+    __shared__ int last;
+    if (tid == 0) last = atomicAdd(d.count + unit, 1) == S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence(); /* the other blocks' states are read after their counts */
+    for (int i = tid; i < nh * hd; i += kThreads) {
+        const int h = i / hd, dd = i - h * hd;
+        const float *all = d.part + ((int64_t)row * d.n_head + head + h) * S * pw;
+        float M = -INFINITY;
+        for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(all + (int64_t)k * pw));
+        float L = 0.0f, num = 0.0f;
+        for (int k = 0; k < S; k++) {
+            const float mk = __ldcg(all + (int64_t)k * pw);
+            if (mk == -INFINITY) continue;
+            const float w = expf(mk - M);
+            L += w * __ldcg(all + (int64_t)k * pw + 1);
+            num += w * __ldcg(all + (int64_t)k * pw + 2 + dd);
+        }
+        out[i] = L > 0.0f ? num / L : 0.0f;
+    }
+    if (tid == 0) d.count[unit] = 0; /* ready for the next launch */
 }
 
 } // namespace

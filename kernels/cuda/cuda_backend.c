@@ -102,6 +102,7 @@ typedef struct sh_cu_backend {
     int *d_err;              /* device error word (SH_CU_ERR_* bits) */
     float *attn_part;        /* split attention: partial states (SH_CU_ATTN_PART_FLOATS) */
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
+    int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -826,12 +827,13 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     for (int i = 0; i < n; i++) pairs += (int64_t)g[i].q.rows * g[i].n_head_kv;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int hpb = pairs >= 2 * sms ? 4 : 1;
-    /* One head per block (decode of a few sequences): each (row, head)
-     * splits its key tiles over up to 4 * SMs / (row, head) blocks (at most
-     * 32) when the partial states fit. */
-    int64_t heads = 0, part_need = 0, count_need = 0;
-    for (int i = 0; i < n; i++) heads += (int64_t)g[i].q.rows * g[i].n_head;
-    const int64_t budget = hpb == 1 && heads < 2 * sms && cb->attn_part ? 4 * sms / heads : 1;
+    /* Split: the key tiles of each block's (row, heads) unit are dealt to up
+     * to cb->attn_split_blocks / units blocks (at most 32, and no more than
+     * the tiles), when the partial states fit; the last block combines. */
+    int64_t units = 0, part_need = 0, count_need = 0;
+    for (int i = 0; i < n; i++)
+        units += (int64_t)g[i].q.rows * g[i].n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(g[i].n_head / g[i].n_head_kv, hpb);
+    const int64_t budget = cb->attn_part && units > 0 ? cb->attn_split_blocks / units : 1;
     for (int i = 0; i < n; i++) {
         const sh_attn_group *e = &g[i];
         const int64_t es = e->kv.dtype == SH_F16 ? 2 : 4;
@@ -846,7 +848,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
         d[i].splits = (int32_t)s;
         if (s > 1) {
             part_need += (int64_t)e->q.rows * e->n_head * s * (2 + e->head_dim);
-            count_need += (int64_t)e->q.rows * e->n_head;
+            count_need += (int64_t)e->q.rows * e->n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(e->n_head / e->n_head_kv, hpb);
         }
     }
     const int split_ok = part_need <= (int64_t)SH_CU_ATTN_PART_FLOATS && count_need <= SH_CU_ATTN_COUNTS;
@@ -865,7 +867,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
             d[i].part = cb->attn_part + part_off;
             d[i].count = cb->attn_count + count_off;
             part_off += (int64_t)e->q.rows * e->n_head * d[i].splits * (2 + e->head_dim);
-            count_off += (int64_t)e->q.rows * e->n_head;
+            count_off += (int64_t)e->q.rows * e->n_head_kv * SH_CU_ATTN_BLOCKS_PER_KV(e->n_head / e->n_head_kv, hpb);
         }
         d[i].vec = cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
                    ((uint64_t)e->kv.kv_dim * es) % 16 == 0 && ((uint64_t)e->head_dim * es) % 16 == 0;
@@ -1180,6 +1182,10 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * the separate norm/act kernels at every row count, 1 included
      * (bench/NOTES.md, "Fused norm, activation and RoPE"). RoPE inside
      * kv_write is used. SHOAL_CUDA_XF_ROWS=N turns them on up to N rows. */
+    /* split attention up to 8 blocks per SM (bench/NOTES.md, "Split decode
+     * attention"); SHOAL_CUDA_ATTN_SPLIT=N blocks per SM for measurements, 0 off */
+    const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT");
+    cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 8) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
     cb->base.xf_rows_max = xr ? atoi(xr) : 0;
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
