@@ -1109,6 +1109,15 @@ int main(int argc, char **argv) {
     test_kv_write_mixed(1);
     test_attn_mixed(0);
     test_attn_mixed(1);
+    /* the shared-tile kernel with its key tiles split (the default budget
+     * splits only small launches), then no split at all */
+    OK(sh_cuda_set_attn_split(gpu, 16));
+    test_attn_mixed(0);
+    OK(sh_cuda_set_attn_split(gpu, 0));
+    test_attn_mixed(0);
+    test_attn_mixed(1);
+    OK(sh_cuda_set_attn_split(gpu, 4));
+    CHECK(sh_cuda_set_attn_split(gpu, -1) == SHOAL_ERR_INVALID_ARG, "set_attn_split took -1");
     test_argmax();
     test_copies();
     test_step();

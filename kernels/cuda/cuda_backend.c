@@ -1182,10 +1182,11 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * the separate norm/act kernels at every row count, 1 included
      * (bench/NOTES.md, "Fused norm, activation and RoPE"). RoPE inside
      * kv_write is used. SHOAL_CUDA_XF_ROWS=N turns them on up to N rows. */
-    /* split attention up to 8 blocks per SM (bench/NOTES.md, "Split decode
-     * attention"); SHOAL_CUDA_ATTN_SPLIT=N blocks per SM for measurements, 0 off */
+    /* split attention up to 4 blocks per SM (bench/NOTES.md, "Split decode
+     * attention": 8 and 16 were slower at 8 x 16 and 1 x 64);
+     * SHOAL_CUDA_ATTN_SPLIT=N blocks per SM, 0 off */
     const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT");
-    cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 8) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
+    cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
     cb->base.xf_rows_max = xr ? atoi(xr) : 0;
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
@@ -1265,6 +1266,15 @@ shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile) {
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: not a CUDA backend");
     if (tile < -1 || tile > 4) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: unknown tile %d", tile);
     cb->mma_tile = tile;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_split: not a CUDA backend");
+    if (blocks_per_sm < 0)
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_split: %d blocks per SM", blocks_per_sm);
+    cb->attn_split_blocks = (int64_t)blocks_per_sm * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     return SHOAL_OK;
 }
 

@@ -56,6 +56,12 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
  * for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile);
 
+/* Split attention: the blocks per SM an attention launch may grow to by
+ * dealing each unit's key tiles to several blocks (0: never split; the
+ * default 4, or SHOAL_CUDA_ATTN_SPLIT). SHOAL_ERR_INVALID_ARG for a negative
+ * value or a non-CUDA backend. */
+shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm);
+
 /* Programmatic dependent launch on (1, the default unless the environment
  * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes
  * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */
