@@ -219,27 +219,10 @@ __global__ void __launch_bounds__(kThreads)
         st[0] = m_s[tid];
         st[1] = l_s[tid];
     }
-    __threadfence(); /* the states are visible before the counter moves */
-    __syncthreads();
-    __shared__ int last;
-    if (tid == 0) last = atomicAdd(d.count + unit, 1) == S - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence(); /* the other blocks' states are read after their counts */
+    if (!split_arrive(d.count + unit, S)) return;
     for (int i = tid; i < nh * hd; i += kThreads) {
         const int h = i / hd, dd = i - h * hd;
-        const float *all = d.part + ((int64_t)row * d.n_head + head + h) * S * pw;
-        float M = -INFINITY;
-        for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(all + (int64_t)k * pw));
-        float L = 0.0f, num = 0.0f;
-        for (int k = 0; k < S; k++) {
-            const float mk = __ldcg(all + (int64_t)k * pw);
-            if (mk == -INFINITY) continue;
-            const float w = expf(mk - M);
-            L += w * __ldcg(all + (int64_t)k * pw + 1);
-            num += w * __ldcg(all + (int64_t)k * pw + 2 + dd);
-        }
-        out[i] = L > 0.0f ? num / L : 0.0f;
+        out[i] = split_combine(d.part + ((int64_t)row * d.n_head + head + h) * S * pw, S, pw, dd);
     }
     if (tid == 0) d.count[unit] = 0; /* ready for the next launch */
 }

@@ -175,29 +175,8 @@ __global__ void __launch_bounds__(kThreads)
         mine[0] = m_run;
         mine[1] = l_run;
     }
-    __threadfence(); /* the state is visible before the counter moves */
-    __syncthreads();
-    __shared__ int last;
-    if (tid == 0) last = atomicAdd(d.count + rh, 1) == S - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence(); /* the other blocks' states are read after their counts */
-    const float *all = d.part + (int64_t)rh * S * pw;
-    float M = -INFINITY;
-    for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(all + (int64_t)k * pw));
-    float L = 0.0f;
-    for (int k = 0; k < S; k++) {
-        const float mk = __ldcg(all + (int64_t)k * pw);
-        if (mk != -INFINITY) L += expf(mk - M) * __ldcg(all + (int64_t)k * pw + 1);
-    }
-    for (int dd = tid; dd < hd; dd += kThreads) {
-        float num = 0.0f;
-        for (int k = 0; k < S; k++) {
-            const float mk = __ldcg(all + (int64_t)k * pw);
-            if (mk != -INFINITY) num += expf(mk - M) * __ldcg(all + (int64_t)k * pw + 2 + dd);
-        }
-        out[dd] = L > 0.0f ? num / L : 0.0f;
-    }
+    if (!split_arrive(d.count + rh, S)) return;
+    for (int dd = tid; dd < hd; dd += kThreads) out[dd] = split_combine(d.part + (int64_t)rh * S * pw, S, pw, dd);
     if (tid == 0) d.count[rh] = 0; /* ready for the next launch */
 }
 
