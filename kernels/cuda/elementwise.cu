@@ -219,7 +219,51 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
            ((uint64_t)((kv.layer * 2 + which) * SH_KV_TOKENS + tok) * (uint64_t)kv.kv_dim) * (uint64_t)es;
 }
 
-/* With RoPE (n_rot > 0): q and k rotated in place first (rope_kernel's maths).
+/* kv_write with RoPE: q rotated in place (rope_row); each of k's rotated
+ * pairs is loaded, rotated and stored to the activation and the pool by one
+ * thread (rope_kernel's maths, one pass, no barrier); k's other dims and v
+ * are copied. */
+__device__ __forceinline__ void kv_write_rope(const sh_cu_kv_write_desc &d, int r, const double *freq, int *err) {
+    const int pos = __ldg(d.pos + r);
+    const double p = (double)pos;
+    if (d.q) rope_row(d.q + (int64_t)r * d.q_stride, d.n_head, d.head_dim, d.n_rot, d.rope_mode, d.theta, p, freq);
+    const int32_t blk = __ldg(d.kv.block_table + pos / SH_KV_TOKENS);
+    if (blk < 0) {
+        if (threadIdx.x == 0) atomicOr(err, SH_CU_ERR_BLOCK_ID);
+        return;
+    }
+    float *k = const_cast<float *>(d.k) + (int64_t)r * d.k_stride;
+    const float *v = d.v + (int64_t)r * d.v_stride;
+    unsigned char *kd = kv_row(d.kv, blk, pos % SH_KV_TOKENS, 0), *vd = kv_row(d.kv, blk, pos % SH_KV_TOKENS, 1);
+    const bool f16 = d.kv.dtype == DT_F16;
+    auto put = [&](unsigned char *dst, int c, float x) {
+        if (f16) reinterpret_cast<__half *>(dst)[c] = __float2half_rn(x);
+        else reinterpret_cast<float *>(dst)[c] = x;
+    };
+    const int hd = d.head_dim, half = d.n_rot / 2, n = d.kv.kv_dim;
+    const int total = (n / hd) * half;
+    const double lt = log((double)d.theta);
+    for (int i = threadIdx.x; i < total; i += kRowThreads) {
+        const int h = i / half, j = i % half;
+        const int o0 = h * hd + (d.rope_mode == 0 ? 2 * j : j);
+        const int o1 = h * hd + (d.rope_mode == 0 ? 2 * j + 1 : j + half);
+        const float a = k[o0], b = k[o1];
+        const double f = half <= kRopeHalfMax ? freq[j] : exp(-(2.0 * j / d.n_rot) * lt);
+        const double ang = p * f;
+        const float cs = (float)cos(ang), sn = (float)sin(ang);
+        const float x0 = a * cs - b * sn, x1 = a * sn + b * cs;
+        k[o0] = x0;
+        k[o1] = x1;
+        put(kd, o0, x0);
+        put(kd, o1, x1);
+    }
+    for (int c = threadIdx.x; c < n; c += kRowThreads) {
+        if (c % hd >= d.n_rot) put(kd, c, k[c]); /* dims past n_rot: not rotated */
+        put(vd, c, v[c]);
+    }
+}
+
+/* With RoPE (n_rot > 0): kv_write_rope.
  * pool[block_table[p / 16]] layer slot (K, t = p % 16) = k row, same for V;
  * f16 pools round to nearest even. The k and v rows are loaded (kNB
  * elements per thread per pass) alongside the position and block id. */
@@ -238,13 +282,8 @@ __global__ void __launch_bounds__(kRowThreads)
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     const int r = blockIdx.x - __ldg(starts + g);
     if (d.n_rot > 0) {
-        /* the fused RoPE: q and k rows rotated in place, as rope_kernel does */
-        const double p = (double)__ldg(d.pos + r);
-        if (d.q)
-            rope_row(d.q + (int64_t)r * d.q_stride, d.n_head, d.head_dim, d.n_rot, d.rope_mode, d.theta, p, freq);
-        rope_row(const_cast<float *>(d.k) + (int64_t)r * d.k_stride, d.kv.kv_dim / d.head_dim, d.head_dim, d.n_rot,
-                 d.rope_mode, d.theta, p, freq);
-        __syncthreads(); /* the rotated k is read below by other threads */
+        kv_write_rope(d, r, freq, err);
+        return;
     }
     const float *k = d.k + (int64_t)r * d.k_stride;
     const float *v = d.v + (int64_t)r * d.v_stride;
