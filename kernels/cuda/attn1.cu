@@ -73,21 +73,7 @@ __global__ void __launch_bounds__(kThreads)
     const int hk = head / (d.n_head / d.n_head_kv);
     const int tid = threadIdx.x;
 
-    attn_geo g;
-    g.f16 = d.kv.dtype == DT_F16;
-    g.vec = d.vec != 0;
-    const int es = g.f16 ? 2 : 4;
-    g.pool = d.kv.pool;
-    g.table = d.kv.block_table;
-    g.block_bytes = d.kv.block_bytes;
-    g.row_bytes = (uint64_t)d.kv.kv_dim * es;
-    g.head_off = (uint64_t)hk * (uint64_t)hd * es;
-    g.k_slot = (uint64_t)(d.kv.layer * 2) * SH_KV_TOKENS * g.row_bytes;
-    g.v_off = (uint64_t)SH_KV_TOKENS * g.row_bytes; /* V slot follows the K slot */
-    g.rb = hd * es;
-    g.rs = ((g.rb + 15) & ~15) + 16;
-    g.tk = min(kTKMax, kStageBytes / (2 * g.rs));
-    g.n_keys = d.causal ? d.pos0 + row + 1 : d.n_kv;
+    const attn_geo g = attn_geo_make(d, hk, row);
     const int n_tiles = (g.n_keys + g.tk - 1) / g.tk;
 
     bool bad = false;

@@ -6,8 +6,8 @@
 #define SH_ATTN_TILE_CUH
 
 constexpr int kThreads = 128;
-constexpr int kStageBytes = 18432; /* K + V of one tile */
-constexpr int kTKMax = 128;        /* keys per tile at most */
+constexpr int kStageBytes = SH_CU_ATTN_STAGE_BYTES; /* K + V of one tile */
+constexpr int kTKMax = SH_CU_ATTN_TK_MAX;          /* keys per tile at most */
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
@@ -27,6 +27,26 @@ struct attn_geo {
     int rb, rs, tk, n_keys;
     bool f16, vec;
 };
+
+/* The geometry of KV head hk's keys for query row `row` of desc d. */
+__device__ __forceinline__ attn_geo attn_geo_make(const sh_cu_attn_desc &d, int hk, int row) {
+    attn_geo g;
+    g.f16 = d.kv.dtype == DT_F16;
+    g.vec = d.vec != 0;
+    const int es = g.f16 ? 2 : 4;
+    g.pool = d.kv.pool;
+    g.table = d.kv.block_table;
+    g.block_bytes = d.kv.block_bytes;
+    g.row_bytes = (uint64_t)d.kv.kv_dim * es;
+    g.head_off = (uint64_t)hk * (uint64_t)d.head_dim * es;
+    g.k_slot = (uint64_t)(d.kv.layer * 2) * SH_KV_TOKENS * g.row_bytes;
+    g.v_off = (uint64_t)SH_KV_TOKENS * g.row_bytes; /* V slot follows the K slot */
+    g.rb = d.head_dim * es;
+    g.rs = ((g.rb + 15) & ~15) + 16;
+    g.tk = sh_cu_attn_tile_keys(d.head_dim, es);
+    g.n_keys = d.causal ? d.pos0 + row + 1 : d.n_kv;
+    return g;
+}
 
 /* Issues the copies of keys [t0, t0 + nk) into stage st (K rows, then V
  * rows at tk * rs). Keys of a negative block id get zero rows (and bad). */

@@ -836,10 +836,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     const int64_t budget = cb->attn_part && units > 0 ? cb->attn_split_blocks / units : 1;
     for (int i = 0; i < n; i++) {
         const sh_attn_group *e = &g[i];
-        const int64_t es = e->kv.dtype == SH_F16 ? 2 : 4;
-        const int64_t rs = ((e->head_dim * es + 15) & ~(int64_t)15) + 16;
-        int64_t tk = 18432 / (2 * rs);
-        if (tk > 128) tk = 128;
+        const int64_t tk = sh_cu_attn_tile_keys(e->head_dim, e->kv.dtype == SH_F16 ? 2 : 4);
         const int64_t keys = e->causal ? (int64_t)e->pos0 + e->q.rows : e->n_kv;
         int64_t s = (keys + tk - 1) / tk;
         if (s > budget) s = budget;

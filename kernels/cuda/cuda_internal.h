@@ -215,7 +215,25 @@ cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a);
 
 /* Largest head_dim the attention kernel takes. */
 #define SH_CU_ATTN_DMAX 256
-/* Split attention (attn1): partial-state floats and counters the backend keeps. */
+/* Attention K/V tiles: bytes of the shared-memory stage holding one tile's K
+ * and V rows, and keys per tile at most. */
+#define SH_CU_ATTN_STAGE_BYTES 18432
+#define SH_CU_ATTN_TK_MAX 128
+/* Keys per tile for head_dim hd of es-byte elements: K and V rows padded to
+ * 16 bytes plus 16 (bank spread), as many as the stage holds. The host sizes
+ * attention splits with it; the kernels tile with it. */
+#ifdef __CUDACC__
+#define SH_CU_HD __host__ __device__
+#else
+#define SH_CU_HD
+#endif
+static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
+    const int rs = ((hd * es + 15) & ~15) + 16;
+    const int tk = SH_CU_ATTN_STAGE_BYTES / (2 * rs);
+    return tk < SH_CU_ATTN_TK_MAX ? tk : SH_CU_ATTN_TK_MAX;
+}
+
+/* Split attention: partial-state floats and counters the backend keeps. */
 #define SH_CU_ATTN_PART_FLOATS (2u << 20)
 #define SH_CU_ATTN_COUNTS 4096
 /* attention blocks per (row, KV head) when each serves up to hpb query heads */

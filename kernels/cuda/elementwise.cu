@@ -163,23 +163,40 @@ __device__ __forceinline__ void rope_freqs(double *freq, int n_rot, float theta)
         for (int j = threadIdx.x; j < half; j += kRowThreads) freq[j] = exp(-(2.0 * j / n_rot) * lt);
 }
 
+/* Pair i (< heads * n_rot / 2) of a row: its two offsets (NORM: 2j, 2j + 1;
+ * NEOX: j, j + n_rot / 2 within head i / (n_rot / 2)) and frequency index j. */
+__device__ __forceinline__ int rope_pair(int i, int head_dim, int n_rot, int mode, int &o0, int &o1) {
+    const int half = n_rot / 2, h = i / half, j = i % half;
+    o0 = h * head_dim + (mode == 0 ? 2 * j : j);
+    o1 = h * head_dim + (mode == 0 ? 2 * j + 1 : j + half);
+    return j;
+}
+
+/* (a, b) rotated by p * f, the angle and its cos / sin in double, rounded
+ * once to f32. */
+__device__ __forceinline__ void rope_rotate(float a, float b, double p, double f, float &x0, float &x1) {
+    const double ang = p * f;
+    const float cs = (float)cos(ang), sn = (float)sin(ang);
+    x0 = a * cs - b * sn;
+    x1 = a * sn + b * cs;
+}
+
+/* theta^(-2j / n_rot): from the table when it fits, else computed. */
+__device__ __forceinline__ double rope_freq(const double *freq, int j, int n_rot, float theta) {
+    return n_rot / 2 <= kRopeHalfMax ? freq[j] : exp(-(2.0 * j / n_rot) * log((double)theta));
+}
+
 /* Rotates the n_head heads of one row x in place at position p (whole block). */
 __device__ __forceinline__ void rope_row(float *x, int n_head, int head_dim, int n_rot, int mode, float theta,
                                          double p, const double *freq) {
-    const int half = n_rot / 2;
-    const int total = n_head * half;
-    const double lt = log((double)theta);
-    const bool tab = half <= kRopeHalfMax;
+    const int total = n_head * (n_rot / 2);
     for (int i0 = threadIdx.x; i0 < total; i0 += kNB * kRowThreads) {
         float av[kNB], bv[kNB];
         int o0[kNB], o1[kNB], jj[kNB];
 #pragma unroll
         for (int u = 0; u < kNB; u++) {
             const int i = i0 + u * kRowThreads;
-            const int h = i / half, j = i % half;
-            jj[u] = j;
-            o0[u] = h * head_dim + (mode == 0 ? 2 * j : j);
-            o1[u] = h * head_dim + (mode == 0 ? 2 * j + 1 : j + half);
+            jj[u] = rope_pair(i, head_dim, n_rot, mode, o0[u], o1[u]);
             av[u] = i < total ? x[o0[u]] : 0.0f;
             bv[u] = i < total ? x[o1[u]] : 0.0f;
         }
@@ -187,11 +204,7 @@ __device__ __forceinline__ void rope_row(float *x, int n_head, int head_dim, int
         for (int u = 0; u < kNB; u++) {
             const int i = i0 + u * kRowThreads;
             if (i >= total) break;
-            const double f = tab ? freq[jj[u]] : exp(-(2.0 * jj[u] / n_rot) * lt);
-            const double ang = p * f;
-            const float cs = (float)cos(ang), sn = (float)sin(ang);
-            x[o0[u]] = av[u] * cs - bv[u] * sn;
-            x[o1[u]] = av[u] * sn + bv[u] * cs;
+            rope_rotate(av[u], bv[u], p, rope_freq(freq, jj[u], n_rot, theta), x[o0[u]], x[o1[u]]);
         }
     }
 }
@@ -240,18 +253,13 @@ __device__ __forceinline__ void kv_write_rope(const sh_cu_kv_write_desc &d, int 
         if (f16) reinterpret_cast<__half *>(dst)[c] = __float2half_rn(x);
         else reinterpret_cast<float *>(dst)[c] = x;
     };
-    const int hd = d.head_dim, half = d.n_rot / 2, n = d.kv.kv_dim;
-    const int total = (n / hd) * half;
-    const double lt = log((double)d.theta);
+    const int hd = d.head_dim, n = d.kv.kv_dim;
+    const int total = (n / hd) * (d.n_rot / 2);
     for (int i = threadIdx.x; i < total; i += kRowThreads) {
-        const int h = i / half, j = i % half;
-        const int o0 = h * hd + (d.rope_mode == 0 ? 2 * j : j);
-        const int o1 = h * hd + (d.rope_mode == 0 ? 2 * j + 1 : j + half);
-        const float a = k[o0], b = k[o1];
-        const double f = half <= kRopeHalfMax ? freq[j] : exp(-(2.0 * j / d.n_rot) * lt);
-        const double ang = p * f;
-        const float cs = (float)cos(ang), sn = (float)sin(ang);
-        const float x0 = a * cs - b * sn, x1 = a * sn + b * cs;
+        int o0, o1;
+        const int j = rope_pair(i, hd, d.n_rot, d.rope_mode, o0, o1);
+        float x0, x1;
+        rope_rotate(k[o0], k[o1], p, rope_freq(freq, j, d.n_rot, d.theta), x0, x1);
         k[o0] = x0;
         k[o1] = x1;
         put(kd, o0, x0);
