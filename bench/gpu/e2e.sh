@@ -11,6 +11,7 @@
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
+#     pipe      pipelined GEMM vs the batch-load MMA kernel: decode tok/s, ncu GEMM times at 8 x 16
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
 set -u
@@ -166,6 +167,21 @@ tiles)
       SHOAL_CUDA_MMA_TILE=$t NCU_CACHE=none NCU_K="-k regex:gemm" prof tile$t-gemm-smollm-1x$s 121 \
         --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
     done
+  done
+  ;;
+pipe)
+  # pipelined GEMM (gemm_pipe.cu) against the batch-load MMA kernel (SHOAL_CUDA_PIPE=0): decode tok/s,
+  # then warm-cache ncu GEMM times of both at 8 x 16
+  for w in "smollm-135m 8 16" "smollm-135m 1 16" "smollm-135m 1 64" "gpt2-124m 1 16" "gpt2-124m 1 64"; do
+    read -r shape models seqs <<< "$w"
+    for p in 0 1; do
+      SHOAL_CUDA_PIPE=$p BENCH_GREP="decode:" bench "pipe$p-$shape-${models}x$seqs" --synthetic $shape \
+        --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+    done
+  done
+  for p in 0 1; do
+    SHOAL_CUDA_PIPE=$p NCU_CACHE=none NCU_SKIP_STEPS=26 NCU_K="-k regex:gemm" prof pipe$p-gemm-smollm-8x16 274 \
+      --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
   done
   ;;
 profile-cluster)

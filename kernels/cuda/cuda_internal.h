@@ -183,6 +183,12 @@ static inline int sh_cu_mma_valid(int s, int c) {
 }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
+/* Pipelined GEMM (gemm_pipe.cu) tile i: 16 * wn weight rows x 8 * nt
+ * activation rows, wn warps per block. The launch variant is i. */
+#define SH_CU_PIPE_TILES 8
+static inline int sh_cu_pipe_wn(int tile) { return tile < 4 ? 4 : 2; }
+static inline int sh_cu_pipe_nt(int tile) { return 1 << (tile & 3); }
+
 /* ---- launches ---------------------------------------------------------- */
 
 typedef struct sh_cu_launch_args {
@@ -198,6 +204,9 @@ typedef struct sh_cu_launch_args {
 typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);
 
 cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
+cudaError_t sh_cu_launch_gemm_pipe(cudaStream_t s, const sh_cu_launch_args *a);
+/* raises the pipelined kernels' shared-memory limit; once, before any launch */
+cudaError_t sh_cu_pipe_init(void);
 cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a);
