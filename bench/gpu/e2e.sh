@@ -43,7 +43,7 @@ peer() { # name kind shape models seqs
 prof() {
   local name=$1 L=$2; shift 2
   SHOAL_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-200} $NCU --clock-control none --cache-control ${NCU_CACHE:-all} \
-    ${NCU_K:-} --launch-skip $((${NCU_SKIP_STEPS:-12} * L)) --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size --csv \
+    ${NCU_K:-} --launch-skip $((${NCU_SKIP_STEPS:-12} * L)) --launch-count $((2 * L)) --metrics gpu__time_duration.sum,launch__grid_size${NCU_METRICS:+,$NCU_METRICS} --csv \
     $B/shoal bench "$@" --device cuda --quiet > "$W/ncu-$name.csv" 2> "$W/ncu-$name.err"
   echo "== ncu $name (rc=$?): $(grep -c gpu__time_duration "$W/ncu-$name.csv") kernels"
   python3 - "$W/ncu-$name.csv" <<'EOF'
@@ -60,11 +60,28 @@ for d in k.values():
     n = d["name"].split("(")[0].replace("(anonymous namespace)::", "")
     key = "%s grid=%d" % (n, d.get("launch__grid_size", 0))
     t[key][0] += 1; t[key][1] += d.get("gpu__time_duration.sum", 0)
+    for m, v in d.items():
+        if m not in ("name", "gpu__time_duration.sum", "launch__grid_size"): t[key].append((m, v))
 tot = sum(v[1] for v in t.values())
 print("   total %.1f us over %d kernels (2 steps)" % (tot / 1e3, len(k)))
 for key, v in sorted(t.items(), key=lambda x: -x[1][1])[:12]:
     print("   %6.1f%% %8.1f us %4d x %6.2f us  %s" % (100 * v[1] / tot, v[1] / 1e3, v[0], v[1] / v[0] / 1e3, key))
+    ex = collections.defaultdict(list)
+    for m, x in v[2:]: ex[m].append(x)
+    if ex: print("          " + "  ".join("%s=%.3g" % (m.split("__")[-1], sum(x) / len(x)) for m, x in sorted(ex.items())))
 EOF
+}
+
+# GEMM launches only (211 per smollm step: 7 per layer and the LM head), warm caches, with occupancy
+# and DRAM metrics: the pipelined kernel (1) and the batch-load MMA kernel (0)
+pipe_ncu() {
+  local met=sm__warps_active.avg.pct_of_peak_sustained_active,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__registers_per_thread
+  for p in 1 0; do
+    SHOAL_CUDA_PIPE=$p NCU_METRICS=$met NCU_CACHE=none NCU_SKIP_STEPS=26 NCU_K="-k regex:gemm" prof pipe$p-gemm-smollm-8x16 211 \
+      --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
+    SHOAL_CUDA_PIPE=$p NCU_METRICS=$met NCU_CACHE=none NCU_SKIP_STEPS=10 NCU_K="-k regex:gemm" prof pipe$p-gemm-smollm-1x16 211 \
+      --synthetic smollm-135m --models 1 --seqs 16 --prompt 64 --tokens 24 --dtype bf16
+  done
 }
 
 for mode in "$@"; do
@@ -179,9 +196,19 @@ pipe)
         --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
     done
   done
-  for p in 0 1; do
-    SHOAL_CUDA_PIPE=$p NCU_CACHE=none NCU_SKIP_STEPS=26 NCU_K="-k regex:gemm" prof pipe$p-gemm-smollm-8x16 274 \
-      --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
+  pipe_ncu
+  ;;
+pipe-ncu)
+  pipe_ncu
+  ;;
+pipetiles)
+  # pipelined GEMM tile sweep (SHOAL_CUDA_PIPE_TILE; -1 = the automatic choice): decode tok/s
+  for t in -1 0 1 2 3 4 5 6 7; do
+    for w in "smollm-135m 8 16" "smollm-135m 1 16" "smollm-135m 1 64"; do
+      read -r shape models seqs <<< "$w"
+      SHOAL_CUDA_PIPE_TILE=$t BENCH_GREP="decode:" bench "ptile$t-$shape-${models}x$seqs" --synthetic $shape \
+        --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+    done
   done
   ;;
 profile-cluster)

@@ -20,6 +20,8 @@
  * terms. The k order inside a 32-element chunk is gemm_kernel.cuh's
  * permutation (lane t holds elements [8t, 8t + 8) of both operands).
  */
+#include <stdlib.h>
+
 #include "gemm_kernel.cuh"
 
 namespace {
@@ -44,6 +46,75 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* The mma of one stage for one warp: CH chunks (2, or 1 at a K tail), chunk c
+ * into acc[c], the two chains interleaved. w: this lane's A bytes of chunk 0
+ * (row g, bytes 16 t); chunk c is c * BN rows on, row g + 8 is 8 rows on.
+ * b: this lane's B bytes of term 0, chunk 0, activation row g. */
+/* c += a b (m16n8k16, bf16 in, f32 accumulate); not volatile, so the
+ * compiler may interleave independent chains */
+__device__ __forceinline__ void mma16816(float (&c)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                         unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* accumulator sets: two (one per chunk of a stage) when a warp has few
+ * activation tiles, so its mma chains are not one long dependency */
+__host__ __device__ constexpr int pipe_na(int nt) { return nt <= 2 ? 2 : 1; }
+
+template <int CH, int NT, int DT, int BN, int BM>
+__device__ __forceinline__ void pipe_mma(float (&acc)[pipe_na(NT)][NT][4], const unsigned char *w,
+                                         const unsigned char *b) {
+    constexpr int NA = pipe_na(NT);
+    unsigned e[CH][4], f[CH][4], el[CH][4], fl[CH][4];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const uint4 ea = *reinterpret_cast<const uint4 *>(w + c * BN * 64);
+        const uint4 fa = *reinterpret_cast<const uint4 *>(w + (c * BN + 8) * 64);
+        e[c][0] = ea.x, e[c][1] = ea.y, e[c][2] = ea.z, e[c][3] = ea.w;
+        f[c][0] = fa.x, f[c][1] = fa.y, f[c][2] = fa.z, f[c][3] = fa.w;
+        if (DT == DT_F16) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                split_f16(e[c][i], e[c][i], el[c][i]);
+                split_f16(f[c][i], f[c][i], fl[c][i]);
+            }
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        unsigned bt[CH][3][4]; /* [chunk][term][pair] */
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+#pragma unroll
+            for (int term = 0; term < 3; term++) {
+                const uint4 v = *reinterpret_cast<const uint4 *>(b + ((term * 2 + c) * BM + nt * 8) * 64);
+                bt[c][term][0] = v.x, bt[c][term][1] = v.y, bt[c][term][2] = v.z, bt[c][term][3] = v.w;
+            }
+        /* step st uses pairs 2 st, 2 st + 1 of both operands; weight term x activation terms */
+#pragma unroll
+        for (int st = 0; st < 2; st++)
+#pragma unroll
+            for (int term = 0; term < 3; term++)
+#pragma unroll
+                for (int c = 0; c < CH; c++)
+                    mma16816(acc[c % NA][nt], e[c][2 * st], f[c][2 * st], e[c][2 * st + 1], f[c][2 * st + 1],
+                             bt[c][term][2 * st], bt[c][term][2 * st + 1]);
+        if (DT == DT_F16) {
+#pragma unroll
+            for (int st = 0; st < 2; st++)
+#pragma unroll
+                for (int term = 0; term < 2; term++)
+#pragma unroll
+                    for (int c = 0; c < CH; c++)
+                        mma16816(acc[c % NA][nt], el[c][2 * st], fl[c][2 * st], el[c][2 * st + 1],
+                                 fl[c][2 * st + 1], bt[c][term][2 * st], bt[c][term][2 * st + 1]);
+        }
+    }
 }
 
 template <int WN, int NT, int DT>
@@ -96,11 +167,15 @@ __device__ __forceinline__ void pipe_body(const sh_cu_gemm_desc &d, int local, u
         cp_async_commit();
     }
 
-    float acc[NT][4];
+    /* chunk c of a stage accumulates into acc[c % NA] */
+    constexpr int NA = pipe_na(NT);
+    float acc[NA][NT][4];
 #pragma unroll
-    for (int nt = 0; nt < NT; nt++)
+    for (int c = 0; c < NA; c++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) acc[nt][j] = 0.0f;
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[c][nt][j] = 0.0f;
 
     for (int s = 0; s < n_stages; s++) {
         /* groups committed so far end with stages s + 1 .. s + kPipeDepth - 2: all but those have landed */
@@ -127,42 +202,10 @@ __device__ __forceinline__ void pipe_body(const sh_cu_gemm_desc &d, int local, u
         }
         __syncthreads();
 
-        const unsigned char *wst = ws + (s % kPipeDepth) * WB;
-        const int cs = min(2, n_chunks - 2 * s);
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            if (c >= cs) break;
-            /* A: weight rows g (e) and g + 8 (f) of this warp; pairs 2s', 2s' + 1 feed mma step s' */
-            const uint4 ea = *reinterpret_cast<const uint4 *>(wst + ((c * BN + warp * 16 + g) * 4 + t) * 16);
-            const uint4 fa = *reinterpret_cast<const uint4 *>(wst + ((c * BN + warp * 16 + g + 8) * 4 + t) * 16);
-            unsigned e[4] = {ea.x, ea.y, ea.z, ea.w}, f[4] = {fa.x, fa.y, fa.z, fa.w}, el[4], fl[4];
-            if (DT == DT_F16) {
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    split_f16(e[i], e[i], el[i]);
-                    split_f16(f[i], f[i], fl[i]);
-                }
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const unsigned char *b = ts + (c * BM + nt * 8 + g) * 64 + t * 16;
-                const uint4 bh = *reinterpret_cast<const uint4 *>(b);
-                const uint4 bm = *reinterpret_cast<const uint4 *>(b + 2 * BM * 64);
-                const uint4 bl = *reinterpret_cast<const uint4 *>(b + 4 * BM * 64);
-                mma_bf16(acc[nt], e[0], f[0], e[1], f[1], bh.x, bh.y);
-                mma_bf16(acc[nt], e[0], f[0], e[1], f[1], bm.x, bm.y);
-                mma_bf16(acc[nt], e[0], f[0], e[1], f[1], bl.x, bl.y);
-                mma_bf16(acc[nt], e[2], f[2], e[3], f[3], bh.z, bh.w);
-                mma_bf16(acc[nt], e[2], f[2], e[3], f[3], bm.z, bm.w);
-                mma_bf16(acc[nt], e[2], f[2], e[3], f[3], bl.z, bl.w);
-                if (DT == DT_F16) {
-                    mma_bf16(acc[nt], el[0], fl[0], el[1], fl[1], bh.x, bh.y);
-                    mma_bf16(acc[nt], el[0], fl[0], el[1], fl[1], bm.x, bm.y);
-                    mma_bf16(acc[nt], el[2], fl[2], el[3], fl[3], bh.z, bh.w);
-                    mma_bf16(acc[nt], el[2], fl[2], el[3], fl[3], bm.z, bm.w);
-                }
-            }
-        }
+        const unsigned char *wst = ws + (s % kPipeDepth) * WB + (warp * 16 + g) * 64 + t * 16;
+        const unsigned char *tst = ts + g * 64 + t * 16;
+        if (2 * s + 2 <= n_chunks) pipe_mma<2, NT, DT, BN, BM>(acc, wst, tst);
+        else pipe_mma<1, NT, DT, BN, BM>(acc, wst, tst);
     }
     cp_async_wait<0>(); /* nothing is left in flight when the block exits */
 
@@ -171,7 +214,9 @@ __device__ __forceinline__ void pipe_body(const sh_cu_gemm_desc &d, int local, u
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) store_y(d, m0 + nt * 8 + 2 * t + (j & 1), row + 8 * (j >> 1), acc[nt][j]);
+        for (int j = 0; j < 4; j++)
+            store_y(d, m0 + nt * 8 + 2 * t + (j & 1), row + 8 * (j >> 1),
+                    NA == 2 ? acc[0][nt][j] + acc[NA - 1][nt][j] : acc[0][nt][j]);
 }
 
 /* For every group g: y_g (+)= x_g W_g^T + b_g; block b of group g is tile
@@ -206,10 +251,14 @@ cudaError_t pipe_launch(cudaStream_t s, const sh_cu_launch_args *a) {
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
+/* carveout: percent of the unified L1 the kernel prefers as shared memory (-1: the driver's choice) */
 template <int WN, int NT>
-cudaError_t pipe_allow_smem() {
-    return cudaFuncSetAttribute(gemm_pipe_kernel<WN, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                pipe_smem(WN, NT));
+cudaError_t pipe_allow_smem(int carveout) {
+    cudaError_t e = cudaFuncSetAttribute(gemm_pipe_kernel<WN, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         pipe_smem(WN, NT));
+    if (e == cudaSuccess && carveout >= 0)
+        e = cudaFuncSetAttribute(gemm_pipe_kernel<WN, NT>, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
+    return e;
 }
 
 } // namespace
@@ -232,9 +281,12 @@ extern "C" cudaError_t sh_cu_launch_gemm_pipe(cudaStream_t s, const sh_cu_launch
 /* Lets every pipelined kernel use the shared memory its tile needs (above
  * the 48 KiB default); once per device, before any launch or capture. */
 extern "C" cudaError_t sh_cu_pipe_init(void) {
-    const cudaError_t e[] = {pipe_allow_smem<4, 1>(), pipe_allow_smem<4, 2>(), pipe_allow_smem<4, 4>(),
-                             pipe_allow_smem<4, 8>(), pipe_allow_smem<2, 1>(), pipe_allow_smem<2, 2>(),
-                             pipe_allow_smem<2, 4>(), pipe_allow_smem<2, 8>()};
+    /* all of it by default, so the blocks a tile allows fit (SHOAL_CUDA_PIPE_CARVEOUT for measurements) */
+    const char *env = getenv("SHOAL_CUDA_PIPE_CARVEOUT");
+    const int co = env ? atoi(env) : 100;
+    const cudaError_t e[] = {pipe_allow_smem<4, 1>(co), pipe_allow_smem<4, 2>(co), pipe_allow_smem<4, 4>(co),
+                             pipe_allow_smem<4, 8>(co), pipe_allow_smem<2, 1>(co), pipe_allow_smem<2, 2>(co),
+                             pipe_allow_smem<2, 4>(co), pipe_allow_smem<2, 8>(co)};
     for (cudaError_t x : e)
         if (x != cudaSuccess) return x;
     return cudaSuccess;
