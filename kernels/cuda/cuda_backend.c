@@ -635,35 +635,41 @@ static int cu_pipe_ok(const sh_gemm_group *e) {
            cu_aligned(e->w.data, 16) && cu_aligned(e->x.data, 16) && e->x.stride % 4 == 0;
 }
 
-static int64_t cu_pipe_blocks(int tile, int n, const sh_gemm_group *g) {
-    const int rows = 16 * sh_cu_pipe_wn(tile), cols = 8 * sh_cu_pipe_nt(tile);
-    int64_t blocks = 0;
+static int64_t cu_pipe_tiles(int tile, int n, const sh_gemm_group *g) {
+    const int rows = 16 * sh_cu_pipe_rt(tile), cols = 8 * sh_cu_pipe_nt(tile);
+    int64_t tiles = 0;
     for (int i = 0; i < n; i++)
-        blocks += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
-    return blocks;
+        tiles += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
+    return tiles;
 }
 
 /* Tile of a pipelined launch (bench/NOTES.md, "Pipelined GEMM"): activation
- * tiles that hold the largest group's rows (weights read once), 64 weight
- * rows per block when that gives 3 blocks per SM, else 32; a launch that
- * still leaves SMs without a block halves its activation tile (each halving
- * re-reads the weights once more, from L2). */
+ * tiles of 8, 16 or 32 rows, the fewest that hold the largest group (64
+ * rows: two tiles, the weights read twice, the second time from L2); the
+ * widest weight tile (64, 32 or 16 rows: more bytes per stage) whose tiles
+ * still give every block the device holds at least one. */
 static int cu_pipe_tile(const sh_cu_backend *cb, int n, const sh_gemm_group *g) {
     if (cb->pipe_tile >= 0) return cb->pipe_tile;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     int max_m = 1;
     for (int i = 0; i < n; i++)
         if (g[i].x.rows > max_m) max_m = g[i].x.rows;
-    int lnt = max_m <= 8 ? 0 : max_m <= 16 ? 1 : max_m <= 32 ? 2 : 3; /* log2 nt */
-    for (;; lnt--) {
-        if (cu_pipe_blocks(lnt, n, g) >= 3 * sms) return lnt;
-        if (lnt == 0 || cu_pipe_blocks(4 + lnt, n, g) >= sms) return 4 + lnt;
+    const int nt_i = max_m <= 8 ? 0 : max_m <= 16 ? 1 : 2; /* nt 1, 2, 4 */
+    for (int ri = 2; ri > 0; ri--) {                        /* rt 4, 2 */
+        const int tile = 3 * nt_i + ri;
+        if (tile >= SH_CU_PIPE_TILES) continue;
+        const int per_sm = SH_CU_PIPE_SMEM_SM / sh_cu_pipe_smem(sh_cu_pipe_rt(tile), sh_cu_pipe_nt(tile));
+        if (cu_pipe_tiles(tile, n, g) >= sms * per_sm) return tile;
     }
+    return 3 * nt_i;
 }
 
+/* One persistent launch: starts[] counts tiles; the kernel runs at most
+ * sms * (blocks per SM) blocks, each walking its share of the tiles. */
 static shoal_status cu_gemm_pipe(sh_cu_backend *cb, int n, const sh_gemm_group *g) {
     const int tile = cu_pipe_tile(cb, n, g);
-    const int rows = 16 * sh_cu_pipe_wn(tile), cols = 8 * sh_cu_pipe_nt(tile);
+    const int rows = 16 * sh_cu_pipe_rt(tile), cols = 8 * sh_cu_pipe_nt(tile);
+    const int sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     sh_cu_pack pk;
     SH_TRY(cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk));
     sh_cu_gemm_desc *d = pk.desc;
@@ -675,7 +681,7 @@ static shoal_status cu_gemm_pipe(sh_cu_backend *cb, int n, const sh_gemm_group *
         CU_START(pk, i, total, (int64_t)d[i].tiles_n * ((g[i].x.rows + cols - 1) / cols));
     }
     pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_gemm_pipe, &pk, n, total, tile, "gemm");
+    return cu_queue(cb, sh_cu_launch_gemm_pipe, &pk, n, total, tile | sms << 4, "gemm");
 }
 
 /* The groups with sel[i] == want, through the pipelined kernel (pipe) or

@@ -61,7 +61,7 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
 shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile);
 
 /* Forces the tile of pipelined GEMM launches (also SHOAL_CUDA_PIPE_TILE=0..7
- * at creation): tile i of sh_cu_pipe_wn/nt (cuda_internal.h); -1 (the
+ * at creation): tile i of sh_cu_pipe_rt/nt (cuda_internal.h); -1 (the
  * default): chosen per launch from its size. SHOAL_ERR_INVALID_ARG for
  * other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_pipe_tile(sh_backend *be, int tile);
