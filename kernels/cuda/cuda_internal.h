@@ -237,13 +237,15 @@ cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a);
  * walks tiles b, b + grid, ... (persistent). Launch variant = i | sms << 4. */
 #define SH_CU_PIPE_TILES 8
 #define SH_CU_PIPE_KS 128
-#define SH_CU_PIPE_DEPTH 8
+#define SH_CU_PIPE_DEPTH 7
 #define SH_CU_PIPE_SMEM_SM (227 * 1024) /* shared memory per SM a block may use (sm_90) */
 static inline SH_CU_HD int sh_cu_pipe_rt(int tile) { return 1 << (tile % 3 == 0 ? 0 : tile % 3 == 1 ? 1 : 2); }
 static inline SH_CU_HD int sh_cu_pipe_nt(int tile) { return tile < 3 ? 1 : tile < 6 ? 2 : 4; }
-/* bytes: ring of (weight stage + x stage), then the per-warp partials of one tile */
+/* bytes: ring of (weight stage + x stage; rows padded by 64 and 16 bytes),
+ * the per-warp partials of one tile, an mbarrier per slot */
 static inline SH_CU_HD int sh_cu_pipe_smem(int rt, int nt) {
-    return SH_CU_PIPE_DEPTH * (16 * rt * SH_CU_PIPE_KS * 2 + 8 * nt * (SH_CU_PIPE_KS + 4) * 4) + 4 * 16 * rt * 8 * nt * 4;
+    return SH_CU_PIPE_DEPTH * (16 * rt * (SH_CU_PIPE_KS * 2 + 64) + 8 * nt * (SH_CU_PIPE_KS + 4) * 4) +
+           4 * 16 * rt * 8 * nt * 4 + 8 * SH_CU_PIPE_DEPTH;
 }
 
 static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {

@@ -32,14 +32,31 @@ constexpr int kKs = SH_CU_PIPE_KS;
 constexpr int kDepth = SH_CU_PIPE_DEPTH;
 constexpr int kXRow = kKs + 4; /* floats per staged activation row */
 
-__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
+constexpr int kWRow = kKs * 2 + 64; /* bytes per staged weight row (64 of padding: no bank conflicts) */
+
+/* Bulk copies (the Hopper copy engine: no load slots held per thread)
+ * signal an mbarrier per ring slot with the bytes they wrote. */
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *b) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(b)) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+__device__ __forceinline__ void mbar_expect(uint64_t *b, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *b) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(b))
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(smem_u32(b)), "r"(parity)
+                     : "memory");
+    } while (!done);
 }
 
 /* c += a b (m16n8k16, bf16 in, f32 accumulate); not volatile, so the
@@ -79,46 +96,53 @@ template <int RT, int NT>
 __global__ void __launch_bounds__(128, 1)
     gemm_pipe_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     constexpr int BN = 16 * RT, BM = 8 * NT;
-    constexpr int WB = BN * kKs * 2, XB = BM * kXRow * 4;
+    constexpr int WB = BN * kWRow, XB = BM * kXRow * 4;
     extern __shared__ __align__(16) unsigned char smem[];
-    unsigned char *ws = smem;                                /* [slot][chunk 4][BN rows][64 B] */
+    unsigned char *ws = smem;                                /* [slot][BN rows][kWRow B] */
     float *xs = reinterpret_cast<float *>(smem + kDepth * WB); /* [slot][BM rows][kXRow] */
     float *red = reinterpret_cast<float *>(smem + kDepth * (WB + XB)); /* [warp][RT][NT][4][32] */
+    uint64_t *full = reinterpret_cast<uint64_t *>(red + 4 * RT * NT * 4 * 32); /* [slot]: the stage landed */
     pdl_trigger();
     const int n_tiles = __ldg(starts + n_groups + 1); /* the real ones; the grid may be smaller or larger */
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     if ((int)blockIdx.x >= n_tiles) return;
+    if (tid == 0) {
+        for (int i = 0; i < kDepth; i++) mbar_init(full + i);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
 
-    /* producer: the next stage to copy (tile lt, stage ls) into slot ps */
+    /* producer (warp 0 issues; every thread tracks): the next stage to copy
+     * (tile lt, stage ls) into slot ps */
     int lt = blockIdx.x, ls = 0, ps = 0;
     pipe_tile lp = pipe_tile_of<RT, NT>(descs, starts, n_groups, lt);
+    /* arms slot `slot` for the stage's bytes and copies its weight rows */
     auto load_w = [&](const pipe_tile &p, int st, int slot) {
-        unsigned char *dst = ws + slot * WB;
+        if (warp != 0) return;
         const sh_cu_gemm_desc *d = p.d;
+        const unsigned wbytes = 64u * min(4, p.n_chunks - 4 * st); /* of a weight row in this stage */
+        if (lane == 0) mbar_expect(full + slot, BN * wbytes + BM * 2 * wbytes);
+        __syncwarp();
         const unsigned char *w = static_cast<const unsigned char *>(d->w);
         const int64_t rb = __ldg(&d->row_bytes);
         const int n = __ldg(&d->n);
-        const int pieces = min(16, 4 * (p.n_chunks - 4 * st)); /* 16-byte pieces of a row in this stage */
 #pragma unroll
-        for (int i = 0; i < BN * 16 / 128; i++) {
-            const int q = tid + i * 128, r = q >> 4, pc = q & 15;
-            if (pc < pieces)
-                cp_async16(dst + (((pc >> 2) * BN + r) * 4 + (pc & 3)) * 16,
-                           w + (int64_t)min(p.n0 + r, n - 1) * rb + (int64_t)st * (kKs * 2) + pc * 16);
+        for (int i = 0; i < (BN + 31) / 32; i++) {
+            const int r = lane + 32 * i;
+            if (r < BN)
+                bulk_copy(ws + slot * WB + r * kWRow, w + (int64_t)min(p.n0 + r, n - 1) * rb + (int64_t)st * (kKs * 2),
+                          wbytes, full + slot);
         }
     };
     auto load_x = [&](const pipe_tile &p, int st, int slot) {
-        float *dst = xs + slot * (XB / 4);
+        if (warp != 0) return;
         const sh_cu_gemm_desc *d = p.d;
+        const unsigned xbytes = 128u * min(4, p.n_chunks - 4 * st); /* of an activation row in this stage */
         const float *x = d->x;
         const int xstr = __ldg(&d->x_stride), m = __ldg(&d->m);
-        const int pieces = min(32, 8 * (p.n_chunks - 4 * st)); /* 4-float pieces of a row in this stage */
-#pragma unroll
-        for (int i = 0; i < (BM * 32 + 127) / 128; i++) {
-            const int q = tid + i * 128, r = q >> 5, pc = q & 31;
-            if (q < BM * 32 && pc < pieces)
-                cp_async16(dst + r * kXRow + pc * 4, x + (int64_t)min(p.m0 + r, m - 1) * xstr + st * kKs + pc * 4);
-        }
+        if (lane < BM)
+            bulk_copy(xs + slot * (XB / 4) + lane * kXRow, x + (int64_t)min(p.m0 + lane, m - 1) * xstr + st * kKs,
+                      xbytes, full + slot);
     };
     /* moves the producer one stage on (to the block's next tile after the last stage) */
     auto advance = [&]() {
@@ -136,27 +160,22 @@ __global__ void __launch_bounds__(128, 1)
         const int lt0 = lt, ls0 = ls, ps0 = ps;
         const pipe_tile lp0 = lp;
 #pragma unroll 1
-        for (int i = 0; i < kDepth - 1; i++) {
-            if (lt < n_tiles) {
-                load_w(lp, ls, ps);
-                advance();
-            }
-            cp_async_commit();
+        for (int i = 0; i < kDepth - 1 && lt < n_tiles; i++) {
+            load_w(lp, ls, ps);
+            advance();
         }
         pdl_wait();
         lt = lt0, ls = ls0, ps = ps0, lp = lp0;
 #pragma unroll 1
-        for (int i = 0; i < kDepth - 1; i++) {
-            if (lt < n_tiles) {
-                load_x(lp, ls, ps);
-                advance();
-            }
-            cp_async_commit();
+        for (int i = 0; i < kDepth - 1 && lt < n_tiles; i++) {
+            load_x(lp, ls, ps);
+            advance();
         }
     }
 
-    /* consumer: tile ct, stage cs, slot cslot */
+    /* consumer: tile ct, stage cs, slot cslot in its phase cpar */
     int ct = blockIdx.x, cs = 0, cslot = 0;
+    unsigned cpar = 0;
     pipe_tile cp = pipe_tile_of<RT, NT>(descs, starts, n_groups, ct);
     float acc[RT][NT][4];
 #pragma unroll
@@ -167,15 +186,13 @@ __global__ void __launch_bounds__(128, 1)
             for (int j = 0; j < 4; j++) acc[r][nt][j] = 0.0f;
 
     while (ct < n_tiles) {
-        /* groups committed after this stage's: the kDepth - 2 newest; all older have landed */
-        cp_async_wait<kDepth - 2>();
-        __syncthreads(); /* the stage is visible to all; every warp is done with slot ps (the previous stage's) */
+        mbar_wait(full + cslot, cpar);
+        __syncthreads(); /* every warp is done with slot ps (the previous stage's) */
         if (lt < n_tiles) {
             load_w(lp, ls, ps);
             load_x(lp, ls, ps);
             advance();
         }
-        cp_async_commit();
 
         const int chunk = 4 * cs + warp;
         if (chunk < cp.n_chunks) {
@@ -191,13 +208,13 @@ __global__ void __launch_bounds__(128, 1)
                 split3(v1.x, v1.y, bh[nt][2], bm[nt][2], bl[nt][2]);
                 split3(v1.z, v1.w, bh[nt][3], bm[nt][3], bl[nt][3]);
             }
-            const unsigned char *wr = ws + cslot * WB + ((warp * BN + g) * 4 + t) * 16;
+            const unsigned char *wr = ws + cslot * WB + g * kWRow + warp * 64 + t * 16;
             const int f16 = __ldg(&cp.d->dtype) == DT_F16;
 #pragma unroll
             for (int r = 0; r < RT; r++) {
                 /* A: weight rows 16 r + g (e) and + 8 (f); pairs 2 s, 2 s + 1 feed mma step s */
-                const uint4 ea = *reinterpret_cast<const uint4 *>(wr + r * 16 * 64);
-                const uint4 fa = *reinterpret_cast<const uint4 *>(wr + (r * 16 + 8) * 64);
+                const uint4 ea = *reinterpret_cast<const uint4 *>(wr + r * 16 * kWRow);
+                const uint4 fa = *reinterpret_cast<const uint4 *>(wr + (r * 16 + 8) * kWRow);
                 unsigned e[4] = {ea.x, ea.y, ea.z, ea.w}, f[4] = {fa.x, fa.y, fa.z, fa.w};
                 unsigned el[4] = {0, 0, 0, 0}, fl[4] = {0, 0, 0, 0};
                 if (f16) {
@@ -228,7 +245,7 @@ __global__ void __launch_bounds__(128, 1)
                 }
             }
         }
-        cslot = cslot + 1 == kDepth ? 0 : cslot + 1;
+        if (++cslot == kDepth) cslot = 0, cpar ^= 1u;
 
         if (++cs == cp.n_stages) {
             /* the tile's last stage: the four warps' partials meet in red */
@@ -257,7 +274,7 @@ __global__ void __launch_bounds__(128, 1)
             if (ct < n_tiles) cp = pipe_tile_of<RT, NT>(descs, starts, n_groups, ct);
         }
     }
-    cp_async_wait<0>(); /* nothing is left in flight when the block exits */
+    /* every copy issued was for a stage consumed above: nothing is in flight */
 }
 
 template <int RT, int NT>
