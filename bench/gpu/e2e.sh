@@ -11,7 +11,6 @@
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
-#     pipe      pipelined GEMM vs the batch-load MMA kernel: decode tok/s, ncu GEMM times at 8 x 16
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
 set -u
@@ -70,18 +69,6 @@ for key, v in sorted(t.items(), key=lambda x: -x[1][1])[:12]:
     for m, x in v[2:]: ex[m].append(x)
     if ex: print("          " + "  ".join("%s=%.3g" % (m.split("__")[-1], sum(x) / len(x)) for m, x in sorted(ex.items())))
 EOF
-}
-
-# GEMM launches only (211 per smollm step: 7 per layer and the LM head), warm caches, with occupancy
-# and DRAM metrics: the pipelined kernel (1) and the batch-load MMA kernel (0)
-pipe_ncu() {
-  local met=sm__warps_active.avg.pct_of_peak_sustained_active,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__registers_per_thread
-  for p in 1 0; do
-    SHOAL_CUDA_PIPE=$p NCU_METRICS=$met NCU_CACHE=none NCU_SKIP_STEPS=26 NCU_K="-k regex:gemm" prof pipe$p-gemm-smollm-8x16 211 \
-      --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
-    SHOAL_CUDA_PIPE=$p NCU_METRICS=$met NCU_CACHE=none NCU_SKIP_STEPS=10 NCU_K="-k regex:gemm" prof pipe$p-gemm-smollm-1x16 211 \
-      --synthetic smollm-135m --models 1 --seqs 16 --prompt 64 --tokens 24 --dtype bf16
-  done
 }
 
 for mode in "$@"; do
@@ -183,31 +170,6 @@ tiles)
     for s in 16 64; do
       SHOAL_CUDA_MMA_TILE=$t NCU_CACHE=none NCU_K="-k regex:gemm" prof tile$t-gemm-smollm-1x$s 121 \
         --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
-    done
-  done
-  ;;
-pipe)
-  # pipelined GEMM (gemm_pipe.cu) against the batch-load MMA kernel (SHOAL_CUDA_PIPE=0): decode tok/s,
-  # then warm-cache ncu GEMM times of both at 8 x 16
-  for w in "smollm-135m 8 16" "smollm-135m 1 16" "smollm-135m 1 64" "gpt2-124m 1 16" "gpt2-124m 1 64"; do
-    read -r shape models seqs <<< "$w"
-    for p in 0 1; do
-      SHOAL_CUDA_PIPE=$p BENCH_GREP="decode:" bench "pipe$p-$shape-${models}x$seqs" --synthetic $shape \
-        --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
-    done
-  done
-  pipe_ncu
-  ;;
-pipe-ncu)
-  pipe_ncu
-  ;;
-pipetiles)
-  # pipelined GEMM tile sweep (SHOAL_CUDA_PIPE_TILE; -1 = the automatic choice): decode tok/s
-  for t in -1 0 1 2 3 4 5 6 7; do
-    for w in "smollm-135m 8 16" "smollm-135m 1 16" "smollm-135m 1 64"; do
-      read -r shape models seqs <<< "$w"
-      SHOAL_CUDA_PIPE_TILE=$t BENCH_GREP="decode:" bench "ptile$t-$shape-${models}x$seqs" --synthetic $shape \
-        --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
     done
   done
   ;;

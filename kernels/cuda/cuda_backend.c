@@ -107,9 +107,7 @@ typedef struct sh_cu_backend {
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
     int graphs;              /* replay steps from captured graphs */
-    int mma_tile;            /* MMA tile configuration forced (0..4), -1: by launch size */
-    int pipe;                /* AUTO takes the pipelined GEMM from 2 rows (SHOAL_CUDA_PIPE) */
-    int pipe_tile;           /* pipelined GEMM tile forced (0..7), -1: by launch size */
+    int mma_tile;            /* MMA tile configuration forced (0..2), -1: by launch size */
     sh_cu_graph graph[SH_CU_NGRAPH];
     uint64_t seen[SH_CU_NSEEN]; /* hashes of steps flushed once (ring) */
     int seen_next;
@@ -616,129 +614,33 @@ static int cu_x2_aligned(const sh_gemm_group *e) {
 /* The kernels' transform class of a group: 0 none, 1 RMS, 2 SiLU-gate, 3 GELU. */
 static int cu_xk(sh_gemm_xf xf) { return xf >= SH_XF_GELU_TANH ? 3 : (int)xf; }
 
-/* The group fields every GEMM kernel takes as they are. */
-static sh_cu_gemm_desc cu_gemm_desc(const sh_gemm_group *e) {
-    return (sh_cu_gemm_desc){
-        .w = e->w.data, .bias = e->bias, .x = e->x.data, .y = e->y.data,
-        .row_bytes = (int64_t)sh_dtype_row_bytes(e->w.dtype, (uint64_t)e->w.n_in), .n = e->w.n_out,
-        .k = e->w.n_in, .m = e->x.rows, .x_stride = e->x.stride, .y_stride = e->y.stride,
-        .dtype = (int32_t)e->w.dtype, .accumulate = e->accumulate != 0,
-    };
-}
-
-/* A group the pipelined kernel takes: f16/bf16 weights whose rows and x rows
- * allow 16-byte copies, K in 32-element chunks, no x transform. */
-static int cu_pipe_ok(const sh_gemm_group *e) {
-    const sh_dtype dt = e->w.dtype;
-    const uint64_t rb = sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in);
-    return (dt == SH_F16 || dt == SH_BF16) && e->xf == SH_XF_NONE && e->w.n_in % 32 == 0 && rb % 16 == 0 &&
-           cu_aligned(e->w.data, 16) && cu_aligned(e->x.data, 16) && e->x.stride % 4 == 0;
-}
-
-static int64_t cu_pipe_tiles(int tile, int n, const sh_gemm_group *g) {
-    const int rows = 16 * sh_cu_pipe_rt(tile), cols = 8 * sh_cu_pipe_nt(tile);
-    int64_t tiles = 0;
-    for (int i = 0; i < n; i++)
-        tiles += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
-    return tiles;
-}
-
-/* Tile of a pipelined launch (bench/NOTES.md, "Pipelined GEMM"): activation
- * tiles of 8, 16 or 32 rows, the fewest that hold the largest group (64
- * rows: two tiles, the weights read twice, the second time from L2); the
- * widest weight tile (64, 32 or 16 rows: more bytes per stage) whose tiles
- * still give every block the device holds at least one. */
-static int cu_pipe_tile(const sh_cu_backend *cb, int n, const sh_gemm_group *g) {
-    if (cb->pipe_tile >= 0) return cb->pipe_tile;
-    const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
-    int max_m = 1;
-    for (int i = 0; i < n; i++)
-        if (g[i].x.rows > max_m) max_m = g[i].x.rows;
-    const int nt_i = max_m <= 8 ? 0 : max_m <= 16 ? 1 : 2; /* nt 1, 2, 4 */
-    for (int ri = 2; ri > 0; ri--) {                        /* rt 4, 2 */
-        const int tile = 3 * nt_i + ri;
-        if (tile >= SH_CU_PIPE_TILES) continue;
-        const int per_sm = SH_CU_PIPE_SMEM_SM / sh_cu_pipe_smem(sh_cu_pipe_rt(tile), sh_cu_pipe_nt(tile));
-        if (cu_pipe_tiles(tile, n, g) >= sms * per_sm) return tile;
-    }
-    return 3 * nt_i;
-}
-
-/* One persistent launch: starts[] counts tiles; the kernel runs at most
- * sms * (blocks per SM) blocks, each walking its share of the tiles. */
-static shoal_status cu_gemm_pipe(sh_cu_backend *cb, int n, const sh_gemm_group *g) {
-    const int tile = cu_pipe_tile(cb, n, g);
-    const int rows = 16 * sh_cu_pipe_rt(tile), cols = 8 * sh_cu_pipe_nt(tile);
-    const int sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
-    sh_cu_pack pk;
-    SH_TRY(cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk));
-    sh_cu_gemm_desc *d = pk.desc;
-    int64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        d[i] = cu_gemm_desc(&g[i]);
-        d[i].path = SH_CU_PATH_MMA;
-        d[i].tiles_n = (g[i].w.n_out + rows - 1) / rows;
-        CU_START(pk, i, total, (int64_t)d[i].tiles_n * ((g[i].x.rows + cols - 1) / cols));
-    }
-    pk.starts[n] = (int32_t)total;
-    return cu_queue(cb, sh_cu_launch_gemm_pipe, &pk, n, total, tile | sms << 4, "gemm");
-}
-
-/* The groups with sel[i] == want, through the pipelined kernel (pipe) or
- * cu_gemm. */
-static shoal_status cu_gemm_subset(sh_backend *be, int n, const sh_gemm_group *g, const unsigned char *sel,
-                                   int want, int pipe) {
-    sh_gemm_group *sub = malloc((size_t)n * sizeof *sub);
-    if (!sub) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
-    int m = 0;
-    for (int j = 0; j < n; j++)
-        if (sel[j] == want) sub[m++] = g[j];
-    shoal_status st = !m ? SHOAL_OK : pipe ? cu_gemm_pipe((sh_cu_backend *)be, m, sub) : be->ops->gemm(be, m, sub);
-    free(sub);
-    return st;
-}
-
 static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
     const int xk = cu_xk(g[0].xf);
-    int max_m = 1, mixed = 0, n_pipe = 0;
+    for (int i = 1; i < n; i++)
+        if (cu_xk(g[i].xf) != xk) {
+            /* transform classes are compiled separately: a call mixing them
+             * takes one launch per class (the step planner never mixes) */
+            sh_gemm_group *sub = malloc((size_t)n * sizeof *sub);
+            if (!sub) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+            shoal_status st = SHOAL_OK;
+            for (int k = 0; k < 4 && st == SHOAL_OK; k++) {
+                int m = 0;
+                for (int j = 0; j < n; j++)
+                    if (cu_xk(g[j].xf) == k) sub[m++] = g[j];
+                if (m) st = cu_gemm(be, m, sub);
+            }
+            free(sub);
+            return st;
+        }
+    int max_m = 1;
     for (int i = 0; i < n; i++) {
         if (!cu_aligned(g[i].w.data, cu_elem_align(g[i].w.dtype)))
             return sh_fail(SHOAL_ERR_UNSUPPORTED, "gemm: group %d: %s weights at %p are not %d-byte aligned", i,
                            sh_dtype_name(g[i].w.dtype), g[i].w.data, (int)cu_elem_align(g[i].w.dtype));
         if (g[i].x.rows > max_m) max_m = g[i].x.rows;
-        mixed |= cu_xk(g[i].xf) != xk;
     }
-    unsigned char sel_small[64], *sel = n <= 64 ? sel_small : malloc((size_t)n);
-    if (!sel) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
-    if (mixed) {
-        /* transform classes are compiled separately: a call mixing them
-         * takes one launch per class (the step planner never mixes) */
-        shoal_status st = SHOAL_OK;
-        for (int i = 0; i < n; i++) sel[i] = (unsigned char)cu_xk(g[i].xf);
-        for (int k = 0; k < 4 && st == SHOAL_OK; k++) st = cu_gemm_subset(be, n, g, sel, k, 0);
-        if (sel != sel_small) free(sel);
-        return st;
-    }
-    /* the pipelined kernel takes the groups it can: all of a launch, or
-     * the launch splits in two (a cluster mixing dtypes) */
-    const int pipe_on = cb->gemm_path == SH_CUDA_GEMM_PIPE ||
-                        (cb->gemm_path == SH_CUDA_GEMM_AUTO && cb->pipe && max_m >= 2);
-    for (int i = 0; i < n; i++) {
-        sel[i] = (unsigned char)(pipe_on && cu_pipe_ok(&g[i]));
-        n_pipe += sel[i];
-    }
-    if (n_pipe > 0) {
-        shoal_status st = n_pipe == n ? cu_gemm_pipe(cb, n, g) : cu_gemm_subset(be, n, g, sel, 1, 1);
-        if (st == SHOAL_OK && n_pipe < n) {
-            for (int i = 0; i < n; i++) sel[i] = (unsigned char)(sel[i] ? 1 : 2); /* the rest, not piped again */
-            st = cu_gemm_subset(be, n, g, sel, 2, 0);
-        }
-        if (sel != sel_small) free(sel);
-        return st;
-    }
-    if (sel != sel_small) free(sel);
     const int S = sh_cu_gemm_class(max_m);
     unsigned char mma_small[64], *mma = n <= 64 ? mma_small : malloc((size_t)n);
     if (!mma) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
@@ -750,7 +652,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const int vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
         const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
                            e->x.stride % 4 == 0 && (!float_dt || vec) && cu_x2_aligned(e);
-        mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA || cb->gemm_path == SH_CUDA_GEMM_PIPE ||
+        mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
     const int C = cu_mma_config(cb, S, n, g, mma);
@@ -768,7 +670,11 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const sh_gemm_group *e = &g[i];
         const sh_dtype dt = e->w.dtype;
         const uint64_t rb = sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in);
-        d[i] = cu_gemm_desc(e);
+        d[i] = (sh_cu_gemm_desc){
+            .w = e->w.data, .bias = e->bias, .x = e->x.data, .y = e->y.data, .row_bytes = (int64_t)rb,
+            .n = e->w.n_out, .k = e->w.n_in, .m = e->x.rows, .x_stride = e->x.stride, .y_stride = e->y.stride,
+            .dtype = (int32_t)dt, .accumulate = e->accumulate != 0,
+        };
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
         d[i].xdirect = cu_aligned(e->x.data, 16) && cu_x2_aligned(e);
@@ -1276,8 +1182,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     /* split attention up to 4 blocks per SM (bench/NOTES.md, "Split decode
      * attention": 8 and 16 were slower at 8 x 16 and 1 x 64);
      * SHOAL_CUDA_ATTN_SPLIT=N blocks per SM, 0 off */
-    const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT");
-    cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
     cb->base.xf_rows_max = xr ? atoi(xr) : 0;
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
@@ -1286,22 +1190,19 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->mma_tile = -1;
     const char *tile_env = getenv("SHOAL_CUDA_MMA_TILE"); /* for measurements: force a tile (0..4) */
     if (tile_env && tile_env[0] >= '0' && tile_env[0] <= '4' && !tile_env[1]) cb->mma_tile = tile_env[0] - '0';
-    const char *pipe_env = getenv("SHOAL_CUDA_PIPE");
-    cb->pipe = !(pipe_env && strcmp(pipe_env, "0") == 0);
-    cb->pipe_tile = -1;
-    const char *ptile_env = getenv("SHOAL_CUDA_PIPE_TILE"); /* for measurements: force a tile (0..7) */
-    if (ptile_env && ptile_env[0] >= '0' && ptile_env[0] <= '7' && !ptile_env[1]) cb->pipe_tile = ptile_env[0] - '0';
     const char *pdl_env = getenv("SHOAL_CUDA_PDL");
     cb->pdl = !(pdl_env && strcmp(pdl_env, "0") == 0);
     const char *graph_env = getenv("SHOAL_CUDA_GRAPH");
     cb->graphs = !(graph_env && strcmp(graph_env, "0") == 0);
 
     if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
+    const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT"); /* needs the SM count: after the device info */
+    cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;
     }
-    if ((e = sh_cu_probe_kernels()) != cudaSuccess || (e = sh_cu_pipe_init()) != cudaSuccess) {
+    if ((e = sh_cu_probe_kernels()) != cudaSuccess) {
         s = sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda:%d: %s (compute capability %d.%d) cannot run this build's kernels: %s",
                     device_index, cb->info.name, cb->info.cc_major, cb->info.cc_minor, cudaGetErrorString(e));
         (void)cudaGetLastError();
@@ -1351,7 +1252,7 @@ static sh_cu_backend *cu_of(const sh_backend *be) {
 shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path) {
     sh_cu_backend *cb = cu_of(be);
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_path: not a CUDA backend");
-    if (path != SH_CUDA_GEMM_AUTO && path != SH_CUDA_GEMM_SIMT && path != SH_CUDA_GEMM_MMA && path != SH_CUDA_GEMM_PIPE)
+    if (path != SH_CUDA_GEMM_AUTO && path != SH_CUDA_GEMM_SIMT && path != SH_CUDA_GEMM_MMA)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_path: unknown path %d", (int)path);
     cb->gemm_path = path;
     return SHOAL_OK;
@@ -1362,15 +1263,6 @@ shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile) {
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: not a CUDA backend");
     if (tile < -1 || tile > 4) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_mma_tile: unknown tile %d", tile);
     cb->mma_tile = tile;
-    return SHOAL_OK;
-}
-
-shoal_status sh_cuda_set_pipe_tile(sh_backend *be, int tile) {
-    sh_cu_backend *cb = cu_of(be);
-    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_pipe_tile: not a CUDA backend");
-    if (tile < -1 || tile >= SH_CU_PIPE_TILES)
-        return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_pipe_tile: unknown tile %d", tile);
-    cb->pipe_tile = tile;
     return SHOAL_OK;
 }
 

@@ -35,16 +35,12 @@ shoal_status sh_cuda_device_info_get(int index, sh_cuda_device_info *out);
 
 /* GEMM code paths, for tests and benchmarks that compare them. AUTO picks by
  * shape (the default); SIMT forces the CUDA-core kernel; MMA forces the
- * batch-load tensor-core kernel where the weight dtype allows it (f16, bf16,
- * q8_0, q4_0; f32 weights always take SIMT); PIPE forces the pipelined
- * tensor-core kernel (gemm_pipe.cu) for the groups it takes (f16/bf16
- * weights, K % 32 == 0, no x transform, 16-byte aligned rows) and MMA for
- * the others. AUTO uses PIPE from 2 rows unless SHOAL_CUDA_PIPE=0. */
+ * tensor-core kernel where the weight dtype allows it (f16, bf16, q8_0,
+ * q4_0; f32 weights always take SIMT). */
 typedef enum sh_cuda_gemm_path {
     SH_CUDA_GEMM_AUTO = 0,
     SH_CUDA_GEMM_SIMT = 1,
     SH_CUDA_GEMM_MMA = 2,
-    SH_CUDA_GEMM_PIPE = 3,
 } sh_cuda_gemm_path;
 
 /* Sets the GEMM path of a CUDA backend (be must come from
@@ -59,12 +55,6 @@ shoal_status sh_cuda_set_gemm_path(sh_backend *be, sh_cuda_gemm_path path);
  * -1 (the default): chosen per launch from its size. SHOAL_ERR_INVALID_ARG
  * for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_mma_tile(sh_backend *be, int tile);
-
-/* Forces the tile of pipelined GEMM launches (also SHOAL_CUDA_PIPE_TILE=0..7
- * at creation): tile i of sh_cu_pipe_rt/nt (cuda_internal.h); -1 (the
- * default): chosen per launch from its size. SHOAL_ERR_INVALID_ARG for
- * other values or a non-CUDA backend. */
-shoal_status sh_cuda_set_pipe_tile(sh_backend *be, int tile);
 
 /* Split attention: the blocks per SM an attention launch may grow to by
  * dealing each unit's key tiles to several blocks (0: never split; the

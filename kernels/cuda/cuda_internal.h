@@ -183,7 +183,6 @@ static inline int sh_cu_mma_valid(int s, int c) {
 }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
-
 /* ---- launches ---------------------------------------------------------- */
 
 typedef struct sh_cu_launch_args {
@@ -199,9 +198,6 @@ typedef struct sh_cu_launch_args {
 typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);
 
 cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
-cudaError_t sh_cu_launch_gemm_pipe(cudaStream_t s, const sh_cu_launch_args *a);
-/* raises the pipelined kernels' shared-memory limit; once, before any launch */
-cudaError_t sh_cu_pipe_init(void);
 cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a);
@@ -231,23 +227,6 @@ cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a);
 #else
 #define SH_CU_HD
 #endif
-/* Pipelined GEMM (gemm_pipe.cu). Tile i: 16 * rt weight rows x 8 * nt
- * activation rows; a block of 4 warps streams stages of SH_CU_PIPE_KS
- * elements of K through a ring of SH_CU_PIPE_DEPTH shared-memory slots and
- * walks tiles b, b + grid, ... (persistent). Launch variant = i | sms << 4. */
-#define SH_CU_PIPE_TILES 8
-#define SH_CU_PIPE_KS 128
-#define SH_CU_PIPE_DEPTH 7
-#define SH_CU_PIPE_SMEM_SM (227 * 1024) /* shared memory per SM a block may use (sm_90) */
-static inline SH_CU_HD int sh_cu_pipe_rt(int tile) { return 1 << (tile % 3 == 0 ? 0 : tile % 3 == 1 ? 1 : 2); }
-static inline SH_CU_HD int sh_cu_pipe_nt(int tile) { return tile < 3 ? 1 : tile < 6 ? 2 : 4; }
-/* bytes: ring of (weight stage + x stage; rows padded by 64 and 16 bytes),
- * the per-warp partials of one tile, an mbarrier per slot */
-static inline SH_CU_HD int sh_cu_pipe_smem(int rt, int nt) {
-    return SH_CU_PIPE_DEPTH * (16 * rt * (SH_CU_PIPE_KS * 2 + 64) + 8 * nt * (SH_CU_PIPE_KS + 4) * 4) +
-           4 * 16 * rt * 8 * nt * 4 + 8 * SH_CU_PIPE_DEPTH;
-}
-
 static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
     const int rs = ((hd * es + 15) & ~15) + 16;
     const int tk = SH_CU_ATTN_STAGE_BYTES / (2 * rs);
