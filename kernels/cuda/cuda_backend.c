@@ -1179,9 +1179,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * the separate norm/act kernels at every row count, 1 included
      * (bench/NOTES.md, "Fused norm, activation and RoPE"). RoPE inside
      * kv_write is used. SHOAL_CUDA_XF_ROWS=N turns them on up to N rows. */
-    /* split attention up to 4 blocks per SM (bench/NOTES.md, "Split decode
-     * attention": 8 and 16 were slower at 8 x 16 and 1 x 64);
-     * SHOAL_CUDA_ATTN_SPLIT=N blocks per SM, 0 off */
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
     cb->base.xf_rows_max = xr ? atoi(xr) : 0;
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
@@ -1196,7 +1193,10 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->graphs = !(graph_env && strcmp(graph_env, "0") == 0);
 
     if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
-    const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT"); /* needs the SM count: after the device info */
+    /* split attention up to 4 blocks per SM (bench/NOTES.md, "Split decode
+     * attention": 8 and 16 were slower at 8 x 16 and 1 x 64);
+     * SHOAL_CUDA_ATTN_SPLIT=N blocks per SM, 0 off (after the device info: it needs the SM count) */
+    const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT");
     cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
