@@ -69,8 +69,7 @@ __global__ void __launch_bounds__(kThreads)
     const int n_tiles = (g.n_keys + g.tk - 1) / g.tk;
 
     bool bad = false;
-    if (sp < n_tiles) load_tile(g, stage[0], sp * g.tk, min(g.tk, g.n_keys - sp * g.tk), bad);
-    cp_async_commit();
+    fetch_tile(g, stage[0], sp, n_tiles, bad);
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)(head * hd);
     for (int i = tid; i < nh * hd; i += kThreads) qs[i / hd][i % hd] = q[i];
 
@@ -84,14 +83,7 @@ __global__ void __launch_bounds__(kThreads)
 
     for (int it = 0, ti = sp; ti < n_tiles; it++, ti += S) {
         const int t0 = ti * g.tk, nk = min(g.tk, g.n_keys - t0);
-        if (ti + S < n_tiles) {
-            const int t1 = (ti + S) * g.tk;
-            load_tile(g, stage[(it + 1) & 1], t1, min(g.tk, g.n_keys - t1), bad);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+        next_tile(g, stage, it, ti, S, n_tiles, bad);
         __syncthreads(); /* the tile (and q) are in shared memory */
         const unsigned char *ks = stage[it & 1];
         const unsigned char *vs = ks + g.tk * g.rs;

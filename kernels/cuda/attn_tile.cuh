@@ -90,6 +90,26 @@ __device__ __forceinline__ void load_tile(const attn_geo &g, unsigned char *st, 
     }
 }
 
+/* Copies tile ti of g's keys (if it exists) into stage st, as one commit group. */
+__device__ __forceinline__ void fetch_tile(const attn_geo &g, unsigned char *st, int ti, int n_tiles, bool &bad) {
+    if (ti < n_tiles) load_tile(g, st, ti * g.tk, min(g.tk, g.n_keys - ti * g.tk), bad);
+    cp_async_commit();
+}
+
+/* Step it of a block's walk over tiles ti = sp, sp + S, ... (double
+ * buffered, tile ti in stage[it & 1]): starts the copy of tile ti + S into
+ * the other stage and waits for tile ti; the caller's barrier then makes it
+ * visible to the block. */
+__device__ __forceinline__ void next_tile(const attn_geo &g, unsigned char (*stage)[kStageBytes], int it, int ti,
+                                          int S, int n_tiles, bool &bad) {
+    if (ti + S < n_tiles) {
+        fetch_tile(g, stage[(it + 1) & 1], ti + S, n_tiles, bad);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+}
+
 /* q . K_j for the K row at kp (shared memory, hd elements). */
 __device__ __forceinline__ float dot_qk(const float *qs, const unsigned char *kp, int hd, bool f16, bool vec) {
     float s = 0.0f;
