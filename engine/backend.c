@@ -260,6 +260,20 @@ shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             break;
         default: return BAD("gemm: group %d: unknown x transform %d", i, (int)e->xf);
         }
+        switch (e->epi) {
+        case SH_EPI_NONE: break;
+        case SH_EPI_SILU_PAIR:
+            SH_TRY(check_weight(be, SH_OP_GEMM, i, &e->w2));
+            if (e->w2.dtype != e->w.dtype || e->w2.n_out != e->w.n_out || e->w2.n_in != e->w.n_in)
+                return BAD("gemm: group %d: w2 (%s %dx%d) differs from w (%s %dx%d)", i, sh_dtype_name(e->w2.dtype),
+                           e->w2.n_out, e->w2.n_in, sh_dtype_name(e->w.dtype), e->w.n_out, e->w.n_in);
+            /* fall through */
+        case SH_EPI_GELU_TANH:
+        case SH_EPI_GELU_ERF:
+            if (e->accumulate) return BAD("gemm: group %d: an epilogue cannot accumulate", i);
+            break;
+        default: return BAD("gemm: group %d: unknown epilogue %d", i, (int)e->epi);
+        }
     }
     DISPATCH(gemm);
 }

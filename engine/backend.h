@@ -23,7 +23,7 @@
 #include "dtype.h"
 #include "shoal.h"
 
-#define SH_BACKEND_VERSION 2 /* 2: gemm x transforms, kv_write RoPE */
+#define SH_BACKEND_VERSION 3 /* 2: gemm x transforms, kv_write RoPE; 3: gemm epilogues */
 #define SH_KV_BLOCK 16 /* tokens per KV block */
 
 /* The single list of operations. Append only. */
@@ -76,6 +76,16 @@ typedef enum sh_gemm_xf {
     SH_XF_GELU_ERF = 4,  /* x <- gelu_erf(x) (as SH_ACT_GELU_ERF) */
 } sh_gemm_xf;
 
+/* An epilogue of the GEMM, applied to each output before it is stored: the
+ * fused form of the activation op whose only input is this GEMM's output.
+ * Results equal the separate ops (bitwise on the CPU backend). */
+typedef enum sh_gemm_epi {
+    SH_EPI_NONE = 0,
+    SH_EPI_SILU_PAIR = 1, /* y = silu(x W^T + b) * (x W2^T + b2): gate and up in one group */
+    SH_EPI_GELU_TANH = 2, /* y = gelu_tanh(x W^T + b) (as SH_ACT_GELU_TANH) */
+    SH_EPI_GELU_ERF = 3,  /* y = gelu_erf(x W^T + b) (as SH_ACT_GELU_ERF) */
+} sh_gemm_epi;
+
 typedef struct sh_gemm_group {
     sh_weight w;        /* (N, K) */
     const float *bias;  /* (N) or NULL */
@@ -87,6 +97,10 @@ typedef struct sh_gemm_group {
     const float *xf_gamma; /* RMS: (K) or NULL (= 1) */
     float xf_eps;          /* RMS */
     sh_view x2;            /* SILU_MUL: (M, K) */
+    /* version 3; zero = none. An epilogue needs accumulate == 0. */
+    sh_gemm_epi epi;
+    sh_weight w2;          /* SILU_PAIR: (N, K), same dtype as w */
+    const float *bias2;    /* SILU_PAIR: (N) or NULL */
 } sh_gemm_group;
 
 typedef struct sh_get_rows_group {

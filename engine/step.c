@@ -56,6 +56,7 @@ struct sh_exec {
     int dev_sample;     /* sampled rows use the backend's sample op */
     sh_step_stats stats;
     int fuse;           /* 1: norms, activations and RoPE fused into their neighbours */
+    int fuse_epi;       /* 1: the FFN activation as the up GEMM's epilogue (with fuse) */
 };
 
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
@@ -71,6 +72,10 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
      * baseline for measuring the fused forms; results are the same) */
     const char *fe = getenv("SHOAL_FUSE_OPS");
     ex->fuse = !(fe && strcmp(fe, "0") == 0);
+    /* SHOAL_FUSE_EPI=0: the FFN activation as before epilogues existed (its
+     * own call, or the down GEMM's x transform), to measure the epilogue */
+    const char *fp = getenv("SHOAL_FUSE_EPI");
+    ex->fuse_epi = ex->fuse && !(fp && strcmp(fp, "0") == 0);
     *out = ex;
     return SHOAL_OK;
 }
@@ -340,25 +345,41 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                                           t == SH_TMPL_GPT2 ? SH_NORM_LAYER : SH_NORM_RMS, V(A, g->xn, R, d, d)};
         }
         if (n) SH_TRY(sh_be_norm(ex->be, n, ng));
-        /* FFN up (and gate) */
+        /* FFN up (and gate), with the activation as the GEMM's epilogue when
+         * fusing: one group per model computes silu(gate) * up or gelu(up) */
+        const int fuse_epi = ex->fuse_epi;
+        const sh_act_kind ak = t == SH_TMPL_LLAMA ? SH_ACT_SILU_MUL : t == SH_TMPL_GPT2 ? SH_ACT_GELU_TANH : SH_ACT_GELU_ERF;
         n = 0;
         FOR_SEG {
             SEGV;
             size_t in = t == SH_TMPL_BERT || fuse ? g->x : g->xn;
             const sh_gemm_xf xf = fuse ? SH_XF_RMS : SH_XF_NONE;
+            const sh_view x = V(A, in, R, d, d);
+            if (fuse_epi) {
+                if (t == SH_TMPL_LLAMA) {
+                    gg[n] = GG(L->w_gate, NULL, x, V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+                    gg[n].epi = SH_EPI_SILU_PAIR;
+                    gg[n].w2 = L->w_up;
+                    gg[n].bias2 = L->b_up;
+                } else {
+                    gg[n] = GG(L->w_up, L->b_up, x, V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+                    gg[n].epi = ak == SH_ACT_GELU_TANH ? SH_EPI_GELU_TANH : SH_EPI_GELU_ERF;
+                }
+                n++;
+                continue;
+            }
             if (t == SH_TMPL_LLAMA)
-                gg[n++] = GG(L->w_gate, NULL, V(A, in, R, d, d), V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
-            gg[n++] = GG(L->w_up, L->b_up, V(A, in, R, d, d), V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+                gg[n++] = GG(L->w_gate, NULL, x, V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+            gg[n++] = GG(L->w_up, L->b_up, x, V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
-        /* the activation: its own call, or read by the down projection */
-        const int fuse_act = fuse_xf;
+        /* the activation: done above, its own call, or read by the down projection */
+        const int fuse_act = fuse_xf && !fuse_epi;
         n = 0;
-        if (!fuse_act) FOR_SEG {
+        if (!fuse_act && !fuse_epi) FOR_SEG {
             SEGV;
             sh_view fa = V(A, g->fa, R, ff, ff);
-            sh_act_kind k = t == SH_TMPL_LLAMA ? SH_ACT_SILU_MUL : t == SH_TMPL_GPT2 ? SH_ACT_GELU_TANH : SH_ACT_GELU_ERF;
-            cg[n++] = (sh_act_group){fa, t == SH_TMPL_LLAMA ? V(A, g->fb, R, ff, ff) : NOVIEW, fa, k};
+            cg[n++] = (sh_act_group){fa, t == SH_TMPL_LLAMA ? V(A, g->fb, R, ff, ff) : NOVIEW, fa, ak};
         }
         if (n) SH_TRY(sh_be_act(ex->be, n, cg));
         n = 0;

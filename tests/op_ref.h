@@ -713,6 +713,61 @@ OPR_FN void opref_pool(sh_backend *be, const char *lbl, uint64_t seed, int rows,
     opr_buf_free(be, &x);
 }
 
+/* y = act(x W^T + b) with the activation as the GEMM's epilogue: SILU_PAIR
+ * silu(x W^T + b) * (x W2^T + b2), GELU_TANH / GELU_ERF gelu(x W^T + b) */
+OPR_FN void opref_gemm_epi(sh_backend *be, const char *lbl, uint64_t seed, sh_dtype dt, sh_gemm_epi epi, int M, int N,
+                           int K, int xpad, int ypad, int with_bias) {
+    opr_rng r = {seed};
+    uint8_t *wb = opr_weight_bytes(&r, dt, N, K), *wb2 = opr_weight_bytes(&r, dt, N, K);
+    size_t rb = opr_row_bytes(dt, K);
+    opr_buf x, y;
+    opr_buf_make(be, &r, M, K, K + xpad, xpad % 3, -1, 1, &x);
+    opr_buf_make(be, &r, M, N, N + ypad, 1, -1, 1, &y);
+    float *bias = malloc((size_t)2 * N * sizeof(float));
+    for (int i = 0; i < 2 * N; i++) bias[i] = opr_unif(&r, -1, 1);
+    void *wd = opr_upload(be, wb, rb * (size_t)N), *wd2 = opr_upload(be, wb2, rb * (size_t)N);
+    float *bd = with_bias ? opr_upload(be, bias, (size_t)N * sizeof(float)) : NULL;
+    float *bd2 = with_bias ? opr_upload(be, bias + N, (size_t)N * sizeof(float)) : NULL;
+    double *ref = malloc((size_t)M * N * sizeof(double));
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double a = 0, u = 0, v;
+            for (int k = 0; k < K; k++) {
+                a += (double)*opr_at(&x, m, k) * opr_weight_at(dt, wb + rb * (size_t)n, k);
+                u += (double)*opr_at(&x, m, k) * opr_weight_at(dt, wb2 + rb * (size_t)n, k);
+            }
+            if (with_bias) a += bias[n], u += bias[N + n];
+            if (epi == SH_EPI_SILU_PAIR) v = a / (1 + exp(-a)) * u;
+            else if (epi == SH_EPI_GELU_TANH) v = 0.5 * a * (1 + tanh(sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)));
+            else v = 0.5 * a * (1 + erf(a / sqrt(2.0)));
+            ref[(size_t)m * N + n] = v;
+        }
+    sh_gemm_group g = {{wd, dt, N, K}, bd, x.v, y.v, 0};
+    g.epi = epi;
+    if (epi == SH_EPI_SILU_PAIR) {
+        g.w2 = (sh_weight){wd2, dt, N, K};
+        g.bias2 = bd2;
+    }
+    shoal_status s = sh_be_gemm(be, 1, &g);
+    CHECK(s == SHOAL_OK, "[%s] gemm epi %d %s: %s", lbl, (int)epi, opr_dt_name(dt), shoal_last_error());
+    opr_buf_fetch(be, &y);
+    double e = opr_err(&y, ref, M, N);
+    CHECK(e <= OPREF_TOL, "[%s] gemm epi %d %s M=%d N=%d K=%d xpad=%d ypad=%d bias=%d: err %.3g", lbl, (int)epi,
+          opr_dt_name(dt), M, N, K, xpad, ypad, with_bias, e);
+    CHECK(opr_buf_padding_intact(&y), "[%s] gemm epi %d %s M=%d N=%d K=%d: wrote outside y", lbl, (int)epi,
+          opr_dt_name(dt), M, N, K);
+    sh_be_free(be, wd);
+    sh_be_free(be, wd2);
+    sh_be_free(be, bd);
+    sh_be_free(be, bd2);
+    opr_buf_free(be, &x);
+    opr_buf_free(be, &y);
+    free(wb);
+    free(wb2);
+    free(bias);
+    free(ref);
+}
+
 /* ---- the suite --------------------------------------------------------- */
 
 /* Every op x dtype x a spread of shapes on be; failures are CHECKs labelled
@@ -738,6 +793,15 @@ OPR_FN void opref_run_all(sh_backend *be, const char *lbl) {
         }
         opref_gemm(be, lbl, seed++, dt, 5, 1, 64, 0, 0, 1, 0);
         opref_gemm(be, lbl, seed++, dt, 2, 600, 1536, 2, 1, 0, 0);
+        for (int epi = SH_EPI_SILU_PAIR; epi <= SH_EPI_GELU_ERF; epi++) {
+            static const int Me[] = {1, 2, 9, 16, 33, 64};
+            for (int mi = 0; mi < 6; mi++) {
+                opref_gemm_epi(be, lbl, seed++, dt, (sh_gemm_epi)epi, Me[mi], 100, 64, mi & 1, 2 * (mi & 1), mi & 1);
+                if (epi == SH_EPI_SILU_PAIR || mi % 3 == 0)
+                    opref_gemm_epi(be, lbl, seed++, dt, (sh_gemm_epi)epi, Me[mi], 1536 + 8 * mi, 576, 0, 0, mi % 2 == 0);
+            }
+            if (fl) opref_gemm_epi(be, lbl, seed++, dt, (sh_gemm_epi)epi, 3, 21, 7, 1, 1, 1);
+        }
         opref_get_rows(be, lbl, seed++, dt, 50, 64, 7, 3, 0);
         opref_get_rows(be, lbl, seed++, dt, 9, 96, 1, 0, 1);
         opref_get_rows(be, lbl, seed++, dt, 13, 32, 20, 1, 1);

@@ -156,6 +156,7 @@ typedef struct gemm_case {
     int n, k, m;
     int xpad, xoff, ypad, bias, acc;
     sh_gemm_xf xf; /* activation transform (the CPU backend applies the separate op) */
+    sh_gemm_epi epi; /* epilogue (the CPU backend applies the separate act op) */
 } gemm_case;
 
 static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_cuda_gemm_path path) {
@@ -164,7 +165,7 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     mbuf *w = calloc((size_t)nc, sizeof *w), *b = calloc((size_t)nc, sizeof *b);
     fview *x = calloc((size_t)nc, sizeof *x), *y = calloc((size_t)nc, sizeof *y);
     fview *x2 = calloc((size_t)nc, sizeof *x2);
-    mbuf *gam = calloc((size_t)nc, sizeof *gam);
+    mbuf *gam = calloc((size_t)nc, sizeof *gam), *w2 = calloc((size_t)nc, sizeof *w2), *b2 = calloc((size_t)nc, sizeof *b2);
     sh_gemm_group *gc = calloc((size_t)nc, sizeof *gc), *gg = calloc((size_t)nc, sizeof *gg);
     for (int i = 0; i < nc; i++) {
         const gemm_case *c = &cs[i];
@@ -174,6 +175,13 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
         float *bias = malloc((size_t)c->n * sizeof(float));
         for (int j = 0; j < c->n; j++) bias[j] = opr_unif(&r, -1, 1);
         mb_new(&b[i], bias, (size_t)c->n * sizeof(float));
+        if (c->epi == SH_EPI_SILU_PAIR) {
+            wb = opr_weight_bytes(&r, c->dt, c->n, c->k);
+            mb_new(&w2[i], wb, opr_row_bytes(c->dt, c->k) * (size_t)c->n);
+            free(wb);
+            for (int j = 0; j < c->n; j++) bias[j] = opr_unif(&r, -1, 1);
+            mb_new(&b2[i], bias, (size_t)c->n * sizeof(float));
+        }
         free(bias);
         fv_new(&x[i], &r, c->m, c->k, c->k + c->xpad, c->xoff, c->xf == SH_XF_NONE ? -1 : -4, c->xf == SH_XF_NONE ? 1 : 4,
                0);
@@ -195,6 +203,11 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
                 g->xf_eps = 1e-5f;
             }
             if (c->xf == SH_XF_SILU_MUL) g->x2 = fv_view(&x2[i], on_gpu);
+            g->epi = c->epi;
+            if (c->epi == SH_EPI_SILU_PAIR) {
+                g->w2 = (sh_weight){mb(&w2[i], on_gpu), c->dt, c->n, c->k};
+                g->bias2 = c->bias ? mb(&b2[i], on_gpu) : NULL;
+            }
         }
     }
     OK(sh_be_gemm(cpu, nc, gc));
@@ -202,11 +215,12 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     OK(sh_be_sync(gpu));
     for (int i = 0; i < nc; i++) {
         char what[96];
-        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d xf %d]", label, opr_dt_name(cs[i].dt), cs[i].n, cs[i].k,
-                 cs[i].m, (int)cs[i].xf);
+        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d xf %d epi %d]", label, opr_dt_name(cs[i].dt), cs[i].n,
+                 cs[i].k, cs[i].m, (int)cs[i].xf, (int)cs[i].epi);
         expect_close(what, i, &y[i], 1e-5, SH_OP_GEMM);
         if (cs[i].xf == SH_XF_SILU_MUL) mb_free(&x2[i].m);
         if (cs[i].xf == SH_XF_RMS) mb_free(&gam[i]);
+        if (cs[i].epi == SH_EPI_SILU_PAIR) mb_free(&w2[i]), mb_free(&b2[i]);
         mb_free(&w[i]);
         mb_free(&b[i]);
         mb_free(&x[i].m);
@@ -218,6 +232,8 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     free(y);
     free(x2);
     free(gam);
+    free(w2);
+    free(b2);
     free(gc);
     free(gg);
     OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
@@ -250,6 +266,30 @@ static const gemm_case gemm_xf[] = {
     {SH_F32, 100, 576, 7, 4, 1, 0, 1, 0, SH_XF_RMS},        {SH_BF16, 64, 576, 64, 0, 0, 0, 0, 0, SH_XF_RMS},
     {SH_Q8_0, 576, 1536, 1, 0, 0, 0, 0, 1, SH_XF_SILU_MUL}, {SH_F16, 333, 576, 2, 0, 2, 0, 1, 0, SH_XF_RMS},
     {SH_BF16, 40, 64, 9, 4, 0, 0, 0, 1, SH_XF_SILU_MUL},    {SH_Q4_0, 96, 2048, 32, 0, 0, 0, 1, 0, SH_XF_RMS},
+};
+
+/* GEMM epilogues (the FFN's activation), mixed with plain groups and with x
+ * transforms in one call: every dtype, M from 1 to 64 */
+static const gemm_case gemm_epi[] = {
+    {SH_BF16, 1536, 576, 1, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 576, 576, 1, 0, 0, 0, 1, 1, SH_XF_NONE, SH_EPI_NONE},
+    {SH_F16, 1536, 576, 16, 4, 0, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_Q8_0, 960, 576, 5, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_Q4_0, 100, 64, 64, 0, 0, 1, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 3072, 768, 16, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_GELU_TANH},
+    {SH_F16, 1536, 384, 9, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_GELU_ERF},
+    {SH_F32, 37, 40, 3, 4, 1, 2, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 40, 64, 2, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 17, 32, 33, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_F16, 333, 96, 1, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_GELU_TANH},
+};
+
+/* the same with an RMS x transform on every group (the fused pre-FFN norm) */
+static const gemm_case gemm_epi_rms[] = {
+    {SH_BF16, 1536, 576, 1, 0, 0, 0, 0, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_BF16, 1536, 576, 16, 0, 0, 0, 0, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_Q8_0, 960, 576, 64, 0, 0, 0, 1, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_F16, 200, 576, 7, 0, 0, 0, 1, 0, SH_XF_RMS, SH_EPI_GELU_TANH},
 };
 
 /* ---- get_rows ------------------------------------------------------------ */
@@ -1093,6 +1133,8 @@ int main(int argc, char **argv) {
         if (!quick)
             test_gemm_mixed(gp[i].name, gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), gp[i].p);
+        test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
+        test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
@@ -1101,6 +1143,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(tiles[t], gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
+        test_gemm_mixed(tiles[t], gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), SH_CUDA_GEMM_MMA);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
     test_get_rows_mixed();

@@ -10,6 +10,7 @@
 #     quick     the single and cluster workloads without peers (graphs on; some also off: SHOAL_CUDA_GRAPH=0)
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
+#     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
@@ -144,6 +145,17 @@ fusion)
     fb separate 0 1 $shape $models $seqs
     fb xf64 1 64 $shape $models $seqs
     if [ -n "${E2E_OLD:-}" ]; then B0=$B; B=$E2E_OLD; fb old 1 1 $shape $models $seqs; B=$B0; fi
+  done
+  ;;
+epi)
+  for rep in 1 2; do
+    for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
+      read -r shape models seqs <<< "$w"
+      for e in 1 0; do
+        SHOAL_FUSE_EPI=$e BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "epi$e-r$rep-$shape-${models}x$seqs" \
+          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+      done
+    done
   done
   ;;
 attnsplit)

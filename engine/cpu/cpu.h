@@ -78,6 +78,8 @@ typedef struct sh_cpu_backend {
     sh_cpu_scratch *scratch;  /* (n_threads) */
     float *xf_buf;            /* gemm x transforms: the transformed rows of a call */
     size_t xf_cap;            /* floats */
+    float *epi_buf;           /* gemm SILU_PAIR epilogues: the up projections of a call */
+    size_t epi_cap;           /* floats */
 } sh_cpu_backend;
 
 /* Makes every thread's scratch hold at least n floats. */

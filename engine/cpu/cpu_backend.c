@@ -200,7 +200,65 @@ done:
     return s;
 }
 
-SH_LOCKED(sh_cpu_gemm_xf, sh_gemm_group)
+/* gemm with epilogues: each group's plain GEMM (SILU_PAIR: the gate into y,
+ * the up projection into epi_buf), then the act op over the results —
+ * bitwise the result of the separate ops. */
+static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *g) {
+    sh_cpu_backend *cb = (sh_cpu_backend *)be;
+    size_t need = 0;
+    int n_epi = 0, n_pair = 0;
+    for (int i = 0; i < n; i++) {
+        if (g[i].epi == SH_EPI_NONE) continue;
+        n_epi++;
+        if (g[i].epi == SH_EPI_SILU_PAIR) {
+            need += (size_t)g[i].x.rows * (size_t)g[i].w.n_out;
+            n_pair++;
+        }
+    }
+    if (n_epi == 0) return sh_cpu_gemm_xf(be, n, g);
+    if (need > cb->epi_cap) {
+        float *p = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
+        if (!p) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory for %zu epilogue outputs", need);
+        free(cb->epi_buf);
+        cb->epi_buf = p;
+        cb->epi_cap = need;
+    }
+    sh_gemm_group *gg = malloc((size_t)(n + n_pair) * sizeof *gg);
+    sh_act_group *ag = malloc((size_t)n_epi * sizeof *ag);
+    shoal_status s = SHOAL_OK;
+    if (!gg || !ag) {
+        s = sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+        goto done;
+    }
+    int ng = n, na = 0;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        gg[i] = g[i];
+        gg[i].epi = SH_EPI_NONE;
+        if (g[i].epi == SH_EPI_NONE) continue;
+        sh_view b = {NULL, 0, 0, 0};
+        if (g[i].epi == SH_EPI_SILU_PAIR) {
+            b = (sh_view){cb->epi_buf + off, g[i].x.rows, g[i].w.n_out, g[i].w.n_out};
+            off += (size_t)g[i].x.rows * (size_t)g[i].w.n_out;
+            gg[ng] = gg[i];
+            gg[ng].w = g[i].w2;
+            gg[ng].bias = g[i].bias2;
+            gg[ng++].y = b;
+        }
+        ag[na++] = (sh_act_group){g[i].y, b, g[i].y,
+                                  g[i].epi == SH_EPI_SILU_PAIR   ? SH_ACT_SILU_MUL
+                                  : g[i].epi == SH_EPI_GELU_TANH ? SH_ACT_GELU_TANH
+                                                                 : SH_ACT_GELU_ERF};
+    }
+    if ((s = sh_cpu_gemm_xf(be, ng, gg)) != SHOAL_OK) goto done;
+    s = sh_cpu_act(be, na, ag);
+done:
+    free(gg);
+    free(ag);
+    return s;
+}
+
+SH_LOCKED(sh_cpu_gemm_epi, sh_gemm_group)
 SH_LOCKED(sh_cpu_get_rows, sh_get_rows_group)
 SH_LOCKED(sh_cpu_norm, sh_norm_group)
 SH_LOCKED(sh_cpu_rope, sh_rope_group)
@@ -219,6 +277,7 @@ static void sh_cpu_destroy(sh_backend *be) {
         for (int t = 0; t < cb->n_threads; t++) free(cb->scratch[t].buf);
     free(cb->scratch);
     free(cb->xf_buf);
+    free(cb->epi_buf);
     pthread_mutex_destroy(&cb->lock);
     free(cb);
 }
@@ -233,7 +292,7 @@ static const sh_backend_ops sh_cpu_ops = {
     .download = sh_cpu_copy,
     .map_host = sh_cpu_map_host,
     .supports = sh_cpu_supports,
-    .gemm = sh_cpu_gemm_xf_locked,
+    .gemm = sh_cpu_gemm_epi_locked,
     .get_rows = sh_cpu_get_rows_locked,
     .norm = sh_cpu_norm_locked,
     .rope = sh_cpu_rope_locked,

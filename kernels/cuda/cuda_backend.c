@@ -568,12 +568,18 @@ static int cu_aligned(const void *p, uintptr_t a) { return ((uintptr_t)p % a) ==
 /* Bytes a weight element needs aligned for scalar loads. */
 static uintptr_t cu_elem_align(sh_dtype dt) { return dt == SH_F32 ? 4 : 2; }
 
-/* Blocks of a launch's MMA groups with tile c. */
+/* A SILU_PAIR group computes two weight rows per output. */
+static int cu_pair(const sh_gemm_group *e) { return e->epi == SH_EPI_SILU_PAIR; }
+
+/* Blocks of a launch's MMA groups with tile c (a SILU_PAIR tile covers half
+ * the outputs: its units hold 8 rows of each weight). */
 static int64_t cu_mma_blocks(int S, int c, int n, const sh_gemm_group *g, const unsigned char *mma) {
     const int rows = 16 * sh_cu_mma_wm(S, c), cols = 8 * sh_cu_mma_nt(S, c);
     int64_t blocks = 0;
-    for (int i = 0; i < n; i++)
-        if (mma[i]) blocks += (int64_t)((g[i].w.n_out + rows - 1) / rows) * ((g[i].x.rows + cols - 1) / cols);
+    for (int i = 0; i < n; i++) {
+        const int r = cu_pair(&g[i]) ? rows / 2 : rows;
+        if (mma[i]) blocks += (int64_t)((g[i].w.n_out + r - 1) / r) * ((g[i].x.rows + cols - 1) / cols);
+    }
     return blocks;
 }
 
@@ -590,8 +596,13 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     if (S < 2) {
         int64_t rows = 0; /* SIMT groups' weight rows */
+        int pair = 0;     /* SILU_PAIR needs >= 2 rows per warp: not c = 1 */
         for (int i = 0; i < n; i++)
-            if (!mma[i]) rows += g[i].w.n_out;
+            if (!mma[i]) {
+                rows += (cu_pair(&g[i]) ? 2 : 1) * (int64_t)g[i].w.n_out;
+                pair |= cu_pair(&g[i]);
+            }
+        if (pair) return 0;
         if (cb->mma_tile >= 0) return cb->mma_tile == 1;
         return rows > 0 && (rows + 15) / 16 < sms;
     }
@@ -636,9 +647,12 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         }
     int max_m = 1;
     for (int i = 0; i < n; i++) {
-        if (!cu_aligned(g[i].w.data, cu_elem_align(g[i].w.dtype)))
-            return sh_fail(SHOAL_ERR_UNSUPPORTED, "gemm: group %d: %s weights at %p are not %d-byte aligned", i,
-                           sh_dtype_name(g[i].w.dtype), g[i].w.data, (int)cu_elem_align(g[i].w.dtype));
+        for (int h = 0; h < 1 + cu_pair(&g[i]); h++) {
+            const void *w = h ? g[i].w2.data : g[i].w.data;
+            if (!cu_aligned(w, cu_elem_align(g[i].w.dtype)))
+                return sh_fail(SHOAL_ERR_UNSUPPORTED, "gemm: group %d: %s weights at %p are not %d-byte aligned", i,
+                               sh_dtype_name(g[i].w.dtype), w, (int)cu_elem_align(g[i].w.dtype));
+        }
         if (g[i].x.rows > max_m) max_m = g[i].x.rows;
     }
     const int S = sh_cu_gemm_class(max_m);
@@ -649,7 +663,8 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const sh_dtype dt = e->w.dtype;
         const uint64_t rb = sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in);
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
-        const int vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
+        const int vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0 &&
+                        (!cu_pair(e) || cu_aligned(e->w2.data, 16));
         const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
                            e->x.stride % 4 == 0 && (!float_dt || vec) && cu_x2_aligned(e);
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
@@ -676,7 +691,14 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             .dtype = (int32_t)dt, .accumulate = e->accumulate != 0,
         };
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
-        d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0;
+        d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0 &&
+                   (!cu_pair(e) || cu_aligned(e->w2.data, 16));
+        d[i].epi = (int32_t)e->epi;
+        if (cu_pair(e)) {
+            d[i].w2 = e->w2.data;
+            d[i].bias2 = e->bias2;
+        }
+        const int pair_div = cu_pair(e) ? 2 : 1; /* weight rows per output */
         d[i].xdirect = cu_aligned(e->x.data, 16) && cu_x2_aligned(e);
         d[i].xf = (int32_t)e->xf;
         d[i].eps = e->xf_eps;
@@ -688,11 +710,13 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         int64_t blocks;
         if (mma[i]) {
             d[i].path = SH_CU_PATH_MMA;
-            d[i].tiles_n = (e->w.n_out + mma_rows - 1) / mma_rows;
+            const int r = mma_rows / pair_div;
+            d[i].tiles_n = (e->w.n_out + r - 1) / r;
             blocks = (int64_t)d[i].tiles_n * ((e->x.rows + mma_cols - 1) / mma_cols);
         } else {
             d[i].path = SH_CU_PATH_SIMT;
-            blocks = (e->w.n_out + simt_rows - 1) / simt_rows;
+            const int r = simt_rows / pair_div;
+            blocks = (e->w.n_out + r - 1) / r;
         }
         pk.starts[i] = (int32_t)total;
         total += blocks;

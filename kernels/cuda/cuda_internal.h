@@ -43,7 +43,11 @@ typedef struct sh_cu_gemm_desc {
     float eps;           /* RMS */
     const float *gamma;  /* RMS: (k) or NULL; 16-byte aligned on the MMA path */
     const float *x2;     /* SILU_MUL: (m, k), x2_stride floats between rows */
-    int32_t x2_stride, pad_;
+    int32_t x2_stride;
+    /* epilogue (sh_gemm_epi) applied to each output */
+    int32_t epi;
+    const void *w2;      /* SILU_PAIR: the second (up) weights, like w */
+    const float *bias2;  /* SILU_PAIR: (n) or NULL */
 } sh_cu_gemm_desc;
 
 /* out[r] (+)= dequant(W[ids[r]]); one block per row. */

@@ -26,6 +26,12 @@
  *  as it is read, sums the squares of the raw row alongside, and scales the
  *  row's dot products by 1 / sqrt(mean + eps) before the bias.
  *
+ *  Epilogues (desc.epi): GELU is applied to each output after the bias.
+ *  SILU_PAIR computes silu(x W^T + b) * (x W2^T + b2): every 16-row unit of
+ *  a tile holds 8 rows of W (its A rows g) and the same 8 rows of W2 (rows
+ *  g + 8), so a lane's accumulators hold both factors of its outputs (SIMT:
+ *  a warp's first R/2 rows from W, the last R/2 the same rows of W2).
+ *
  *  Within a 32-element chunk the k order fed to the mma is permuted so that
  *  each lane's operands come from contiguous memory: lane (g, t) holds
  *  elements [8t, 8t + 8) of weight rows g and g + 8 and of activation row g
@@ -303,12 +309,36 @@ __device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsig
     }
 }
 
-/* y[m][row] (+)= v + bias[row] for the rows/columns that exist. */
+enum { EPI_NONE = 0, EPI_SILU_PAIR = 1, EPI_GELU_TANH = 2, EPI_GELU_ERF = 3 }; /* = sh_gemm_epi */
+
+/* y[m][row] (+)= epi(v + bias[row]) for the rows/columns that exist. */
 __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row, float v) {
     if (row >= d.n || m >= d.m) return;
     if (d.bias) v += __ldg(d.bias + row);
+    if (d.epi == EPI_GELU_TANH) v = xf_act(XF_GELU_TANH, v, 0.0f);
+    else if (d.epi == EPI_GELU_ERF) v = xf_act(XF_GELU_ERF, v, 0.0f);
     float *p = d.y + (int64_t)m * d.y_stride + row;
     *p = d.accumulate ? *p + v : v;
+}
+
+/* SILU_PAIR: y[m][col] = silu(vg + bias[col]) * (vu + bias2[col]) (act_kernel's expression). */
+__device__ __forceinline__ void store_pair(const sh_cu_gemm_desc &d, int m, int col, float vg, float vu) {
+    if (col >= d.n || m >= d.m) return;
+    if (d.bias) vg += __ldg(d.bias + col);
+    if (d.bias2) vu += __ldg(d.bias2 + col);
+    d.y[(int64_t)m * d.y_stride + col] = xf_act(XF_SILU_MUL, vg, vu);
+}
+
+/* Weight row r of a block's rows starting at row0 (SIMT): SILU_PAIR warps
+ * take rows row0 + r of W for r < R/2 and the same rows of W2 after. */
+template <int R>
+__device__ __forceinline__ const unsigned char *simt_row(const sh_cu_gemm_desc &d, int row0, int r) {
+    constexpr int RH = R >= 2 ? R / 2 : 1;
+    if (d.epi == EPI_SILU_PAIR && R >= 2) {
+        const void *w = r < RH ? d.w : d.w2;
+        return static_cast<const unsigned char *>(w) + (int64_t)min(row0 + r % RH, d.n - 1) * d.row_bytes;
+    }
+    return static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
 }
 
 /* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores. */
@@ -316,6 +346,17 @@ template <int MT, int R>
 __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
                                            const float (&scale)[MT], int lane) {
     pdl_wait(); /* lanes that loaded nothing have not waited yet */
+    if (R >= 2 && d.epi == EPI_SILU_PAIR) {
+        constexpr int RH = R >= 2 ? R / 2 : 1;
+#pragma unroll
+        for (int r = 0; r < RH; r++)
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                const float vg = warp_sum(acc[r][m]), vu = warp_sum(acc[r + RH][m]);
+                if (lane == ((r * MT + m) & 31)) store_pair(d, m0 + m, row0 + r, vg * scale[m], vu * scale[m]);
+            }
+        return;
+    }
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -333,11 +374,11 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
     constexpr int KC = SMEM / MT; /* K chunk staged per pass: a multiple of 256 */
     static_assert(KC % 256 == 0, "K chunk must keep every lane's k order");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int row0 = local * (SH_CU_WARPS * R) + warp * R;
+    const int rpw = R >= 2 && d.epi == EPI_SILU_PAIR ? R / 2 : R; /* output rows per warp */
+    const int row0 = local * (SH_CU_WARPS * rpw) + warp * rpw;
     const unsigned char *wrow[R];
 #pragma unroll
-    for (int r = 0; r < R; r++)
-        wrow[r] = static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
+    for (int r = 0; r < R; r++) wrow[r] = simt_row<R>(d, row0, r);
 
     if (MT == 1 && d.xdirect) {
         float acc[R][MT], ss = 0.0f, scale[MT] = {1.0f};
@@ -601,16 +642,20 @@ template <int NT, int WM, int U, int SMEM, int XK>
 __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2;
-    const int n0 = (local % d.tiles_n) * 16 * WM;
+    const bool pair = d.epi == EPI_SILU_PAIR;
+    const int urows = pair ? 8 : 16; /* output rows per 16-row unit */
+    const int n0 = (local % d.tiles_n) * urows * WM;
     const int m0 = (local / d.tiles_n) * 8 * NT;
 
     const unsigned char *wa[WM][2];
 #pragma unroll
     for (int wm = 0; wm < WM; wm++)
 #pragma unroll
-        for (int h = 0; h < 2; h++)
-            wa[wm][h] = static_cast<const unsigned char *>(d.w) +
-                        (int64_t)min(n0 + wm * 16 + g + 8 * h, d.n - 1) * d.row_bytes;
+        for (int h = 0; h < 2; h++) {
+            const int row = pair ? n0 + wm * 8 + g : n0 + wm * 16 + g + 8 * h;
+            wa[wm][h] = static_cast<const unsigned char *>(pair && h ? d.w2 : d.w) +
+                        (int64_t)min(row, d.n - 1) * d.row_bytes;
+        }
     const float *xr[NT], *x2r[NT];
     float ss[NT];
 #pragma unroll
@@ -654,6 +699,22 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
         }
     }
     __syncthreads();
+    if (pair) {
+        /* slots j = 0, 1 (rows g of W) with j + 2 (the same rows of W2) */
+        for (int i = threadIdx.x; i < kPer / 2; i += kThreads) {
+            const int ln = i & 31, q = i >> 5, j = q & 1, wn = q >> 1;
+            const int s0 = ((wn * 4 + j) << 5) + ln, s1 = s0 + 64;
+            const float vg = red[s0] + red[kPer + s0] + red[2 * kPer + s0] + red[3 * kPer + s0];
+            const float vu = red[s1] + red[kPer + s1] + red[2 * kPer + s1] + red[3 * kPer + s1];
+            const int nt = wn % NT, wm = wn / NT;
+            const int lm = nt * 8 + (ln & 3) * 2 + j;
+            float sc = 1.0f;
+            if (XK == 1)
+                sc = xf_rstd(d, ssh[lm] + ssh[8 * NT + lm] + ssh[16 * NT + lm] + ssh[24 * NT + lm]);
+            store_pair(d, m0 + lm, n0 + wm * 8 + (ln >> 2), vg * sc, vu * sc);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < kPer; i += kThreads) {
         const float v = red[i] + red[kPer + i] + red[2 * kPer + i] + red[3 * kPer + i];
         const int ln = i & 31, slot = i >> 5;
