@@ -272,7 +272,32 @@ shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         case SH_EPI_GELU_ERF:
             if (e->accumulate) return BAD("gemm: group %d: an epilogue cannot accumulate", i);
             break;
+        case SH_EPI_ROPE: {
+            const sh_rope_params *r = &e->rope;
+            if (e->accumulate) return BAD("gemm: group %d: an epilogue cannot accumulate", i);
+            if (r->head_dim <= 0 || r->head_dim % 2 != 0 || e->w.n_out % r->head_dim != 0)
+                return BAD("gemm: group %d: rope head_dim %d must be even and divide N %d", i, r->head_dim, e->w.n_out);
+            if (r->n_rot != r->head_dim)
+                return BAD("gemm: group %d: rope n_rot %d must equal head_dim %d in a GEMM epilogue", i, r->n_rot,
+                           r->head_dim);
+            if (r->mode != SH_ROPE_NORM && r->mode != SH_ROPE_NEOX)
+                return BAD("gemm: group %d: unknown rope mode %d", i, (int)r->mode);
+            if (!isfinite(r->theta) || r->theta <= 0.0f)
+                return BAD("gemm: group %d: rope theta %g must be > 0", i, (double)r->theta);
+            if (!e->pos) return BAD("gemm: group %d: rope pos is NULL", i);
+            break;
+        }
         default: return BAD("gemm: group %d: unknown epilogue %d", i, (int)e->epi);
+        }
+        if (e->kv_which != 0) {
+            if (e->kv_which != 1 && e->kv_which != 2) return BAD("gemm: group %d: kv_which %d (expected 0, 1 or 2)", i, e->kv_which);
+            if (e->epi != SH_EPI_NONE && e->epi != SH_EPI_ROPE)
+                return BAD("gemm: group %d: a KV store follows no epilogue or ROPE only", i);
+            if (e->accumulate) return BAD("gemm: group %d: a KV store cannot accumulate", i);
+            if (!e->kv_slot) return BAD("gemm: group %d: kv_slot is NULL", i);
+            sh_kv_ref k = e->kv;
+            k.block_table = e->kv_slot; /* not used; check_kv wants one */
+            SH_TRY(check_kv(be, SH_OP_KV_WRITE, i, &k, e->w.n_out));
         }
     }
     DISPATCH(gemm);

@@ -76,66 +76,10 @@ typedef enum sh_gemm_xf {
     SH_XF_GELU_ERF = 4,  /* x <- gelu_erf(x) (as SH_ACT_GELU_ERF) */
 } sh_gemm_xf;
 
-/* An epilogue of the GEMM, applied to each output before it is stored: the
- * fused form of the activation op whose only input is this GEMM's output.
- * Results equal the separate ops (bitwise on the CPU backend). */
-typedef enum sh_gemm_epi {
-    SH_EPI_NONE = 0,
-    SH_EPI_SILU_PAIR = 1, /* y = silu(x W^T + b) * (x W2^T + b2): gate and up in one group */
-    SH_EPI_GELU_TANH = 2, /* y = gelu_tanh(x W^T + b) (as SH_ACT_GELU_TANH) */
-    SH_EPI_GELU_ERF = 3,  /* y = gelu_erf(x W^T + b) (as SH_ACT_GELU_ERF) */
-} sh_gemm_epi;
-
-typedef struct sh_gemm_group {
-    sh_weight w;        /* (N, K) */
-    const float *bias;  /* (N) or NULL */
-    sh_view x;          /* (M, K) */
-    sh_view y;          /* (M, N); must not overlap x (or x2) */
-    int accumulate;     /* 1: y += x W^T + b; 0: y = x W^T + b */
-    /* version 2; zero = no transform */
-    sh_gemm_xf xf;
-    const float *xf_gamma; /* RMS: (K) or NULL (= 1) */
-    float xf_eps;          /* RMS */
-    sh_view x2;            /* SILU_MUL: (M, K) */
-    /* version 3; zero = none. An epilogue needs accumulate == 0. */
-    sh_gemm_epi epi;
-    sh_weight w2;          /* SILU_PAIR: (N, K), same dtype as w */
-    const float *bias2;    /* SILU_PAIR: (N) or NULL */
-} sh_gemm_group;
-
-typedef struct sh_get_rows_group {
-    sh_weight w;          /* (n_rows_table, d) */
-    const int32_t *ids;   /* (out.rows) row indices into w, each < w.n_out */
-    sh_view out;          /* (rows, d) */
-    int accumulate;       /* 1: out += w[ids] */
-} sh_get_rows_group;
-
-typedef enum sh_norm_kind { SH_NORM_RMS = 0, SH_NORM_LAYER = 1 } sh_norm_kind;
-
-typedef struct sh_norm_group {
-    sh_view x;            /* (rows, n) */
-    sh_view add;          /* (rows, n) or data == NULL: if set, x += add first (x is written) */
-    const float *gamma;   /* (n) or NULL (= 1) */
-    const float *beta;    /* (n) or NULL (= 0); LayerNorm only */
-    float eps;
-    sh_norm_kind kind;    /* RMS: x / sqrt(mean(x^2) + eps); LAYER: (x - mean) / sqrt(var + eps) */
-    sh_view out;          /* (rows, n); may equal x (in place) */
-} sh_norm_group;
-
 typedef enum sh_rope_mode {
     SH_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]) — GGUF llama */
     SH_ROPE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]) — HF, GGUF qwen2 */
 } sh_rope_mode;
-
-typedef struct sh_rope_group {
-    sh_view x;            /* (rows, n_head * head_dim), rotated in place */
-    int n_head;
-    int head_dim;
-    int n_rot;            /* rotated dims per head (<= head_dim, even) */
-    const int32_t *pos;   /* (rows) position of each row */
-    float theta;          /* base; angle(p, i) = p * theta^(-2i / n_rot) */
-    sh_rope_mode mode;
-} sh_rope_group;
 
 /* One sequence's slice of the paged KV pool for one layer. A block holds
  * SH_KV_BLOCK tokens of every layer: element (layer l, kv k|v, token t, dim c)
@@ -158,6 +102,77 @@ typedef struct sh_rope_params {
     float theta;
     sh_rope_mode mode;
 } sh_rope_params;
+
+/* An epilogue of the GEMM, applied to each output before it is stored: the
+ * fused form of the activation op whose only input is this GEMM's output.
+ * Results equal the separate ops (bitwise on the CPU backend). */
+typedef enum sh_gemm_epi {
+    SH_EPI_NONE = 0,
+    SH_EPI_SILU_PAIR = 1, /* y = silu(x W^T + b) * (x W2^T + b2): gate and up in one group */
+    SH_EPI_GELU_TANH = 2, /* y = gelu_tanh(x W^T + b) (as SH_ACT_GELU_TANH) */
+    SH_EPI_GELU_ERF = 3,  /* y = gelu_erf(x W^T + b) (as SH_ACT_GELU_ERF) */
+    SH_EPI_ROPE = 4,      /* y = rope(x W^T + b) at positions pos (as SH_OP_ROPE with
+                           * N / rope.head_dim heads; rope.n_rot == rope.head_dim) */
+} sh_gemm_epi;
+
+typedef struct sh_gemm_group {
+    sh_weight w;        /* (N, K) */
+    const float *bias;  /* (N) or NULL */
+    sh_view x;          /* (M, K) */
+    sh_view y;          /* (M, N); must not overlap x (or x2) */
+    int accumulate;     /* 1: y += x W^T + b; 0: y = x W^T + b */
+    /* version 2; zero = no transform */
+    sh_gemm_xf xf;
+    const float *xf_gamma; /* RMS: (K) or NULL (= 1) */
+    float xf_eps;          /* RMS */
+    sh_view x2;            /* SILU_MUL: (M, K) */
+    /* version 3; zero = none. An epilogue needs accumulate == 0. */
+    sh_gemm_epi epi;
+    sh_weight w2;          /* SILU_PAIR: (N, K), same dtype as w */
+    const float *bias2;    /* SILU_PAIR: (N) or NULL */
+    sh_rope_params rope;   /* ROPE */
+    const int32_t *pos;    /* ROPE: (M) position of each row */
+    /* KV store: kv_which 1 (K) or 2 (V) also writes output row m (after the
+     * epilogue) to the paged pool as token kv_slot[m] = physical block *
+     * SH_KV_BLOCK + offset of layer kv.layer (kv.block_table is not used;
+     * kv.kv_dim == N) — the fused form of SH_OP_KV_WRITE for rows of many
+     * sequences. Epilogue NONE or ROPE. */
+    int kv_which;
+    const int32_t *kv_slot; /* (M) */
+    sh_kv_ref kv;
+} sh_gemm_group;
+
+typedef struct sh_get_rows_group {
+    sh_weight w;          /* (n_rows_table, d) */
+    const int32_t *ids;   /* (out.rows) row indices into w, each < w.n_out */
+    sh_view out;          /* (rows, d) */
+    int accumulate;       /* 1: out += w[ids] */
+} sh_get_rows_group;
+
+typedef enum sh_norm_kind { SH_NORM_RMS = 0, SH_NORM_LAYER = 1 } sh_norm_kind;
+
+typedef struct sh_norm_group {
+    sh_view x;            /* (rows, n) */
+    sh_view add;          /* (rows, n) or data == NULL: if set, x += add first (x is written) */
+    const float *gamma;   /* (n) or NULL (= 1) */
+    const float *beta;    /* (n) or NULL (= 0); LayerNorm only */
+    float eps;
+    sh_norm_kind kind;    /* RMS: x / sqrt(mean(x^2) + eps); LAYER: (x - mean) / sqrt(var + eps) */
+    sh_view out;          /* (rows, n); may equal x (in place) */
+} sh_norm_group;
+
+
+typedef struct sh_rope_group {
+    sh_view x;            /* (rows, n_head * head_dim), rotated in place */
+    int n_head;
+    int head_dim;
+    int n_rot;            /* rotated dims per head (<= head_dim, even) */
+    const int32_t *pos;   /* (rows) position of each row */
+    float theta;          /* base; angle(p, i) = p * theta^(-2i / n_rot) */
+    sh_rope_mode mode;
+} sh_rope_group;
+
+
 
 typedef struct sh_kv_write_group {
     sh_view k;            /* (rows, kv_dim) */

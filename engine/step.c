@@ -155,9 +155,15 @@ static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, 
  * The step
  * ========================================================================== */
 
+/* Whether a model's QKV GEMM applies RoPE and writes K and V to the pool
+ * itself (the epilogue needs every dim rotated). */
+static int qkv_epi(const sh_exec *ex, sh_template t, const shoal_model *m) {
+    return ex->fuse_epi && t == SH_TMPL_LLAMA && m->hp.n_rot == m->hp.head_dim;
+}
+
 /* Emits every op of every layer slot for the segments of one template. */
 static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, int nseg, size_t off_tok,
-                                 size_t off_pos, size_t off_typ) {
+                                 size_t off_pos, size_t off_typ, size_t off_slot) {
     seg *S = ex->segs;
     sseq *Q = ex->ss;
     float *A = ex->arena;
@@ -260,15 +266,29 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
             size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
             if (t == SH_TMPL_GPT2) {
                 gg[n++] = GG(L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
-            } else if (fuse) {
-                const sh_view x = V(A, g->x, R, d, d);
-                gg[n++] = GG(L->wq, L->bq, x, V(A, g->q, R, qd, qd), 0, SH_XF_RMS, L->attn_norm, m->hp.eps);
-                gg[n++] = GG(L->wk, L->bk, x, V(A, g->k, R, kvd, kvd), 0, SH_XF_RMS, L->attn_norm, m->hp.eps);
-                gg[n++] = GG(L->wv, L->bv, x, V(A, g->v, R, kvd, kvd), 0, SH_XF_RMS, L->attn_norm, m->hp.eps);
             } else {
-                gg[n++] = GG(L->wq, L->bq, V(A, in, R, d, d), V(A, g->q, R, qd, qd), 0, SH_XF_NONE, NULL, 0.0f);
-                gg[n++] = GG(L->wk, L->bk, V(A, in, R, d, d), V(A, g->k, R, kvd, kvd), 0, SH_XF_NONE, NULL, 0.0f);
-                gg[n++] = GG(L->wv, L->bv, V(A, in, R, d, d), V(A, g->v, R, kvd, kvd), 0, SH_XF_NONE, NULL, 0.0f);
+                const sh_view x = fuse ? V(A, g->x, R, d, d) : V(A, in, R, d, d);
+                const sh_gemm_xf xf = fuse ? SH_XF_RMS : SH_XF_NONE;
+                const int q0 = n;
+                gg[n++] = GG(L->wq, L->bq, x, V(A, g->q, R, qd, qd), 0, xf, L->attn_norm, m->hp.eps);
+                gg[n++] = GG(L->wk, L->bk, x, V(A, g->k, R, kvd, kvd), 0, xf, L->attn_norm, m->hp.eps);
+                gg[n++] = GG(L->wv, L->bv, x, V(A, g->v, R, kvd, kvd), 0, xf, L->attn_norm, m->hp.eps);
+                if (qkv_epi(ex, t, m)) {
+                    /* RoPE on q and k and the KV write as the GEMM's epilogue */
+                    const sh_rope_params rp = {hd, m->hp.n_rot, m->hp.rope_theta, m->hp.rope_mode};
+                    const int32_t *pos = I + off_pos + g->row0, *slot = I + off_slot + g->row0;
+                    sh_kv_ref kv = kvref(ex, m, &Q[g->s0], l);
+                    kv.block_table = NULL;
+                    for (int j = 0; j < 3; j++) {
+                        sh_gemm_group *e = &gg[q0 + j];
+                        e->epi = j < 2 ? SH_EPI_ROPE : SH_EPI_NONE;
+                        e->rope = rp;
+                        e->pos = pos;
+                        e->kv_which = j; /* q: none, k: 1, v: 2 */
+                        e->kv_slot = j ? slot : NULL;
+                        e->kv = kv;
+                    }
+                }
             }
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
@@ -285,10 +305,11 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
             }
             SH_TRY(sh_be_rope(ex->be, n, rg));
         }
-        /* K, V -> paged pool, one group per sequence */
+        /* K, V -> paged pool, one group per sequence (unless the QKV GEMM wrote them) */
         n = 0;
         FOR_SEG {
             SEGV;
+            if (qkv_epi(ex, t, m)) continue;
             FOR_SEQ {
                 const sseq *q = &Q[j_];
                 int r = q->row, nr = q->in->n_tokens;
@@ -581,7 +602,8 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
     }
     const int dev_call_sample = n_dev && (any_sample || !has_argmax);
     size_t off_tok = 0, off_pos = (size_t)rows, off_typ = 2 * (size_t)rows, off_bt = 3 * (size_t)rows;
-    size_t off_am = off_bt + n_bt;
+    size_t off_slot = off_bt + n_bt; /* each row's KV pool slot (block * SH_KV_BLOCK + offset) */
+    size_t off_am = off_slot + (size_t)rows;
     size_t n_ints = off_am + (size_t)lrows_all;
     for (int i = 0; i < n; i++) ex->ss[i].bt += off_bt;
     SH_TRY(grow_dev(ex->be, (void **)&ex->arena, &ex->arena_cap, fl, sizeof(float)));
@@ -595,6 +617,10 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
             ex->h_ints[off_tok + r0 + k] = s->tokens[k];
             ex->h_ints[off_pos + r0 + k] = s->seq->n_past + k;
             ex->h_ints[off_typ + r0 + k] = s->types ? s->types[k] : 0;
+            const int p = s->seq->n_past + k, b = p / SH_KV_BLOCK;
+            ex->h_ints[off_slot + r0 + k] = b < s->seq->n_blocks && s->seq->blocks[b] >= 0
+                                                ? s->seq->blocks[b] * SH_KV_BLOCK + p % SH_KV_BLOCK
+                                                : -1;
         }
         memcpy(ex->h_ints + q->bt, s->seq->blocks, (size_t)s->seq->n_blocks * sizeof(int32_t));
     }
@@ -608,7 +634,7 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
         int ns = 0;
         for (int k = 0; k < nseg; k++)
             if (ex->segs[k].m->hp.tmpl == (sh_template)t) idx[ns++] = k;
-        if (ns) SH_TRY(run_template(ex, (sh_template)t, idx, ns, off_tok, off_pos, off_typ));
+        if (ns) SH_TRY(run_template(ex, (sh_template)t, idx, ns, off_tok, off_pos, off_typ, off_slot));
     }
     if (n_dev) {
         /* one group per run of consecutive device sequences of a model (one

@@ -768,6 +768,106 @@ OPR_FN void opref_gemm_epi(sh_backend *be, const char *lbl, uint64_t seed, sh_dt
     free(ref);
 }
 
+/* y = rope(x W^T + b) as the GEMM's epilogue (n_head heads of head_dim, every
+ * dim rotated), with which = 1 / 2 its rows also stored as K / V of the paged
+ * pool at distinct positions: y against the double reference, the pool
+ * against y (f16: the nearest f16), nothing else in the pool touched. */
+OPR_FN void opref_gemm_rope(sh_backend *be, const char *lbl, uint64_t seed, sh_dtype dt, int rope, sh_rope_mode mode,
+                            int which, sh_dtype kdt, int M, int n_head, int head_dim, int K, float theta) {
+    opr_rng r = {seed};
+    const int N = n_head * head_dim;
+    uint8_t *wb = opr_weight_bytes(&r, dt, N, K);
+    size_t rb = opr_row_bytes(dt, K);
+    opr_buf x, y;
+    opr_buf_make(be, &r, M, K, K + 1, 1, -1, 1, &x);
+    opr_buf_make(be, &r, M, N, N + 3, 2, -1, 1, &y);
+    float *bias = malloc((size_t)N * sizeof(float));
+    for (int i = 0; i < N; i++) bias[i] = opr_unif(&r, -1, 1);
+    void *wd = opr_upload(be, wb, rb * (size_t)N);
+    float *bd = opr_upload(be, bias, (size_t)N * sizeof(float));
+    int n_logical = (M + SH_KV_BLOCK - 1) / SH_KV_BLOCK + 2, n_layer = 3, layer = 1;
+    opr_kv kv;
+    opr_kv_make(be, &r, kdt, n_layer, N, n_logical, n_logical + 3, &kv);
+    kv.dev = opr_upload(be, kv.host, kv.bytes);
+    int32_t *pos = malloc((size_t)M * sizeof(int32_t)), *slot = malloc((size_t)M * sizeof(int32_t));
+    for (int i = 0; i < M; i++) {
+        int p, dup;
+        do {
+            p = opr_int(&r, n_logical * SH_KV_BLOCK);
+            dup = 0;
+            for (int j = 0; j < i; j++) dup |= pos[j] == p;
+        } while (dup);
+        pos[i] = p;
+        slot[i] = kv.table[p / SH_KV_BLOCK] * SH_KV_BLOCK + p % SH_KV_BLOCK;
+    }
+    int32_t *pd = opr_upload(be, pos, (size_t)M * 4), *sd = opr_upload(be, slot, (size_t)M * 4);
+    double *ref = malloc((size_t)M * N * sizeof(double)), *v = malloc((size_t)N * sizeof(double));
+    for (int m = 0; m < M; m++) {
+        for (int n = 0; n < N; n++) {
+            double a = bias[n];
+            for (int k = 0; k < K; k++) a += (double)*opr_at(&x, m, k) * opr_weight_at(dt, wb + rb * (size_t)n, k);
+            v[n] = a;
+        }
+        double *o = ref + (size_t)m * N;
+        memcpy(o, v, (size_t)N * sizeof(double));
+        for (int h = 0; rope && h < n_head; h++)
+            for (int k = 0; k < head_dim / 2; k++) {
+                double ang = pos[m] * pow((double)theta, -2.0 * k / head_dim);
+                int i0 = h * head_dim + (mode == SH_ROPE_NEOX ? k : 2 * k);
+                int i1 = h * head_dim + (mode == SH_ROPE_NEOX ? k + head_dim / 2 : 2 * k + 1);
+                o[i0] = v[i0] * cos(ang) - v[i1] * sin(ang);
+                o[i1] = v[i0] * sin(ang) + v[i1] * cos(ang);
+            }
+    }
+    sh_gemm_group g = {{wd, dt, N, K}, bd, x.v, y.v, 0};
+    if (rope) {
+        g.epi = SH_EPI_ROPE;
+        g.rope = (sh_rope_params){head_dim, head_dim, theta, mode};
+        g.pos = pd;
+    }
+    g.kv_which = which;
+    g.kv_slot = which ? sd : NULL;
+    g.kv = opr_kv_ref(&kv, layer);
+    g.kv.block_table = NULL;
+    shoal_status s = sh_be_gemm(be, 1, &g);
+    CHECK(s == SHOAL_OK, "[%s] gemm rope %d kv %d %s: %s", lbl, rope, which, opr_dt_name(dt), shoal_last_error());
+    opr_buf_fetch(be, &y);
+    double e = opr_err(&y, ref, M, N);
+    CHECK(e <= OPREF_TOL, "[%s] gemm rope %d %s kv %d %s M=%d heads=%d hd=%d K=%d: err %.3g", lbl, rope,
+          mode == SH_ROPE_NEOX ? "neox" : "norm", which, opr_dt_name(dt), M, n_head, head_dim, K, e);
+    CHECK(opr_buf_padding_intact(&y), "[%s] gemm rope: wrote outside y", lbl);
+    uint8_t *after = malloc(kv.bytes), *expect = malloc(kv.bytes);
+    opr_download(be, after, kv.dev, kv.bytes);
+    memcpy(expect, kv.host, kv.bytes);
+    int bad = 0;
+    const size_t es = kdt == SH_F16 ? 2 : 4;
+    for (int m = 0; which && m < M; m++)
+        for (int c = 0; c < N; c++) {
+            size_t o = opr_kv_off(&kv, layer, which - 1, pos[m], c);
+            float want = *opr_at(&y, m, c);
+            if (kdt == SH_F16 ? !opr_f16_nearest(opr_get16(after + o), want) : memcmp(after + o, &want, 4) != 0) bad++;
+            memcpy(expect + o, after + o, es);
+        }
+    CHECK(bad == 0, "[%s] gemm kv store %d %s: %d values differ from y", lbl, which, opr_dt_name(kdt), bad);
+    CHECK(memcmp(after, expect, kv.bytes) == 0, "[%s] gemm kv store %d %s: wrote outside its slots", lbl, which,
+          opr_dt_name(kdt));
+    free(after);
+    free(expect);
+    sh_be_free(be, wd);
+    sh_be_free(be, bd);
+    sh_be_free(be, pd);
+    sh_be_free(be, sd);
+    opr_kv_free(be, &kv);
+    opr_buf_free(be, &x);
+    opr_buf_free(be, &y);
+    free(wb);
+    free(bias);
+    free(pos);
+    free(slot);
+    free(ref);
+    free(v);
+}
+
 /* ---- the suite --------------------------------------------------------- */
 
 /* Every op x dtype x a spread of shapes on be; failures are CHECKs labelled
@@ -802,6 +902,17 @@ OPR_FN void opref_run_all(sh_backend *be, const char *lbl) {
             }
             if (fl) opref_gemm_epi(be, lbl, seed++, dt, (sh_gemm_epi)epi, 3, 21, 7, 1, 1, 1);
         }
+        /* q (rope), k (rope + K store), v (V store); both rotations, both KV dtypes */
+        static const int Mr[] = {1, 2, 16, 40, 64};
+        for (int mi = 0; mi < 5; mi++)
+            for (int which = 0; which < 3; which++) {
+                const sh_rope_mode mode = (mi + which) % 2 ? SH_ROPE_NEOX : SH_ROPE_NORM;
+                const sh_dtype kdt = (mi + which) % 3 ? SH_F16 : SH_F32;
+                opref_gemm_rope(be, lbl, seed++, dt, which < 2, mode, which, kdt, Mr[mi], which ? 3 : 9, 64, 576,
+                                10000.0f);
+            }
+        opref_gemm_rope(be, lbl, seed++, dt, 1, SH_ROPE_NEOX, 1, SH_F16, 5, 2, 32, 96, 500000.0f);
+        opref_gemm_rope(be, lbl, seed++, dt, 1, SH_ROPE_NORM, 0, SH_F16, 17, 7, 16, 64, 100.0f);
         opref_get_rows(be, lbl, seed++, dt, 50, 64, 7, 3, 0);
         opref_get_rows(be, lbl, seed++, dt, 9, 96, 1, 0, 1);
         opref_get_rows(be, lbl, seed++, dt, 13, 32, 20, 1, 1);

@@ -600,6 +600,98 @@ static void test_kv_write_mixed(int rope) {
     mb_free(&pools[1].m);
 }
 
+/* The QKV GEMM with its epilogues, as the step planner issues it for two
+ * models in one call: q (RoPE), k (RoPE + K store), v (V store) per model,
+ * heads of 64 (NEOX, f16 pool) and of 32 (NORM, f32 pool), bf16 / q8_0
+ * weights, rows of many sequences scattered over the pool, a plain group
+ * beside them. y within the GEMM limit, pools within f32 / f16 rounding. */
+static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path) {
+    opr_rng r = {0x9e0000u + (uint64_t)path};
+    OK(sh_cuda_set_gemm_path(gpu, path));
+    kvpool pools[2];
+    pool_new(&pools[0], &r, SH_F32);
+    pool_new(&pools[1], &r, SH_F16);
+    static const struct { sh_dtype dt; int k, hd, nh, nkv, rows, layer, f16; sh_rope_mode mode; } ms[] = {
+        {SH_BF16, 576, 64, 9, 3, 16, 1, 1, SH_ROPE_NEOX},
+        {SH_Q8_0, 128, 32, 4, 2, 3, 3, 0, SH_ROPE_NORM},
+        {SH_F16, 256, 64, 4, 4, 40, 0, 1, SH_ROPE_NORM},
+    };
+    enum { NM = sizeof ms / sizeof ms[0], NC = 3 * NM + 1 };
+    mbuf w[NC], pos[NM], slot[NM];
+    fview x[NM + 1], y[NC];
+    sh_gemm_group gc[NC], gg[NC];
+    int used[POOL_BLOCKS * SH_KV_BLOCK] = {0};
+    for (int i = 0; i < NM; i++) {
+        int32_t p[64], sl[64];
+        for (int j = 0; j < ms[i].rows; j++) {
+            int s;
+            do s = opr_int(&r, POOL_BLOCKS * SH_KV_BLOCK);
+            while (used[s]);
+            used[s] = 1;
+            sl[j] = s;
+            p[j] = opr_int(&r, 4096);
+        }
+        mb_new(&pos[i], p, (size_t)ms[i].rows * 4);
+        mb_new(&slot[i], sl, (size_t)ms[i].rows * 4);
+        fv_new(&x[i], &r, ms[i].rows, ms[i].k, ms[i].k, 0, -1, 1, 0);
+        for (int j = 0; j < 3; j++) {
+            const int c = 3 * i + j, n = (j ? ms[i].nkv : ms[i].nh) * ms[i].hd;
+            uint8_t *wb = opr_weight_bytes(&r, ms[i].dt, n, ms[i].k);
+            mb_new(&w[c], wb, opr_row_bytes(ms[i].dt, ms[i].k) * (size_t)n);
+            free(wb);
+            fv_new(&y[c], &r, ms[i].rows, n, n + 2, 1, -1, 1, 1);
+            const kvpool *pl = &pools[ms[i].f16];
+            for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
+                sh_gemm_group *e = &(on_gpu ? gg : gc)[c];
+                *e = (sh_gemm_group){{mb(&w[c], on_gpu), ms[i].dt, n, ms[i].k}, NULL, fv_view(&x[i], on_gpu),
+                                     fv_view(&y[c], on_gpu), 0};
+                e->epi = j < 2 ? SH_EPI_ROPE : SH_EPI_NONE;
+                e->rope = (sh_rope_params){ms[i].hd, ms[i].hd, i ? 10000.0f : 1e6f, ms[i].mode};
+                e->pos = mb(&pos[i], on_gpu);
+                e->kv_which = j;
+                e->kv_slot = j ? mb(&slot[i], on_gpu) : NULL;
+                e->kv = (sh_kv_ref){mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, NULL, ms[i].layer,
+                                    ms[i].nkv * ms[i].hd};
+            }
+        }
+    }
+    { /* a plain group in the same call */
+        const int c = NC - 1;
+        uint8_t *wb = opr_weight_bytes(&r, SH_BF16, 100, 64);
+        mb_new(&w[c], wb, opr_row_bytes(SH_BF16, 64) * 100);
+        free(wb);
+        fv_new(&x[NM], &r, 5, 64, 64, 0, -1, 1, 0);
+        fv_new(&y[c], &r, 5, 100, 100, 0, -1, 1, 1);
+        for (int on_gpu = 0; on_gpu < 2; on_gpu++)
+            (on_gpu ? gg : gc)[c] = (sh_gemm_group){{mb(&w[c], on_gpu), SH_BF16, 100, 64}, NULL,
+                                                    fv_view(&x[NM], on_gpu), fv_view(&y[c], on_gpu), 0};
+    }
+    OK(sh_be_gemm(cpu, NC, gc));
+    OK(sh_be_gemm(gpu, NC, gg));
+    OK(sh_be_sync(gpu));
+    for (int c = 0; c < NC; c++) {
+        char what[96];
+        snprintf(what, sizeof what, "gemm qkv epilogue %s [group %d]", label, c);
+        expect_close(what, c, &y[c], 1e-5, SH_OP_GEMM);
+    }
+    const double e0 = pool_err(&pools[0]), e1 = pool_err(&pools[1]);
+    note(SH_OP_KV_WRITE, e0);
+    CHECK(e0 <= 1e-5, "gemm qkv epilogue %s: f32 pool err %.3g > 1e-5", label, e0);
+    CHECK(e1 <= 1e-3, "gemm qkv epilogue %s: f16 pool err %.3g > 1e-3", label, e1);
+    for (int c = 0; c < NC; c++) {
+        mb_free(&w[c]);
+        mb_free(&y[c].m);
+    }
+    for (int i = 0; i <= NM; i++) mb_free(&x[i].m);
+    for (int i = 0; i < NM; i++) {
+        mb_free(&pos[i]);
+        mb_free(&slot[i]);
+    }
+    mb_free(&pools[0].m);
+    mb_free(&pools[1].m);
+    OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
+}
+
 /* split = 0: one call for all groups (enough (row, KV head) pairs that the
  * backend shares K/V tiles among up to 4 query heads per block); split = 1:
  * one call per group (small launches: one query head per block). */
@@ -1135,6 +1227,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
+        test_gemm_qkv_mixed(gp[i].name, gp[i].p);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
@@ -1144,6 +1237,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(tiles[t], gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), SH_CUDA_GEMM_MMA);
+        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
     test_get_rows_mixed();

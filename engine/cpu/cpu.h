@@ -127,6 +127,9 @@ shoal_status sh_cpu_get_rows(sh_backend *be, int n, const sh_get_rows_group *g);
 shoal_status sh_cpu_norm(sh_backend *be, int n, const sh_norm_group *g);
 shoal_status sh_cpu_rope(sh_backend *be, int n, const sh_rope_group *g);
 shoal_status sh_cpu_kv_write(sh_backend *be, int n, const sh_kv_write_group *g);
+/* Stores one row of kv_dim floats as K (kv 0) or V (1) of pool slot (physical
+ * block * SH_KV_BLOCK + offset) in ref's layer, as kv_write does. */
+void sh_cpu_kv_put(const sh_kv_ref *ref, int kv, int32_t slot, const float *src);
 shoal_status sh_cpu_attn(sh_backend *be, int n, const sh_attn_group *g);
 shoal_status sh_cpu_act(sh_backend *be, int n, const sh_act_group *g);
 shoal_status sh_cpu_pool_op(sh_backend *be, int n, const sh_pool_group *g);

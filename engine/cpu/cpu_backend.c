@@ -201,14 +201,19 @@ done:
 }
 
 /* gemm with epilogues: each group's plain GEMM (SILU_PAIR: the gate into y,
- * the up projection into epi_buf), then the act op over the results —
- * bitwise the result of the separate ops. */
+ * the up projection into epi_buf), then the act or rope op over the results
+ * and the KV stores of kv_write — bitwise the result of the separate ops. */
 static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cpu_backend *cb = (sh_cpu_backend *)be;
     size_t need = 0;
     int n_epi = 0, n_pair = 0;
     for (int i = 0; i < n; i++) {
-        if (g[i].epi == SH_EPI_NONE) continue;
+        if (g[i].kv_which)
+            for (int r = 0; r < g[i].x.rows; r++)
+                if (g[i].kv_slot[r] < 0)
+                    return sh_fail(SHOAL_ERR_INVALID_ARG, "gemm: group %d: kv_slot[%d] = %d is negative", i, r,
+                                   g[i].kv_slot[r]);
+        if (g[i].epi == SH_EPI_NONE && !g[i].kv_which) continue;
         n_epi++;
         if (g[i].epi == SH_EPI_SILU_PAIR) {
             need += (size_t)g[i].x.rows * (size_t)g[i].w.n_out;
@@ -225,36 +230,48 @@ static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *
     }
     sh_gemm_group *gg = malloc((size_t)(n + n_pair) * sizeof *gg);
     sh_act_group *ag = malloc((size_t)n_epi * sizeof *ag);
+    sh_rope_group *rg = malloc((size_t)n_epi * sizeof *rg);
     shoal_status s = SHOAL_OK;
-    if (!gg || !ag) {
+    if (!gg || !ag || !rg) {
         s = sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
         goto done;
     }
-    int ng = n, na = 0;
+    int ng = n, na = 0, nr = 0;
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         gg[i] = g[i];
         gg[i].epi = SH_EPI_NONE;
-        if (g[i].epi == SH_EPI_NONE) continue;
+        gg[i].kv_which = 0;
+        const sh_gemm_group *e = &g[i];
+        if (e->epi == SH_EPI_ROPE)
+            rg[nr++] = (sh_rope_group){e->y, e->w.n_out / e->rope.head_dim, e->rope.head_dim, e->rope.n_rot, e->pos,
+                                       e->rope.theta, e->rope.mode};
+        if (e->epi != SH_EPI_SILU_PAIR && e->epi != SH_EPI_GELU_TANH && e->epi != SH_EPI_GELU_ERF) continue;
         sh_view b = {NULL, 0, 0, 0};
-        if (g[i].epi == SH_EPI_SILU_PAIR) {
-            b = (sh_view){cb->epi_buf + off, g[i].x.rows, g[i].w.n_out, g[i].w.n_out};
-            off += (size_t)g[i].x.rows * (size_t)g[i].w.n_out;
+        if (e->epi == SH_EPI_SILU_PAIR) {
+            b = (sh_view){cb->epi_buf + off, e->x.rows, e->w.n_out, e->w.n_out};
+            off += (size_t)e->x.rows * (size_t)e->w.n_out;
             gg[ng] = gg[i];
-            gg[ng].w = g[i].w2;
-            gg[ng].bias = g[i].bias2;
+            gg[ng].w = e->w2;
+            gg[ng].bias = e->bias2;
             gg[ng++].y = b;
         }
-        ag[na++] = (sh_act_group){g[i].y, b, g[i].y,
-                                  g[i].epi == SH_EPI_SILU_PAIR   ? SH_ACT_SILU_MUL
-                                  : g[i].epi == SH_EPI_GELU_TANH ? SH_ACT_GELU_TANH
-                                                                 : SH_ACT_GELU_ERF};
+        ag[na++] = (sh_act_group){e->y, b, e->y,
+                                  e->epi == SH_EPI_SILU_PAIR   ? SH_ACT_SILU_MUL
+                                  : e->epi == SH_EPI_GELU_TANH ? SH_ACT_GELU_TANH
+                                                               : SH_ACT_GELU_ERF};
     }
     if ((s = sh_cpu_gemm_xf(be, ng, gg)) != SHOAL_OK) goto done;
-    s = sh_cpu_act(be, na, ag);
+    if (na && (s = sh_cpu_act(be, na, ag)) != SHOAL_OK) goto done;
+    if (nr && (s = sh_cpu_rope(be, nr, rg)) != SHOAL_OK) goto done;
+    for (int i = 0; i < n; i++)
+        if (g[i].kv_which)
+            for (int r = 0; r < g[i].x.rows; r++)
+                sh_cpu_kv_put(&g[i].kv, g[i].kv_which - 1, g[i].kv_slot[r], g[i].y.data + (int64_t)r * g[i].y.stride);
 done:
     free(gg);
     free(ag);
+    free(rg);
     return s;
 }
 

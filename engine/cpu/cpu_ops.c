@@ -218,6 +218,14 @@ static void sh_kv_store(const sh_kv_ref *ref, uint8_t *dst, const float *src) {
     }
 }
 
+void sh_cpu_kv_put(const sh_kv_ref *ref, int kv, int32_t slot, const float *src) {
+    const size_t es = ref->dtype == SH_F16 ? 2 : 4;
+    const int t = slot % SH_KV_BLOCK;
+    uint8_t *dst = (uint8_t *)ref->pool + (uint64_t)(slot / SH_KV_BLOCK) * ref->block_bytes +
+                   ((((uint64_t)ref->layer * 2 + (uint64_t)kv) * SH_KV_BLOCK + (uint64_t)t) * (uint64_t)ref->kv_dim) * es;
+    sh_kv_store(ref, dst, src);
+}
+
 static void sh_kv_write_task(void *ctx, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const sh_rows_job *job = ctx;

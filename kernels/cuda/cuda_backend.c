@@ -568,8 +568,10 @@ static int cu_aligned(const void *p, uintptr_t a) { return ((uintptr_t)p % a) ==
 /* Bytes a weight element needs aligned for scalar loads. */
 static uintptr_t cu_elem_align(sh_dtype dt) { return dt == SH_F32 ? 4 : 2; }
 
-/* A SILU_PAIR group computes two weight rows per output. */
-static int cu_pair(const sh_gemm_group *e) { return e->epi == SH_EPI_SILU_PAIR; }
+/* Pair epilogues take two weight rows per output pair: SILU_PAIR (a row of
+ * w and of w2 per output), ROPE (the two rows of a rotated dim pair). */
+static int cu_pair(const sh_gemm_group *e) { return e->epi == SH_EPI_SILU_PAIR || e->epi == SH_EPI_ROPE; }
+static int cu_np(const sh_gemm_group *e) { return e->epi == SH_EPI_ROPE ? e->w.n_out / 2 : e->w.n_out; }
 
 /* Blocks of a launch's MMA groups with tile c (a SILU_PAIR tile covers half
  * the outputs: its units hold 8 rows of each weight). */
@@ -577,8 +579,8 @@ static int64_t cu_mma_blocks(int S, int c, int n, const sh_gemm_group *g, const 
     const int rows = 16 * sh_cu_mma_wm(S, c), cols = 8 * sh_cu_mma_nt(S, c);
     int64_t blocks = 0;
     for (int i = 0; i < n; i++) {
-        const int r = cu_pair(&g[i]) ? rows / 2 : rows;
-        if (mma[i]) blocks += (int64_t)((g[i].w.n_out + r - 1) / r) * ((g[i].x.rows + cols - 1) / cols);
+        const int r = cu_pair(&g[i]) ? rows / 2 : rows, units = cu_np(&g[i]);
+        if (mma[i]) blocks += (int64_t)((units + r - 1) / r) * ((g[i].x.rows + cols - 1) / cols);
     }
     return blocks;
 }
@@ -599,7 +601,7 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
         int pair = 0;     /* SILU_PAIR needs >= 2 rows per warp: not c = 1 */
         for (int i = 0; i < n; i++)
             if (!mma[i]) {
-                rows += (cu_pair(&g[i]) ? 2 : 1) * (int64_t)g[i].w.n_out;
+                rows += (cu_pair(&g[i]) ? 2 : 1) * (int64_t)cu_np(&g[i]);
                 pair |= cu_pair(&g[i]);
             }
         if (pair) return 0;
@@ -625,6 +627,13 @@ static int cu_x2_aligned(const sh_gemm_group *e) {
 /* The kernels' transform class of a group: 0 none, 1 RMS, 2 SiLU-gate, 3 GELU. */
 static int cu_xk(sh_gemm_xf xf) { return xf >= SH_XF_GELU_TANH ? 3 : (int)xf; }
 
+static sh_cu_kv cu_kv(const sh_kv_ref *r) {
+    return (sh_cu_kv){
+        .pool = r->pool, .block_table = r->block_table, .block_bytes = r->block_bytes,
+        .dtype = (int32_t)r->dtype, .layer = r->layer, .kv_dim = r->kv_dim,
+    };
+}
+
 static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
@@ -647,7 +656,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         }
     int max_m = 1;
     for (int i = 0; i < n; i++) {
-        for (int h = 0; h < 1 + cu_pair(&g[i]); h++) {
+        for (int h = 0; h < 1 + (g[i].epi == SH_EPI_SILU_PAIR); h++) {
             const void *w = h ? g[i].w2.data : g[i].w.data;
             if (!cu_aligned(w, cu_elem_align(g[i].w.dtype)))
                 return sh_fail(SHOAL_ERR_UNSUPPORTED, "gemm: group %d: %s weights at %p are not %d-byte aligned", i,
@@ -664,7 +673,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const uint64_t rb = sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in);
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         const int vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0 &&
-                        (!cu_pair(e) || cu_aligned(e->w2.data, 16));
+                        (e->epi != SH_EPI_SILU_PAIR || cu_aligned(e->w2.data, 16));
         const int mma_ok = dt != SH_F32 && e->w.n_in % 32 == 0 && cu_aligned(e->x.data, 16) &&
                            e->x.stride % 4 == 0 && (!float_dt || vec) && cu_x2_aligned(e);
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
@@ -692,11 +701,25 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         };
         const int float_dt = dt == SH_F32 || dt == SH_F16 || dt == SH_BF16;
         d[i].vec = float_dt && cu_aligned(e->w.data, 16) && rb % 16 == 0 &&
-                   (!cu_pair(e) || cu_aligned(e->w2.data, 16));
+                   (e->epi != SH_EPI_SILU_PAIR || cu_aligned(e->w2.data, 16));
         d[i].epi = (int32_t)e->epi;
-        if (cu_pair(e)) {
+        d[i].np = cu_np(e);
+        if (e->epi == SH_EPI_SILU_PAIR) {
             d[i].w2 = e->w2.data;
             d[i].bias2 = e->bias2;
+        }
+        if (e->epi == SH_EPI_ROPE) {
+            d[i].pos = e->pos;
+            d[i].head_dim = e->rope.head_dim;
+            d[i].rope_mode = (int32_t)e->rope.mode;
+            d[i].theta = e->rope.theta;
+        }
+        d[i].err = cb->d_err;
+        if (e->kv_which) {
+            sh_kv_ref kv = e->kv;
+            kv.block_table = e->kv_slot;
+            d[i].kv = cu_kv(&kv);
+            d[i].kv_which = e->kv_which;
         }
         const int pair_div = cu_pair(e) ? 2 : 1; /* weight rows per output */
         d[i].xdirect = cu_aligned(e->x.data, 16) && cu_x2_aligned(e);
@@ -711,12 +734,12 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         if (mma[i]) {
             d[i].path = SH_CU_PATH_MMA;
             const int r = mma_rows / pair_div;
-            d[i].tiles_n = (e->w.n_out + r - 1) / r;
+            d[i].tiles_n = (cu_np(e) + r - 1) / r;
             blocks = (int64_t)d[i].tiles_n * ((e->x.rows + mma_cols - 1) / mma_cols);
         } else {
             d[i].path = SH_CU_PATH_SIMT;
             const int r = simt_rows / pair_div;
-            blocks = (e->w.n_out + r - 1) / r;
+            blocks = (cu_np(e) + r - 1) / r;
         }
         pk.starts[i] = (int32_t)total;
         total += blocks;
@@ -793,12 +816,6 @@ static shoal_status cu_rope(sh_backend *be, int n, const sh_rope_group *g) {
     return cu_queue(cb, sh_cu_launch_rope, &pk, n, total, 0, "rope");
 }
 
-static sh_cu_kv cu_kv(const sh_kv_ref *r) {
-    return (sh_cu_kv){
-        .pool = r->pool, .block_table = r->block_table, .block_bytes = r->block_bytes,
-        .dtype = (int32_t)r->dtype, .layer = r->layer, .kv_dim = r->kv_dim,
-    };
-}
 
 static shoal_status cu_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;

@@ -39,6 +39,33 @@ __device__ __forceinline__ int sh_find_group(const int32_t *__restrict__ starts,
     return lo;
 }
 
+/* ---- RoPE and the paged KV pool (kv_write, the GEMM epilogue) ---------- */
+
+/* Pair i (< heads * n_rot / 2) of a row: its two offsets (NORM: 2j, 2j + 1;
+ * NEOX: j, j + n_rot / 2 within head i / (n_rot / 2)) and frequency index j. */
+__device__ __forceinline__ int rope_pair(int i, int head_dim, int n_rot, int mode, int &o0, int &o1) {
+    const int half = n_rot / 2, h = i / half, j = i % half;
+    o0 = h * head_dim + (mode == 0 ? 2 * j : j);
+    o1 = h * head_dim + (mode == 0 ? 2 * j + 1 : j + half);
+    return j;
+}
+
+/* (a, b) rotated by p * f, the angle and its cos / sin in double, rounded
+ * once to f32. */
+__device__ __forceinline__ void rope_rotate(float a, float b, double p, double f, float &x0, float &x1) {
+    const double ang = p * f;
+    const float cs = (float)cos(ang), sn = (float)sin(ang);
+    x0 = a * cs - b * sn;
+    x1 = a * sn + b * cs;
+}
+
+/* K (which 0) or V (1) row of token tok in physical block blk of kv's layer. */
+__device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk, int tok, int which) {
+    const int es = kv.dtype == DT_F16 ? 2 : 4;
+    return kv.pool + (uint64_t)blk * kv.block_bytes +
+           ((uint64_t)((kv.layer * 2 + which) * SH_KV_TOKENS + tok) * (uint64_t)kv.kv_dim) * (uint64_t)es;
+}
+
 /* Programmatic dependent launch (sm_90). Every kernel triggers its
  * dependents at entry, so the next kernel of the stream may start while
  * this one runs; the next kernel does what depends on no earlier kernel

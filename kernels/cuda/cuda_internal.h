@@ -24,6 +24,14 @@ extern "C" {
 enum { SH_CU_PATH_SIMT = 0, SH_CU_PATH_MMA = 1 };
 
 /* y (+)= x W^T + b for one group. */
+/* One layer of one sequence in the paged pool (see sh_kv_ref). */
+typedef struct sh_cu_kv {
+    unsigned char *pool;
+    const int32_t *block_table; /* (ceil(n_pos / 16)) */
+    uint64_t block_bytes;
+    int32_t dtype, layer, kv_dim, pad_;
+} sh_cu_kv;
+
 typedef struct sh_cu_gemm_desc {
     const void *w;       /* (n, k) weight rows, row_bytes apart, file dtype */
     const float *bias;   /* (n) or NULL */
@@ -48,6 +56,15 @@ typedef struct sh_cu_gemm_desc {
     int32_t epi;
     const void *w2;      /* SILU_PAIR: the second (up) weights, like w */
     const float *bias2;  /* SILU_PAIR: (n) or NULL */
+    const int32_t *pos;  /* ROPE: (m) */
+    int32_t head_dim, rope_mode; /* ROPE (n_rot = head_dim) */
+    float theta;
+    int32_t np;          /* SILU_PAIR / ROPE: outputs pairs (n, n / 2); a tile unit holds 8 pairs */
+    /* KV store (kv_which 1: K, 2: V): kv.block_table holds each row's slot
+     * (physical block * SH_KV_TOKENS + offset) */
+    sh_cu_kv kv;
+    int32_t kv_which, pad2_;
+    int *err;            /* device error word (a negative slot) */
 } sh_cu_gemm_desc;
 
 /* out[r] (+)= dequant(W[ids[r]]); one block per row. */
@@ -78,13 +95,6 @@ typedef struct sh_cu_rope_desc {
     float theta;
 } sh_cu_rope_desc;
 
-/* One layer of one sequence in the paged pool (see sh_kv_ref). */
-typedef struct sh_cu_kv {
-    unsigned char *pool;
-    const int32_t *block_table; /* (ceil(n_pos / 16)) */
-    uint64_t block_bytes;
-    int32_t dtype, layer, kv_dim, pad_;
-} sh_cu_kv;
 
 /* K, V rows -> pool; one block per row. */
 typedef struct sh_cu_kv_write_desc {

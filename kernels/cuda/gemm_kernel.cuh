@@ -27,10 +27,15 @@
  *  row's dot products by 1 / sqrt(mean + eps) before the bias.
  *
  *  Epilogues (desc.epi): GELU is applied to each output after the bias.
- *  SILU_PAIR computes silu(x W^T + b) * (x W2^T + b2): every 16-row unit of
- *  a tile holds 8 rows of W (its A rows g) and the same 8 rows of W2 (rows
- *  g + 8), so a lane's accumulators hold both factors of its outputs (SIMT:
- *  a warp's first R/2 rows from W, the last R/2 the same rows of W2).
+ *  The pair epilogues need two weight rows per output: SILU_PAIR computes
+ *  silu(x W^T + b) * (x W2^T + b2) (pair p: row p of W and of W2), ROPE
+ *  rotates each (o0, o1) dim pair of q or k by its position (pair p: rows
+ *  o0 and o1 of W, rope_pair's order). Every 16-row unit of a tile holds the
+ *  first rows of 8 pairs (its A rows g) and their second rows (rows g + 8),
+ *  so a lane's accumulators hold both members of its pairs (SIMT: a warp's
+ *  first R/2 rows are first rows, the last R/2 the second rows). A KV store
+ *  also writes each output (after the epilogue) to the paged pool, as
+ *  kv_write does.
  *
  *  Within a 32-element chunk the k order fed to the mma is permuted so that
  *  each lane's operands come from contiguous memory: lane (g, t) holds
@@ -309,7 +314,34 @@ __device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsig
     }
 }
 
-enum { EPI_NONE = 0, EPI_SILU_PAIR = 1, EPI_GELU_TANH = 2, EPI_GELU_ERF = 3 }; /* = sh_gemm_epi */
+enum { EPI_NONE = 0, EPI_SILU_PAIR = 1, EPI_GELU_TANH = 2, EPI_GELU_ERF = 3, EPI_ROPE = 4 }; /* = sh_gemm_epi */
+
+__device__ __forceinline__ bool epi_pair(const sh_cu_gemm_desc &d) { return d.epi == EPI_SILU_PAIR || d.epi == EPI_ROPE; }
+
+/* First (h = 0) or second (h = 1) weight row of output pair p (clamped). */
+__device__ __forceinline__ const unsigned char *pair_row(const sh_cu_gemm_desc &d, int p, int h) {
+    p = min(p, d.np - 1);
+    if (d.epi == EPI_SILU_PAIR) return static_cast<const unsigned char *>(h ? d.w2 : d.w) + (int64_t)p * d.row_bytes;
+    int o0, o1;
+    rope_pair(p, d.head_dim, d.head_dim, d.rope_mode, o0, o1);
+    return static_cast<const unsigned char *>(d.w) + (int64_t)(h ? o1 : o0) * d.row_bytes;
+}
+
+/* KV store: output (m, col) into row m's pool slot, as kv_write converts it
+ * (not inlined, like store_rope: it is off the main loop's path). */
+__device__ __noinline__ void kv_put_at(sh_cu_kv kv, int which, int *err, int m, int col, float v) {
+    const int32_t slot = __ldg(kv.block_table + m);
+    if (slot < 0) {
+        atomicOr(err, SH_CU_ERR_BLOCK_ID);
+        return;
+    }
+    unsigned char *dst = kv_row(kv, slot / SH_KV_TOKENS, slot % SH_KV_TOKENS, which - 1);
+    if (kv.dtype == DT_F16) reinterpret_cast<__half *>(dst)[col] = __float2half_rn(v);
+    else reinterpret_cast<float *>(dst)[col] = v;
+}
+__device__ __forceinline__ void kv_put(const sh_cu_gemm_desc &d, int m, int col, float v) {
+    kv_put_at(d.kv, d.kv_which, d.err, m, col, v);
+}
 
 /* y[m][row] (+)= epi(v + bias[row]) for the rows/columns that exist. */
 __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row, float v) {
@@ -319,25 +351,50 @@ __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row
     else if (d.epi == EPI_GELU_ERF) v = xf_act(XF_GELU_ERF, v, 0.0f);
     float *p = d.y + (int64_t)m * d.y_stride + row;
     *p = d.accumulate ? *p + v : v;
+    if (d.kv_which) kv_put(d, m, row, v);
 }
 
-/* SILU_PAIR: y[m][col] = silu(vg + bias[col]) * (vu + bias2[col]) (act_kernel's expression). */
-__device__ __forceinline__ void store_pair(const sh_cu_gemm_desc &d, int m, int col, float vg, float vu) {
-    if (col >= d.n || m >= d.m) return;
-    if (d.bias) vg += __ldg(d.bias + col);
-    if (d.bias2) vu += __ldg(d.bias2 + col);
-    d.y[(int64_t)m * d.y_stride + col] = xf_act(XF_SILU_MUL, vg, vu);
+/* ROPE: dims (o0, o1) of pair p rotated as kv_write / rope_kernel do, then
+ * the KV store. Not inlined: the double-precision angle would take registers
+ * from the GEMM's main loop. */
+__device__ __noinline__ void store_rope(float *y, const float *bias, int head_dim, int mode, float theta, int pos,
+                                       int p, float v0, float v1, float &x0, float &x1, int &o0, int &o1) {
+    const int j = rope_pair(p, head_dim, head_dim, mode, o0, o1);
+    if (bias) v0 += __ldg(bias + o0), v1 += __ldg(bias + o1);
+    const double f = exp(-(2.0 * j / head_dim) * log((double)theta));
+    rope_rotate(v0, v1, (double)pos, f, x0, x1);
+    y[o0] = x0;
+    y[o1] = x1;
 }
 
-/* Weight row r of a block's rows starting at row0 (SIMT): SILU_PAIR warps
- * take rows row0 + r of W for r < R/2 and the same rows of W2 after. */
+/* Output pair p of row m from its two dot products: SILU_PAIR y[m][p] =
+ * silu(v0 + bias[p]) * (v1 + bias2[p]) (act_kernel's expression), or ROPE. */
+__device__ __forceinline__ void store_pair(const sh_cu_gemm_desc &d, int m, int p, float v0, float v1) {
+    if (p >= d.np || m >= d.m) return;
+    if (d.epi == EPI_ROPE) {
+        float x0, x1;
+        int o0, o1;
+        store_rope(d.y + (int64_t)m * d.y_stride, d.bias, d.head_dim, d.rope_mode, d.theta, __ldg(d.pos + m), p, v0,
+                   v1, x0, x1, o0, o1);
+        if (d.kv_which) {
+            kv_put(d, m, o0, x0);
+            kv_put(d, m, o1, x1);
+        }
+        return;
+    }
+    float *y = d.y + (int64_t)m * d.y_stride;
+    if (d.bias) v0 += __ldg(d.bias + p);
+    if (d.bias2) v1 += __ldg(d.bias2 + p);
+    y[p] = xf_act(XF_SILU_MUL, v0, v1);
+}
+
+/* Weight row r of a warp's rows starting at row0 (SIMT): with a pair
+ * epilogue, row0 counts pairs and rows r < R/2 are the first rows of pairs
+ * row0 + r, the others their second rows. */
 template <int R>
 __device__ __forceinline__ const unsigned char *simt_row(const sh_cu_gemm_desc &d, int row0, int r) {
     constexpr int RH = R >= 2 ? R / 2 : 1;
-    if (d.epi == EPI_SILU_PAIR && R >= 2) {
-        const void *w = r < RH ? d.w : d.w2;
-        return static_cast<const unsigned char *>(w) + (int64_t)min(row0 + r % RH, d.n - 1) * d.row_bytes;
-    }
+    if (R >= 2 && epi_pair(d)) return pair_row(d, row0 + r % RH, r >= RH);
     return static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
 }
 
@@ -346,7 +403,7 @@ template <int MT, int R>
 __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
                                            const float (&scale)[MT], int lane) {
     pdl_wait(); /* lanes that loaded nothing have not waited yet */
-    if (R >= 2 && d.epi == EPI_SILU_PAIR) {
+    if (R >= 2 && epi_pair(d)) {
         constexpr int RH = R >= 2 ? R / 2 : 1;
 #pragma unroll
         for (int r = 0; r < RH; r++)
@@ -374,7 +431,7 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
     constexpr int KC = SMEM / MT; /* K chunk staged per pass: a multiple of 256 */
     static_assert(KC % 256 == 0, "K chunk must keep every lane's k order");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int rpw = R >= 2 && d.epi == EPI_SILU_PAIR ? R / 2 : R; /* output rows per warp */
+    const int rpw = R >= 2 && epi_pair(d) ? R / 2 : R; /* output rows (pairs) per warp */
     const int row0 = local * (SH_CU_WARPS * rpw) + warp * rpw;
     const unsigned char *wrow[R];
 #pragma unroll
@@ -642,8 +699,8 @@ template <int NT, int WM, int U, int SMEM, int XK>
 __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2;
-    const bool pair = d.epi == EPI_SILU_PAIR;
-    const int urows = pair ? 8 : 16; /* output rows per 16-row unit */
+    const bool pair = epi_pair(d);
+    const int urows = pair ? 8 : 16; /* output rows (pairs) per 16-row unit */
     const int n0 = (local % d.tiles_n) * urows * WM;
     const int m0 = (local / d.tiles_n) * 8 * NT;
 
@@ -652,9 +709,9 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
     for (int wm = 0; wm < WM; wm++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const int row = pair ? n0 + wm * 8 + g : n0 + wm * 16 + g + 8 * h;
-            wa[wm][h] = static_cast<const unsigned char *>(pair && h ? d.w2 : d.w) +
-                        (int64_t)min(row, d.n - 1) * d.row_bytes;
+            wa[wm][h] = pair ? pair_row(d, n0 + wm * 8 + g, h)
+                             : static_cast<const unsigned char *>(d.w) +
+                                   (int64_t)min(n0 + wm * 16 + g + 8 * h, d.n - 1) * d.row_bytes;
         }
     const float *xr[NT], *x2r[NT];
     float ss[NT];
@@ -700,7 +757,7 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
     }
     __syncthreads();
     if (pair) {
-        /* slots j = 0, 1 (rows g of W) with j + 2 (the same rows of W2) */
+        /* slots j = 0, 1 (first rows g of the pairs) with j + 2 (their second rows) */
         for (int i = threadIdx.x; i < kPer / 2; i += kThreads) {
             const int ln = i & 31, q = i >> 5, j = q & 1, wn = q >> 1;
             const int s0 = ((wn * 4 + j) << 5) + ln, s1 = s0 + 64;
