@@ -620,15 +620,24 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path) {
     mbuf w[NC], pos[NM], slot[NM];
     fview x[NM + 1], y[NC];
     sh_gemm_group gc[NC], gg[NC];
-    int used[POOL_BLOCKS * SH_KV_BLOCK] = {0};
+    /* each model owns 8 distinct physical blocks (as a sequence owns its
+     * blocks: models of other KV widths lay a block out differently) */
+    int perm[POOL_BLOCKS], used[8 * SH_KV_BLOCK];
+    for (int i = 0; i < POOL_BLOCKS; i++) perm[i] = i;
+    for (int i = POOL_BLOCKS - 1; i > 0; i--) {
+        int j = opr_int(&r, i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
     for (int i = 0; i < NM; i++) {
         int32_t p[64], sl[64];
+        memset(used, 0, sizeof used);
         for (int j = 0; j < ms[i].rows; j++) {
             int s;
-            do s = opr_int(&r, POOL_BLOCKS * SH_KV_BLOCK);
+            do s = opr_int(&r, 8 * SH_KV_BLOCK);
             while (used[s]);
             used[s] = 1;
-            sl[j] = s;
+            sl[j] = perm[8 * i + s / SH_KV_BLOCK] * SH_KV_BLOCK + s % SH_KV_BLOCK;
             p[j] = opr_int(&r, 4096);
         }
         mb_new(&pos[i], p, (size_t)ms[i].rows * 4);
