@@ -192,8 +192,8 @@ profile-cluster)
   ;;
 profile1)
   # one sequence, warm caches: where a launch-bound step's time goes
-  NCU_CACHE=none prof smollm-1x1 274 --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
-  NCU_CACHE=none prof gpt2-1x1 113 --synthetic gpt2-124m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof smollm-1x1 214 --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof gpt2-1x1 101 --synthetic gpt2-124m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
   ;;
 profile)
   for s in 1 16 64; do
