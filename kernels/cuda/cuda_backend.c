@@ -587,7 +587,7 @@ static int64_t cu_mma_blocks(int S, int c, int n, const sh_gemm_group *g, const 
 
 /* Tile configuration of a launch (bench/NOTES.md, "CUDA decode step").
  * S = 1: SIMT blocks of 16 weight rows, or of 4 rows (c = 1) when 16 would
- * leave SMs idle. Tensor cores: the wide tile when it gives at least 4
+ * leave SMs idle (8 rows, c = 2, in launches with pair epilogues). Tensor cores: the wide tile when it gives at least 4
  * blocks per SM (LM heads, many models), else the widest of 64 x 16, 32 x 16
  * and 16 x 16 that gives 1.75 blocks per SM, else 16 x 8. Narrow tiles
  * re-read weights from L2 once per 8 or 16 activation rows and x once per
@@ -598,13 +598,13 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     if (S < 2) {
         int64_t rows = 0; /* SIMT groups' weight rows */
-        int pair = 0;     /* SILU_PAIR needs >= 2 rows per warp: not c = 1 */
+        int pair = 0;     /* pair epilogues need >= 2 rows per warp: c = 2 instead of 1 */
         for (int i = 0; i < n; i++)
             if (!mma[i]) {
                 rows += (cu_pair(&g[i]) ? 2 : 1) * (int64_t)cu_np(&g[i]);
                 pair |= cu_pair(&g[i]);
             }
-        if (pair) return 0;
+        if (pair) return rows > 0 && (rows + 15) / 16 < sms ? 2 : 0;
         if (cb->mma_tile >= 0) return cb->mma_tile == 1;
         return rows > 0 && (rows + 15) / 16 < sms;
     }

@@ -180,8 +180,9 @@ static inline int sh_cu_gemm_class(int max_m) {
 }
 static inline int sh_cu_simt_mt(int s) { return s < 8 ? s : 8; }
 /* SIMT weight rows per warp: 4, or 1 in the S = 1 kernel of tile c = 1 (a
- * small M = 1 layer spread over 4 times the blocks). */
-static inline int sh_cu_simt_r(int s, int c) { return s == 1 && c == 1 ? 1 : 4; }
+ * small M = 1 layer spread over 4 times the blocks), or 2 in that of c = 2
+ * (the same for launches with pair epilogues, which need 2 rows per warp). */
+static inline int sh_cu_simt_r(int s, int c) { return s == 1 && c == 1 ? 1 : s == 1 && c == 2 ? 2 : 4; }
 /* MMA tile configuration c (weight rows 16 * WM x activation rows 8 * NT;
  * NT0 = max(1, S / 8)): 0 wide (WM = 2, NT = NT0; WM = 1 at S = 1),
  * 1 (1, min(2, NT0)), 2 (1, 1), 3 (2, min(2, NT0)), 4 (4, min(2, NT0)).

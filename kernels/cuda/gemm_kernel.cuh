@@ -815,7 +815,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
     const int local = blockIdx.x - __ldg(starts + g);
     const sh_cu_gemm_desc d = descs[g];
     constexpr int MT = S < 8 ? S : 8;
-    constexpr int R = S == 1 && C == 1 ? 1 : 4; /* = sh_cu_simt_r */
+    constexpr int R = S == 1 && C == 1 ? 1 : S == 1 && C == 2 ? 2 : 4; /* = sh_cu_simt_r */
     constexpr int NT0 = S <= 8 ? 1 : S / 8;
     constexpr int NT2 = NT0 < 2 ? NT0 : 2;
     constexpr int NT = C == 0 ? NT0 : C == 2 ? 1 : NT2;                          /* = sh_cu_mma_nt */
@@ -833,7 +833,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
     extern "C" cudaError_t NAME(cudaStream_t s, const sh_cu_launch_args *a) {                                 \
         const sh_cu_gemm_desc *desc = static_cast<const sh_cu_gemm_desc *>(a->desc);                          \
         switch (a->variant & 0xfff) {                                                                         \
-            SH_CU_GEMM_CASE(1, 0, XK) SH_CU_GEMM_CASE(1, 1, XK)                                               \
+            SH_CU_GEMM_CASE(1, 0, XK) SH_CU_GEMM_CASE(1, 1, XK) SH_CU_GEMM_CASE(1, 2, XK)                     \
             SH_CU_GEMM_CASE(2, 0, XK) SH_CU_GEMM_CASE(2, 2, XK) SH_CU_GEMM_CASE(2, 4, XK)                     \
             SH_CU_GEMM_CASE(4, 0, XK) SH_CU_GEMM_CASE(4, 2, XK) SH_CU_GEMM_CASE(4, 4, XK)                     \
             SH_CU_GEMM_CASE(8, 0, XK) SH_CU_GEMM_CASE(8, 2, XK) SH_CU_GEMM_CASE(8, 4, XK)                     \
