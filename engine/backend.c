@@ -215,6 +215,15 @@ static shoal_status check_kv(sh_backend *be, sh_op op, int gi, const sh_kv_ref *
     return SHOAL_OK;
 }
 
+/* RoPE done inside another op: a known rotation and a positive base. */
+static shoal_status check_rope_mode_theta(const char *op, int gi, const sh_rope_params *r) {
+    if (r->mode != SH_ROPE_NORM && r->mode != SH_ROPE_NEOX)
+        return BAD("%s: group %d: unknown rope mode %d", op, gi, (int)r->mode);
+    if (!isfinite(r->theta) || r->theta <= 0.0f)
+        return BAD("%s: group %d: rope theta %g must be > 0", op, gi, (double)r->theta);
+    return SHOAL_OK;
+}
+
 static shoal_status check_call(sh_backend *be, sh_op op, int n, const void *g) {
     if (!be) return BAD("%s: backend is NULL", sh_op_name(op));
     if (n < 0) return BAD("%s: %d groups", sh_op_name(op), n);
@@ -280,10 +289,7 @@ shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             if (r->n_rot != r->head_dim)
                 return BAD("gemm: group %d: rope n_rot %d must equal head_dim %d in a GEMM epilogue", i, r->n_rot,
                            r->head_dim);
-            if (r->mode != SH_ROPE_NORM && r->mode != SH_ROPE_NEOX)
-                return BAD("gemm: group %d: unknown rope mode %d", i, (int)r->mode);
-            if (!isfinite(r->theta) || r->theta <= 0.0f)
-                return BAD("gemm: group %d: rope theta %g must be > 0", i, (double)r->theta);
+            SH_TRY(check_rope_mode_theta("gemm", i, r));
             if (!e->pos) return BAD("gemm: group %d: rope pos is NULL", i);
             break;
         }
@@ -367,10 +373,7 @@ shoal_status sh_be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
             if (r->n_rot < 0 || r->n_rot % 2 != 0 || r->n_rot > r->head_dim)
                 return BAD("kv_write: group %d: rope n_rot %d must be even and in (0, head_dim %d]", i, r->n_rot,
                            r->head_dim);
-            if (r->mode != SH_ROPE_NORM && r->mode != SH_ROPE_NEOX)
-                return BAD("kv_write: group %d: unknown rope mode %d", i, (int)r->mode);
-            if (!isfinite(r->theta) || r->theta <= 0.0f)
-                return BAD("kv_write: group %d: rope theta %g must be > 0", i, (double)r->theta);
+            SH_TRY(check_rope_mode_theta("kv_write", i, r));
             if (e->q.data) {
                 if (e->n_head <= 0) return BAD("kv_write: group %d: n_head %d must be > 0", i, e->n_head);
                 int cols = heads_cols(e->n_head, r->head_dim);

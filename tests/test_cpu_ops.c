@@ -140,6 +140,36 @@ static void test_checks(sh_backend *be) {
     g[1].w.n_in = 64;
     g[1].y = y;
 
+    /* epilogues: a bad one is refused before anything runs */
+    g[1].epi = (sh_gemm_epi)9;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "gemm: group 1: unknown epilogue 9");
+    g[1].epi = SH_EPI_SILU_PAIR;
+    g[1].w2 = (sh_weight){w, SH_F32, 16, 64};
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "differs from w");
+    g[1].w2.n_out = 32;
+    g[1].accumulate = 1;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "an epilogue cannot accumulate");
+    g[1].accumulate = 0;
+    CHECK(sh_be_gemm(be, 2, g) == SHOAL_OK, "SILU_PAIR: %s", shoal_last_error());
+    g[1].epi = SH_EPI_ROPE;
+    g[1].rope = (sh_rope_params){16, 8, 10000.0f, SH_ROPE_NEOX};
+    g[1].pos = ids;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "must equal head_dim");
+    g[1].rope.n_rot = 16;
+    g[1].rope.theta = -1.0f;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "rope theta");
+    g[1].rope.theta = 10000.0f;
+    g[1].pos = NULL;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "rope pos is NULL");
+    g[1].pos = ids;
+    CHECK(sh_be_gemm(be, 2, g) == SHOAL_OK, "ROPE: %s", shoal_last_error());
+    g[1].kv_which = 3;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "kv_which 3");
+    g[1].kv_which = 1;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "kv_slot is NULL");
+    g[1].epi = SH_EPI_NONE;
+    g[1].kv_which = 0;
+
     /* a backend that lacks a dtype says UNSUPPORTED */
     const sh_backend_ops *ops = be->ops;
     sh_backend_ops fake = *ops;
