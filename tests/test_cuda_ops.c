@@ -524,6 +524,16 @@ static double pool_err(const kvpool *p) {
     return mr > 0 ? md / mr : md;
 }
 
+/* The pool's physical blocks in a shuffled order (tests deal them out). */
+static void pool_perm(int *perm, opr_rng *r) {
+    for (int i = 0; i < POOL_BLOCKS; i++) perm[i] = i;
+    for (int i = POOL_BLOCKS - 1; i > 0; i--) {
+        int j = opr_int(r, i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
 /* rope = 1: the fused RoPE rotates q and k first; the rotated values may
  * differ from the CPU's by rounding (as SH_OP_ROPE's do), so the pools are
  * compared within the f16 rounding step instead of bitwise. */
@@ -538,12 +548,7 @@ static void test_kv_write_mixed(int rope) {
     enum { NC = sizeof cs / sizeof cs[0] };
     /* each group owns 8 distinct physical blocks of a shuffled list */
     int perm[POOL_BLOCKS];
-    for (int i = 0; i < POOL_BLOCKS; i++) perm[i] = i;
-    for (int i = POOL_BLOCKS - 1; i > 0; i--) {
-        int j = opr_int(&r, i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    pool_perm(perm, &r);
     fview k[NC], v[NC], q[NC];
     mbuf tab[NC], pos[NC];
     sh_kv_write_group gc[NC], gg[NC];
@@ -623,12 +628,7 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path) {
     /* each model owns 8 distinct physical blocks (as a sequence owns its
      * blocks: models of other KV widths lay a block out differently) */
     int perm[POOL_BLOCKS], used[8 * SH_KV_BLOCK];
-    for (int i = 0; i < POOL_BLOCKS; i++) perm[i] = i;
-    for (int i = POOL_BLOCKS - 1; i > 0; i--) {
-        int j = opr_int(&r, i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    pool_perm(perm, &r);
     for (int i = 0; i < NM; i++) {
         int32_t p[64], sl[64];
         memset(used, 0, sizeof used);
