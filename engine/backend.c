@@ -247,6 +247,34 @@ static int heads_cols(int heads, int head_dim) {
 
 /* ---- compute wrappers -------------------------------------------------- */
 
+/* A GEMM group's row norm (version 4): its rows are whole only when no other
+ * group of the call writes them, and norm_out is written while the call's
+ * other groups may still read or write their views. */
+static shoal_status check_gemm_norm(int n, const sh_gemm_group *g, int i) {
+    const sh_gemm_group *e = &g[i];
+    if (e->norm_kind != SH_NORM_RMS && e->norm_kind != SH_NORM_LAYER)
+        return BAD("gemm: group %d: unknown norm kind %d", i, (int)e->norm_kind);
+    if (!isfinite(e->norm_eps) || e->norm_eps < 0.0f)
+        return BAD("gemm: group %d: norm_eps %g is not finite and >= 0", i, (double)e->norm_eps);
+    if (e->epi != SH_EPI_NONE || e->kv_which)
+        return BAD("gemm: group %d: a row norm follows no epilogue and no KV store", i);
+    SH_TRY(check_view("gemm", i, "norm_out", &e->norm_out, e->y.rows, e->y.cols));
+    const int in_place = views_same(&e->norm_out, &e->y);
+    if (!in_place && views_overlap(&e->norm_out, &e->y)) return BAD("gemm: group %d: norm_out overlaps y without being y", i);
+    if (views_overlap(&e->norm_out, &e->x)) return BAD("gemm: group %d: norm_out overlaps x", i);
+    if (e->xf == SH_XF_SILU_MUL && views_overlap(&e->norm_out, &e->x2)) return BAD("gemm: group %d: norm_out overlaps x2", i);
+    for (int j = 0; j < n; j++) {
+        if (j == i) continue;
+        const sh_gemm_group *o = &g[j];
+        if (views_overlap(&o->y, &e->y)) return BAD("gemm: group %d writes rows of group %d's normed y", j, i);
+        if (views_overlap(&o->y, &e->norm_out) || views_overlap(&o->x, &e->norm_out) ||
+            (o->xf == SH_XF_SILU_MUL && views_overlap(&o->x2, &e->norm_out)) ||
+            (o->norm_out.data && views_overlap(&o->norm_out, &e->norm_out)))
+            return BAD("gemm: group %d's norm_out overlaps a view of group %d", i, j);
+    }
+    return SHOAL_OK;
+}
+
 shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     SH_TRY(check_call(be, SH_OP_GEMM, n, g));
     for (int i = 0; i < n; i++) {
@@ -305,6 +333,7 @@ shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             k.block_table = e->kv_slot; /* not used; check_kv wants one */
             SH_TRY(check_kv(be, SH_OP_KV_WRITE, i, &k, e->w.n_out));
         }
+        if (e->norm_out.data) SH_TRY(check_gemm_norm(n, g, i));
     }
     DISPATCH(gemm);
 }

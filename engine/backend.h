@@ -23,7 +23,7 @@
 #include "dtype.h"
 #include "shoal.h"
 
-#define SH_BACKEND_VERSION 3 /* 2: gemm x transforms, kv_write RoPE; 3: gemm epilogues */
+#define SH_BACKEND_VERSION 4 /* 2: gemm x transforms, kv_write RoPE; 3: gemm epilogues; 4: gemm row norms */
 #define SH_KV_BLOCK 16 /* tokens per KV block */
 
 /* The single list of operations. Append only. */
@@ -103,6 +103,8 @@ typedef struct sh_rope_params {
     sh_rope_mode mode;
 } sh_rope_params;
 
+typedef enum sh_norm_kind { SH_NORM_RMS = 0, SH_NORM_LAYER = 1 } sh_norm_kind;
+
 /* An epilogue of the GEMM, applied to each output before it is stored: the
  * fused form of the activation op whose only input is this GEMM's output.
  * Results equal the separate ops (bitwise on the CPU backend). */
@@ -140,6 +142,18 @@ typedef struct sh_gemm_group {
     int kv_which;
     const int32_t *kv_slot; /* (M) */
     sh_kv_ref kv;
+    /* version 4: the norm of the rows this GEMM completes — the fused form of
+     * the SH_OP_NORM that reads y next. With norm_out.data set, once a row of
+     * y is written (accumulate applied) norm_out's row = norm(y's row) as
+     * SH_OP_NORM computes it (norm_kind, norm_gamma, norm_beta, norm_eps);
+     * y keeps the raw rows (the residual stream). norm_out is y itself (in
+     * place) or apart from it. Epilogue NONE, no KV store; within the call no
+     * other group may write y's rows, nor read or write norm_out. */
+    sh_view norm_out;
+    sh_norm_kind norm_kind;
+    const float *norm_gamma; /* (N) or NULL (= 1) */
+    const float *norm_beta;  /* (N) or NULL (= 0); LAYER only */
+    float norm_eps;
 } sh_gemm_group;
 
 typedef struct sh_get_rows_group {
@@ -148,8 +162,6 @@ typedef struct sh_get_rows_group {
     sh_view out;          /* (rows, d) */
     int accumulate;       /* 1: out += w[ids] */
 } sh_get_rows_group;
-
-typedef enum sh_norm_kind { SH_NORM_RMS = 0, SH_NORM_LAYER = 1 } sh_norm_kind;
 
 typedef struct sh_norm_group {
     sh_view x;            /* (rows, n) */

@@ -57,6 +57,7 @@ struct sh_exec {
     sh_step_stats stats;
     int fuse;           /* 1: norms, activations and RoPE fused into their neighbours */
     int fuse_epi;       /* 1: the FFN activation as the up GEMM's epilogue (with fuse) */
+    int fuse_norm;      /* 1: each norm as the row norm of the GEMM that ends the residual rows (with fuse) */
 };
 
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
@@ -76,6 +77,9 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
      * own call, or the down GEMM's x transform), to measure the epilogue */
     const char *fp = getenv("SHOAL_FUSE_EPI");
     ex->fuse_epi = ex->fuse && !(fp && strcmp(fp, "0") == 0);
+    /* SHOAL_FUSE_NORM=0: norms as their own calls, to measure the row norm */
+    const char *fn = getenv("SHOAL_FUSE_NORM");
+    ex->fuse_norm = ex->fuse && !(fn && strcmp(fn, "0") == 0);
     *out = ex;
     return SHOAL_OK;
 }
@@ -138,6 +142,16 @@ static inline sh_gemm_group GG(sh_weight w, const float *b, sh_view x, sh_view y
     sh_gemm_group e = {.w = w, .bias = b, .x = x, .y = y, .accumulate = acc, .xf = xf, .xf_gamma = gamma,
                        .xf_eps = eps};
     return e;
+}
+
+/* The row norm of a GEMM group: norm(y) into out (see sh_gemm_group). */
+static inline void gg_norm(sh_gemm_group *e, sh_view out, const float *gamma, const float *beta, float eps,
+                           sh_norm_kind kind) {
+    e->norm_out = out;
+    e->norm_gamma = gamma;
+    e->norm_beta = beta;
+    e->norm_eps = eps;
+    e->norm_kind = kind;
 }
 
 static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, int layer) {
@@ -249,8 +263,13 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         const int fuse_xf = ex->fuse && max_rows <= ex->be->xf_rows_max;
         const int fuse_rope = ex->fuse && t == SH_TMPL_LLAMA;
         const int fuse = fuse_xf && t == SH_TMPL_LLAMA;
-        /* pre-attention norm (llama, gpt2) */
-        if (t != SH_TMPL_BERT && !fuse) {
+        /* norms as the row norms of the o and down GEMMs; a llama layer that
+         * reads x through the QKV GEMMs' x transform needs none (fuse holds
+         * for the later layers too: they have a subset of the rows) */
+        const int norm_epi = ex->fuse_norm && !fuse;
+        const sh_norm_kind nk = t == SH_TMPL_LLAMA ? SH_NORM_RMS : SH_NORM_LAYER;
+        /* pre-attention norm (llama, gpt2), unless the previous down GEMM did it */
+        if (t != SH_TMPL_BERT && !fuse && !(norm_epi && l > 0)) {
             n = 0;
             FOR_SEG {
                 SEGV;
@@ -350,12 +369,20 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         n = 0;
         FOR_SEG {
             SEGV;
-            gg[n++] = GG(L->wo, L->bo, V(A, g->att, R, qd, qd), V(A, g->x, R, d, d), 1, SH_XF_NONE, NULL, 0.0f);
+            gg[n] = GG(L->wo, L->bo, V(A, g->att, R, qd, qd), V(A, g->x, R, d, d), 1, SH_XF_NONE, NULL, 0.0f);
+            if (norm_epi) {
+                /* the norm below, done by this GEMM */
+                if (t == SH_TMPL_BERT)
+                    gg_norm(&gg[n], V(A, g->x, R, d, d), L->attn_out_norm, L->attn_out_norm_b, m->hp.eps, nk);
+                else
+                    gg_norm(&gg[n], V(A, g->xn, R, d, d), L->ffn_norm, L->ffn_norm_b, m->hp.eps, nk);
+            }
+            n++;
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* norm before the FFN (pre-norm), or post-attention LN (bert) */
         n = 0;
-        if (!fuse) FOR_SEG {
+        if (!fuse && !norm_epi) FOR_SEG {
             SEGV;
             sh_view x = V(A, g->x, R, d, d);
             if (t == SH_TMPL_BERT)
@@ -411,10 +438,20 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                 gg[n].xf = t == SH_TMPL_LLAMA ? SH_XF_SILU_MUL : t == SH_TMPL_GPT2 ? SH_XF_GELU_TANH : SH_XF_GELU_ERF;
                 if (t == SH_TMPL_LLAMA) gg[n].x2 = V(A, g->fb, R, ff, ff);
             }
+            if (norm_epi) {
+                /* bert's output LN, or the next layer's pre-attention norm
+                 * (the last layer's final norm reads only the logit rows) */
+                if (t == SH_TMPL_BERT) {
+                    gg_norm(&gg[n], V(A, g->x, R, d, d), L->out_norm, L->out_norm_b, m->hp.eps, nk);
+                } else if (l + 1 < m->hp.n_layer) {
+                    const sh_layer *L1 = &m->layers[l + 1];
+                    gg_norm(&gg[n], V(A, g->xn, R, d, d), L1->attn_norm, L1->attn_norm_b, m->hp.eps, nk);
+                }
+            }
             n++;
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
-        if (t == SH_TMPL_BERT) {
+        if (t == SH_TMPL_BERT && !norm_epi) {
             n = 0;
             FOR_SEG {
                 SEGV;

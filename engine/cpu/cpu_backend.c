@@ -201,18 +201,20 @@ done:
 }
 
 /* gemm with epilogues: each group's plain GEMM (SILU_PAIR: the gate into y,
- * the up projection into epi_buf), then the act or rope op over the results
- * and the KV stores of kv_write — bitwise the result of the separate ops. */
+ * the up projection into epi_buf), then the act or rope op over the results,
+ * the KV stores of kv_write and the row norms — bitwise the result of the
+ * separate ops. */
 static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cpu_backend *cb = (sh_cpu_backend *)be;
     size_t need = 0;
-    int n_epi = 0, n_pair = 0;
+    int n_epi = 0, n_pair = 0, n_norm = 0;
     for (int i = 0; i < n; i++) {
         if (g[i].kv_which)
             for (int r = 0; r < g[i].x.rows; r++)
                 if (g[i].kv_slot[r] < 0)
                     return sh_fail(SHOAL_ERR_INVALID_ARG, "gemm: group %d: kv_slot[%d] = %d is negative", i, r,
                                    g[i].kv_slot[r]);
+        if (g[i].norm_out.data) n_norm++;
         if (g[i].epi == SH_EPI_NONE && !g[i].kv_which) continue;
         n_epi++;
         if (g[i].epi == SH_EPI_SILU_PAIR) {
@@ -220,7 +222,7 @@ static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *
             n_pair++;
         }
     }
-    if (n_epi == 0) return sh_cpu_gemm_xf(be, n, g);
+    if (n_epi == 0 && n_norm == 0) return sh_cpu_gemm_xf(be, n, g);
     if (need > cb->epi_cap) {
         float *p = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
         if (!p) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory for %zu epilogue outputs", need);
@@ -231,18 +233,23 @@ static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *
     sh_gemm_group *gg = malloc((size_t)(n + n_pair) * sizeof *gg);
     sh_act_group *ag = malloc((size_t)n_epi * sizeof *ag);
     sh_rope_group *rg = malloc((size_t)n_epi * sizeof *rg);
+    sh_norm_group *nm = malloc((size_t)n_norm * sizeof *nm);
     shoal_status s = SHOAL_OK;
-    if (!gg || !ag || !rg) {
+    if (!gg || (n_epi && (!ag || !rg)) || (n_norm && !nm)) {
         s = sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
         goto done;
     }
-    int ng = n, na = 0, nr = 0;
+    int ng = n, na = 0, nr = 0, nn = 0;
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         gg[i] = g[i];
         gg[i].epi = SH_EPI_NONE;
         gg[i].kv_which = 0;
+        gg[i].norm_out = (sh_view){NULL, 0, 0, 0};
         const sh_gemm_group *e = &g[i];
+        if (e->norm_out.data)
+            nm[nn++] = (sh_norm_group){e->y, {NULL, 0, 0, 0}, e->norm_gamma, e->norm_beta, e->norm_eps, e->norm_kind,
+                                       e->norm_out};
         if (e->epi == SH_EPI_ROPE)
             rg[nr++] = (sh_rope_group){e->y, e->w.n_out / e->rope.head_dim, e->rope.head_dim, e->rope.n_rot, e->pos,
                                        e->rope.theta, e->rope.mode};
@@ -268,7 +275,9 @@ static shoal_status sh_cpu_gemm_epi(sh_backend *be, int n, const sh_gemm_group *
         if (g[i].kv_which)
             for (int r = 0; r < g[i].x.rows; r++)
                 sh_cpu_kv_put(&g[i].kv, g[i].kv_which - 1, g[i].kv_slot[r], g[i].y.data + (int64_t)r * g[i].y.stride);
+    if (nn) s = sh_cpu_norm(be, nn, nm);
 done:
+    free(nm);
     free(gg);
     free(ag);
     free(rg);

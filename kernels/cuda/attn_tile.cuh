@@ -145,21 +145,6 @@ __device__ __forceinline__ float dot_qk(const float *qs, const unsigned char *kp
     return s;
 }
 
-/* Split attention (desc.splits = S > 1): the S blocks of a unit each write
- * their partial states (m, l, sum p V: 2 + head_dim floats per head); every
- * thread calls this once its block's states are written. True in the last
- * block of the unit to arrive, which then combines (split_combine) and resets
- * *count to 0 for the next launch. */
-__device__ __forceinline__ bool split_arrive(int32_t *count, int S) {
-    __shared__ int last;
-    __threadfence(); /* the states are visible before the counter moves */
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(count, 1) == S - 1;
-    __syncthreads();
-    if (last) __threadfence(); /* the other blocks' states are read after their counts */
-    return last;
-}
-
 /* Dimension dd of one head's output from its S states at `all` (pw floats
  * apart): sum_s e^(m_s - M) acc_s[dd] / sum_s e^(m_s - M) l_s. */
 __device__ __forceinline__ float split_combine(const float *all, int S, int pw, int dd) {

@@ -102,6 +102,7 @@ typedef struct sh_cu_backend {
     int *d_err;              /* device error word (SH_CU_ERR_* bits) */
     float *attn_part;        /* split attention: partial states (SH_CU_ATTN_PART_FLOATS) */
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
+    int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -634,6 +635,30 @@ static sh_cu_kv cu_kv(const sh_kv_ref *r) {
     };
 }
 
+static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g);
+static shoal_status cu_norm(sh_backend *be, int n, const sh_norm_group *g);
+
+/* The call's GEMMs without their row norms, then the norms as one launch. */
+static shoal_status cu_gemm_norm_apart(sh_backend *be, int n, const sh_gemm_group *g) {
+    sh_gemm_group *sub = malloc((size_t)n * sizeof *sub);
+    sh_norm_group *ng = malloc((size_t)n * sizeof *ng);
+    shoal_status st = SHOAL_OK;
+    if (!sub || !ng) st = sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+    int nn = 0;
+    for (int i = 0; st == SHOAL_OK && i < n; i++) {
+        sub[i] = g[i];
+        sub[i].norm_out = (sh_view){NULL, 0, 0, 0};
+        if (g[i].norm_out.data)
+            ng[nn++] = (sh_norm_group){g[i].y, {NULL, 0, 0, 0}, g[i].norm_gamma, g[i].norm_beta, g[i].norm_eps,
+                                       g[i].norm_kind, g[i].norm_out};
+    }
+    if (st == SHOAL_OK) st = cu_gemm(be, n, sub);
+    if (st == SHOAL_OK && nn) st = cu_norm(be, nn, ng);
+    free(sub);
+    free(ng);
+    return st;
+}
+
 static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
@@ -654,6 +679,12 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             free(sub);
             return st;
         }
+    /* row norms: a counter per m tile (8 rows or more each); past the
+     * counters' capacity the norms are a launch of their own */
+    int64_t counts = 0;
+    for (int i = 0; i < n; i++)
+        if (g[i].norm_out.data) counts += (g[i].x.rows + 7) / 8;
+    if (counts > SH_CU_GEMM_COUNTS) return cu_gemm_norm_apart(be, n, g);
     int max_m = 1;
     for (int i = 0; i < n; i++) {
         for (int h = 0; h < 1 + (g[i].epi == SH_EPI_SILU_PAIR); h++) {
@@ -689,7 +720,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         return st;
     }
     sh_cu_gemm_desc *d = pk.desc;
-    int64_t total = 0;
+    int64_t total = 0, n_counts = 0;
     for (int i = 0; i < n; i++) {
         const sh_gemm_group *e = &g[i];
         const sh_dtype dt = e->w.dtype;
@@ -740,6 +771,18 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             d[i].path = SH_CU_PATH_SIMT;
             const int r = simt_rows / pair_div;
             blocks = (cu_np(e) + r - 1) / r;
+        }
+        if (e->norm_out.data) {
+            const int tiles = mma[i] ? (e->x.rows + mma_cols - 1) / mma_cols : 1;
+            d[i].nrm_kind = 1 + (int32_t)e->norm_kind;
+            d[i].nrm_out = e->norm_out.data;
+            d[i].nrm_stride = e->norm_out.stride;
+            d[i].nrm_gamma = e->norm_gamma;
+            d[i].nrm_beta = e->norm_kind == SH_NORM_LAYER ? e->norm_beta : NULL;
+            d[i].nrm_eps = e->norm_eps;
+            d[i].nrm_per = mma[i] ? d[i].tiles_n : (int32_t)blocks;
+            d[i].nrm_count = cb->gemm_count + n_counts;
+            n_counts += tiles;
         }
         pk.starts[i] = (int32_t)total;
         total += blocks;
@@ -1163,6 +1206,7 @@ static void cu_destroy(sh_backend *be) {
         if (cb->d_err) (void)cudaFree(cb->d_err);
         if (cb->attn_part) (void)cudaFree(cb->attn_part);
         if (cb->attn_count) (void)cudaFree(cb->attn_count);
+        if (cb->gemm_count) (void)cudaFree(cb->gemm_count);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
         for (int i = 0; i < 2; i++) {
             if (cb->bounce[i]) (void)cudaFreeHost(cb->bounce[i]);
@@ -1263,6 +1307,8 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         (e = cudaMalloc((void **)&cb->attn_part, SH_CU_ATTN_PART_FLOATS * sizeof(float))) != cudaSuccess ||
         (e = cudaMalloc((void **)&cb->attn_count, SH_CU_ATTN_COUNTS * sizeof(int32_t))) != cudaSuccess ||
         (e = cudaMemset(cb->attn_count, 0, SH_CU_ATTN_COUNTS * sizeof(int32_t))) != cudaSuccess ||
+        (e = cudaMalloc((void **)&cb->gemm_count, SH_CU_GEMM_COUNTS * sizeof(int32_t))) != cudaSuccess ||
+        (e = cudaMemset(cb->gemm_count, 0, SH_CU_GEMM_COUNTS * sizeof(int32_t))) != cudaSuccess ||
         (e = cudaHostAlloc((void **)&cb->h_err, sizeof(int), cudaHostAllocDefault)) != cudaSuccess) {
         s = cu_fail(e, "error word");
         goto fail;

@@ -122,6 +122,21 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return t;
 }
 
+/* The last of S blocks sharing a unit of work (split attention's partial
+ * states, a GEMM's row tile before its norm): every thread calls this once
+ * its block's results are written. True in the last block of the unit to
+ * arrive, which then reads the others' results and resets *count to 0 for
+ * the next launch. */
+__device__ __forceinline__ bool split_arrive(int32_t *count, int S) {
+    __shared__ int last;
+    __threadfence(); /* the results are visible before the counter moves */
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(count, 1) == S - 1;
+    __syncthreads();
+    if (last) __threadfence(); /* the other blocks' results are read after their counts */
+    return last;
+}
+
 __device__ __forceinline__ float f16_bits_to_f32(unsigned u) {
     return __half2float(__ushort_as_half((unsigned short)u));
 }

@@ -65,6 +65,14 @@ typedef struct sh_cu_gemm_desc {
     sh_cu_kv kv;
     int32_t kv_which, pad2_;
     int *err;            /* device error word (a negative slot) */
+    /* row norm (nrm_kind 1 RMS, 2 LAYER; 0 none): the last of the nrm_per
+     * blocks of an m tile to store (counter nrm_count[tile]) normalises the
+     * tile's rows of y into nrm_out */
+    float *nrm_out;      /* (m, n), nrm_stride floats between rows; may equal y */
+    const float *nrm_gamma, *nrm_beta;
+    int32_t *nrm_count;
+    int32_t nrm_kind, nrm_stride, nrm_per;
+    float nrm_eps;
 } sh_cu_gemm_desc;
 
 /* out[r] (+)= dequant(W[ids[r]]); one block per row. */
@@ -251,6 +259,8 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
 /* Split attention: partial-state floats and counters the backend keeps. */
 #define SH_CU_ATTN_PART_FLOATS (2u << 20)
 #define SH_CU_ATTN_COUNTS 4096
+/* GEMM row norms: counters per launch (one per m tile of a normed group) */
+#define SH_CU_GEMM_COUNTS 16384
 /* attention blocks per (row, KV head) when each serves up to hpb query heads */
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 

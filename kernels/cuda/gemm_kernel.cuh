@@ -37,6 +37,11 @@
  *  also writes each output (after the epilogue) to the paged pool, as
  *  kv_write does.
  *
+ *  Row norm (desc.nrm_kind): the norm that reads y next. The rows of an MMA
+ *  m tile (SIMT: all rows of the group) are whole once every block of the
+ *  tile has stored; each block counts itself in on the tile's counter after
+ *  its stores, and the last to arrive normalises the rows into nrm_out.
+ *
  *  Within a 32-element chunk the k order fed to the mma is permuted so that
  *  each lane's operands come from contiguous memory: lane (g, t) holds
  *  elements [8t, 8t + 8) of weight rows g and g + 8 and of activation row g
@@ -785,6 +790,86 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
     }
 }
 
+/* ---- row norm ---------------------------------------------------------- */
+
+template <bool BLOCK>
+__device__ __forceinline__ float nrm_sum(float v, float *red) { return BLOCK ? block_sum(v, red) : warp_sum(v); }
+
+/* Row m of y normalised into nrm_out as norm_kernel does, by the whole block
+ * (BLOCK) or one warp. Rows of up to NV elements per thread stay in
+ * registers; every thread touches the same columns in each pass, so nrm_out
+ * may be y. y is read from L2 (__ldcg): other blocks wrote it. */
+template <bool BLOCK>
+__device__ __forceinline__ void nrm_row(const sh_cu_gemm_desc *dp, int m, float *red) {
+    constexpr int W = BLOCK ? kThreads : 32, NV = BLOCK ? 8 : 32;
+    const int t = BLOCK ? threadIdx.x : threadIdx.x & 31;
+    const int n = dp->n;
+    const bool layer = dp->nrm_kind == 2, cached = n <= NV * W;
+    const float *y = dp->y + (int64_t)m * dp->y_stride;
+    float *out = dp->nrm_out + (int64_t)m * dp->nrm_stride;
+    const float *gamma = dp->nrm_gamma, *beta = layer ? dp->nrm_beta : nullptr;
+    float v[NV], s = 0.0f;
+    if (cached) {
+#pragma unroll
+        for (int i = 0; i < NV; i++) v[i] = t + i * W < n ? __ldcg(y + t + i * W) : 0.0f;
+#pragma unroll
+        for (int i = 0; i < NV; i++) s += layer ? v[i] : v[i] * v[i];
+    } else {
+        for (int c = t; c < n; c += W) {
+            const float e = __ldcg(y + c);
+            s += layer ? e : e * e;
+        }
+    }
+    s = nrm_sum<BLOCK>(s, red);
+    float mean = 0.0f, var;
+    if (!layer) {
+        var = s / (float)n;
+    } else {
+        mean = s / (float)n;
+        float s2 = 0.0f;
+        if (cached) {
+#pragma unroll
+            for (int i = 0; i < NV; i++) {
+                const float e = v[i] - mean;
+                s2 += t + i * W < n ? e * e : 0.0f;
+            }
+        } else {
+            for (int c = t; c < n; c += W) {
+                const float e = __ldcg(y + c) - mean;
+                s2 += e * e;
+            }
+        }
+        var = nrm_sum<BLOCK>(s2, red) / (float)n;
+    }
+    const float inv = 1.0f / sqrtf(var + dp->nrm_eps);
+    if (cached) {
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            const int c = t + i * W;
+            if (c < n) out[c] = (v[i] - mean) * inv * (gamma ? __ldg(gamma + c) : 1.0f) + (beta ? __ldg(beta + c) : 0.0f);
+        }
+    } else {
+        for (int c = t; c < n; c += W)
+            out[c] = (__ldcg(y + c) - mean) * inv * (gamma ? __ldg(gamma + c) : 1.0f) + (beta ? __ldg(beta + c) : 0.0f);
+    }
+}
+
+/* Called by every thread of a block once its outputs are stored: the last
+ * block of m tile `tile` to arrive normalises the tile's rows [r0, r1) —
+ * the whole block per row when there are fewer rows than warps, else a
+ * warp per row. Not inlined: it reads the descriptor from global memory and
+ * keeps its registers out of the main loop's budget. */
+__device__ __noinline__ void gemm_row_norm(const sh_cu_gemm_desc *dp, int tile, int r0, int r1, float *red) {
+    int32_t *count = dp->nrm_count + tile;
+    if (!split_arrive(count, dp->nrm_per)) return;
+    if (r1 - r0 < SH_CU_WARPS) {
+        for (int m = r0; m < r1; m++) nrm_row<true>(dp, m, red);
+    } else {
+        for (int m = r0 + (threadIdx.x >> 5); m < r1; m += SH_CU_WARPS) nrm_row<false>(dp, m, red);
+    }
+    if (threadIdx.x == 0) *count = 0; /* ready for the next launch */
+}
+
 /* ---- the kernel --------------------------------------------------------- */
 
 /* For every group g: y_g (+)= x_g W_g^T + b_g; blocks of a group are its
@@ -822,8 +907,15 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
     constexpr int WM = C == 0 ? (S == 1 ? 1 : 2) : C == 3 ? 2 : C == 4 ? 4 : 1; /* = sh_cu_mma_wm */
     /* MMA chunks per load batch */
     constexpr int U = C == 4 ? 2 : C > 0 ? 4 : S == 1 ? 2 : NT <= 2 ? 4 : NT == 4 ? 2 : 1;
-    if (d.path == SH_CU_PATH_MMA) gemm_mma_body<NT, WM, U, SMEM, XK>(d, local, smem);
+    const bool mma = d.path == SH_CU_PATH_MMA;
+    if (mma) gemm_mma_body<NT, WM, U, SMEM, XK>(d, local, smem);
     else gemm_simt_body<MT, R, SMEM, XK>(d, local, smem);
+    if (d.nrm_kind) {
+        /* SIMT blocks cover every row of the group, MMA blocks one m tile */
+        const int tile = mma ? local / d.tiles_n : 0;
+        const int r0 = tile * 8 * NT, r1 = mma ? min(r0 + 8 * NT, d.m) : d.m;
+        gemm_row_norm(descs + g, tile, r0, r1, smem);
+    }
 }
 
 } // namespace
