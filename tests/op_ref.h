@@ -868,6 +868,84 @@ OPR_FN void opref_gemm_rope(sh_backend *be, const char *lbl, uint64_t seed, sh_d
     free(v);
 }
 
+/* y (+)= x W^T + b, then out = norm(y) as the GEMM's row norm (RMS or
+ * LayerNorm; apart, or in place in y): y and out against the double
+ * reference, nothing outside either view written. */
+OPR_FN void opref_gemm_norm(sh_backend *be, const char *lbl, uint64_t seed, sh_dtype dt, sh_norm_kind kind, int M,
+                            int N, int K, int accumulate, int in_place, int with_gamma, int with_beta) {
+    opr_rng r = {seed};
+    uint8_t *wb = opr_weight_bytes(&r, dt, N, K);
+    size_t rb = opr_row_bytes(dt, K);
+    opr_buf x, y, out;
+    opr_buf_make(be, &r, M, K, K + 1, 1, -1, 1, &x);
+    opr_buf_make(be, &r, M, N, N + 2, 3, -1, 1, &y);
+    if (!in_place) opr_buf_make(be, &r, M, N, N + 1, 2, -1, 1, &out);
+    float *pv = malloc((size_t)3 * N * sizeof(float)); /* bias, gamma, beta */
+    for (int i = 0; i < N; i++) {
+        pv[i] = opr_unif(&r, -1, 1);
+        pv[N + i] = opr_unif(&r, 0.5f, 1.5f);
+        pv[2 * N + i] = opr_unif(&r, -0.5f, 0.5f);
+    }
+    void *wd = opr_upload(be, wb, rb * (size_t)N);
+    float *bd = opr_upload(be, pv, (size_t)N * sizeof(float));
+    float *gd = with_gamma ? opr_upload(be, pv + N, (size_t)N * sizeof(float)) : NULL;
+    float *ed = with_beta ? opr_upload(be, pv + 2 * N, (size_t)N * sizeof(float)) : NULL;
+    const float eps = 1e-5f;
+    double *ry = malloc((size_t)M * N * sizeof(double)), *ro = malloc((size_t)M * N * sizeof(double));
+    for (int m = 0; m < M; m++) {
+        double *yr = ry + (size_t)m * N, mean = 0, var = 0;
+        for (int n = 0; n < N; n++) {
+            double a = pv[n] + (accumulate ? (double)opr_init_at(&y, m, n) : 0.0);
+            for (int k = 0; k < K; k++) a += (double)*opr_at(&x, m, k) * opr_weight_at(dt, wb + rb * (size_t)n, k);
+            yr[n] = a;
+        }
+        if (kind == SH_NORM_LAYER) {
+            for (int n = 0; n < N; n++) mean += yr[n];
+            mean /= N;
+        }
+        for (int n = 0; n < N; n++) var += (yr[n] - mean) * (yr[n] - mean);
+        var /= N;
+        for (int n = 0; n < N; n++) {
+            double v = (yr[n] - mean) / sqrt(var + eps);
+            if (with_gamma) v *= pv[N + n];
+            if (with_beta && kind == SH_NORM_LAYER) v += pv[2 * N + n];
+            ro[(size_t)m * N + n] = v;
+        }
+    }
+    sh_gemm_group g = {{wd, dt, N, K}, bd, x.v, y.v, accumulate};
+    g.norm_out = in_place ? y.v : out.v;
+    g.norm_kind = kind;
+    g.norm_gamma = gd;
+    g.norm_beta = ed;
+    g.norm_eps = eps;
+    shoal_status s = sh_be_gemm(be, 1, &g);
+    const char *kn = kind == SH_NORM_RMS ? "rms" : "layer";
+    CHECK(s == SHOAL_OK, "[%s] gemm norm %s %s: %s", lbl, kn, opr_dt_name(dt), shoal_last_error());
+    opr_buf_fetch(be, &y);
+    if (!in_place) {
+        opr_buf_fetch(be, &out);
+        double e = opr_err(&y, ry, M, N);
+        CHECK(e <= OPREF_TOL, "[%s] gemm norm %s %s M=%d N=%d K=%d acc=%d: y err %.3g", lbl, kn, opr_dt_name(dt), M,
+              N, K, accumulate, e);
+        CHECK(opr_buf_padding_intact(&out), "[%s] gemm norm %s: wrote outside out", lbl, kn);
+    }
+    double e = opr_err(in_place ? &y : &out, ro, M, N);
+    CHECK(e <= OPREF_TOL, "[%s] gemm norm %s %s M=%d N=%d K=%d acc=%d inplace=%d gamma=%d beta=%d: err %.3g", lbl, kn,
+          opr_dt_name(dt), M, N, K, accumulate, in_place, with_gamma, with_beta, e);
+    CHECK(opr_buf_padding_intact(&y), "[%s] gemm norm %s: wrote outside y", lbl, kn);
+    sh_be_free(be, wd);
+    sh_be_free(be, bd);
+    sh_be_free(be, gd);
+    sh_be_free(be, ed);
+    opr_buf_free(be, &x);
+    opr_buf_free(be, &y);
+    if (!in_place) opr_buf_free(be, &out);
+    free(wb);
+    free(pv);
+    free(ry);
+    free(ro);
+}
+
 /* ---- the suite --------------------------------------------------------- */
 
 /* Every op x dtype x a spread of shapes on be; failures are CHECKs labelled
@@ -913,6 +991,14 @@ OPR_FN void opref_run_all(sh_backend *be, const char *lbl) {
             }
         opref_gemm_rope(be, lbl, seed++, dt, 1, SH_ROPE_NEOX, 1, SH_F16, 5, 2, 32, 96, 500000.0f);
         opref_gemm_rope(be, lbl, seed++, dt, 1, SH_ROPE_NORM, 0, SH_F16, 17, 7, 16, 64, 100.0f);
+        /* row norms: M 1 (SIMT) to 64 (several MMA m tiles), N past a block's registers */
+        static const int Mn[] = {1, 2, 16, 33, 64};
+        for (int mi = 0; mi < 5; mi++) {
+            const sh_norm_kind kind = mi % 2 ? SH_NORM_LAYER : SH_NORM_RMS;
+            opref_gemm_norm(be, lbl, seed++, dt, kind, Mn[mi], 576, fl ? 96 : 64, mi != 2, mi == 3, mi != 1, 1);
+            opref_gemm_norm(be, lbl, seed++, dt, (sh_norm_kind)!kind, Mn[mi], mi == 4 ? 1100 : 48, 128, 1, mi == 1,
+                            1, mi % 2);
+        }
         opref_get_rows(be, lbl, seed++, dt, 50, 64, 7, 3, 0);
         opref_get_rows(be, lbl, seed++, dt, 9, 96, 1, 0, 1);
         opref_get_rows(be, lbl, seed++, dt, 13, 32, 20, 1, 1);

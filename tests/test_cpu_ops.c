@@ -170,6 +170,39 @@ static void test_checks(sh_backend *be) {
     g[1].epi = SH_EPI_NONE;
     g[1].kv_which = 0;
 
+    /* row norms: whole rows only (no other group writes them), norm_out
+     * apart from every view of the call or y itself */
+    const sh_view y0 = {buf + 1024, 4, 32, 32}, yn = {buf + 1536, 4, 32, 32};
+    g[0].y = y0;
+    g[1].norm_out = yn;
+    g[1].norm_eps = 1e-5f;
+    CHECK(sh_be_gemm(be, 2, g) == SHOAL_OK, "row norm: %s", shoal_last_error());
+    g[1].norm_out = y;
+    CHECK(sh_be_gemm(be, 2, g) == SHOAL_OK, "row norm in place: %s", shoal_last_error());
+    g[1].norm_kind = (sh_norm_kind)5;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "gemm: group 1: unknown norm kind 5");
+    g[1].norm_kind = SH_NORM_LAYER;
+    g[1].norm_eps = NAN;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "norm_eps");
+    g[1].norm_eps = 1e-5f;
+    g[1].norm_out = (sh_view){buf + 1536, 3, 32, 32};
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "gemm: group 1: norm_out has 3 rows");
+    g[1].norm_out = (sh_view){buf + 512 + 16, 4, 32, 32};
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "norm_out overlaps y without being y");
+    g[1].norm_out = (sh_view){buf + 8, 4, 32, 64};
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "gemm: group 1: norm_out overlaps x");
+    g[1].norm_out = y0;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "group 1's norm_out overlaps a view of group 0");
+    g[1].norm_out = yn;
+    g[0].y = y;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "group 0 writes rows of group 1's normed y");
+    g[0].y = y0;
+    g[1].epi = SH_EPI_GELU_TANH;
+    EXPECT_FAIL(sh_be_gemm(be, 2, g), SHOAL_ERR_INVALID_ARG, "a row norm follows no epilogue");
+    g[1].epi = SH_EPI_NONE;
+    g[1].norm_out = (sh_view){NULL, 0, 0, 0};
+    g[0].y = y;
+
     /* a backend that lacks a dtype says UNSUPPORTED */
     const sh_backend_ops *ops = be->ops;
     sh_backend_ops fake = *ops;

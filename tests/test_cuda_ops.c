@@ -157,6 +157,7 @@ typedef struct gemm_case {
     int xpad, xoff, ypad, bias, acc;
     sh_gemm_xf xf; /* activation transform (the CPU backend applies the separate op) */
     sh_gemm_epi epi; /* epilogue (the CPU backend applies the separate act op) */
+    int norm;        /* row norm: 0 none, 1 RMS, 2 LAYER into a view of its own; 3 RMS, 4 LAYER in place */
 } gemm_case;
 
 static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_cuda_gemm_path path) {
@@ -164,7 +165,8 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     OK(sh_cuda_set_gemm_path(gpu, path));
     mbuf *w = calloc((size_t)nc, sizeof *w), *b = calloc((size_t)nc, sizeof *b);
     fview *x = calloc((size_t)nc, sizeof *x), *y = calloc((size_t)nc, sizeof *y);
-    fview *x2 = calloc((size_t)nc, sizeof *x2);
+    fview *x2 = calloc((size_t)nc, sizeof *x2), *yn = calloc((size_t)nc, sizeof *yn);
+    mbuf *ngam = calloc((size_t)nc, sizeof *ngam), *nbet = calloc((size_t)nc, sizeof *nbet);
     mbuf *gam = calloc((size_t)nc, sizeof *gam), *w2 = calloc((size_t)nc, sizeof *w2), *b2 = calloc((size_t)nc, sizeof *b2);
     sh_gemm_group *gc = calloc((size_t)nc, sizeof *gc), *gg = calloc((size_t)nc, sizeof *gg);
     for (int i = 0; i < nc; i++) {
@@ -187,6 +189,15 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
                0);
         fv_new(&y[i], &r, c->m, c->n, c->n + c->ypad, 1, -1, 1, !c->acc);
         if (c->xf == SH_XF_SILU_MUL) fv_new(&x2[i], &r, c->m, c->k, c->k + 4, 0, -2, 2, 0);
+        if (c->norm) {
+            if (c->norm <= 2) fv_new(&yn[i], &r, c->m, c->n, c->n + 3, 2, -1, 1, 1);
+            float *gm = malloc((size_t)c->n * sizeof(float));
+            for (int j = 0; j < c->n; j++) gm[j] = opr_unif(&r, 0.5f, 1.5f);
+            mb_new(&ngam[i], gm, (size_t)c->n * sizeof(float));
+            for (int j = 0; j < c->n; j++) gm[j] = opr_unif(&r, -0.5f, 0.5f);
+            mb_new(&nbet[i], gm, (size_t)c->n * sizeof(float));
+            free(gm);
+        }
         if (c->xf == SH_XF_RMS) {
             float *gm = malloc((size_t)c->k * sizeof(float));
             for (int j = 0; j < c->k; j++) gm[j] = opr_unif(&r, 0.5f, 1.5f);
@@ -208,6 +219,13 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
                 g->w2 = (sh_weight){mb(&w2[i], on_gpu), c->dt, c->n, c->k};
                 g->bias2 = c->bias ? mb(&b2[i], on_gpu) : NULL;
             }
+            if (c->norm) {
+                g->norm_out = c->norm <= 2 ? fv_view(&yn[i], on_gpu) : g->y;
+                g->norm_kind = c->norm % 2 ? SH_NORM_RMS : SH_NORM_LAYER;
+                g->norm_gamma = (i % 3) ? mb(&ngam[i], on_gpu) : NULL; /* NULL: gamma 1 */
+                g->norm_beta = (i % 3) != 1 ? mb(&nbet[i], on_gpu) : NULL;
+                g->norm_eps = 1e-5f;
+            }
         }
     }
     OK(sh_be_gemm(cpu, nc, gc));
@@ -215,9 +233,19 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     OK(sh_be_sync(gpu));
     for (int i = 0; i < nc; i++) {
         char what[96];
-        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d xf %d epi %d]", label, opr_dt_name(cs[i].dt), cs[i].n,
-                 cs[i].k, cs[i].m, (int)cs[i].xf, (int)cs[i].epi);
+        snprintf(what, sizeof what, "gemm %s [%s %dx%d M=%d xf %d epi %d norm %d]", label, opr_dt_name(cs[i].dt),
+                 cs[i].n, cs[i].k, cs[i].m, (int)cs[i].xf, (int)cs[i].epi, cs[i].norm);
         expect_close(what, i, &y[i], 1e-5, SH_OP_GEMM);
+        if (cs[i].norm) {
+            if (cs[i].norm <= 2) {
+                char wn[128];
+                snprintf(wn, sizeof wn, "%s normed", what);
+                expect_close(wn, i, &yn[i], 1e-5, SH_OP_GEMM);
+                mb_free(&yn[i].m);
+            }
+            mb_free(&ngam[i]);
+            mb_free(&nbet[i]);
+        }
         if (cs[i].xf == SH_XF_SILU_MUL) mb_free(&x2[i].m);
         if (cs[i].xf == SH_XF_RMS) mb_free(&gam[i]);
         if (cs[i].epi == SH_EPI_SILU_PAIR) mb_free(&w2[i]), mb_free(&b2[i]);
@@ -231,6 +259,9 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     free(x);
     free(y);
     free(x2);
+    free(yn);
+    free(ngam);
+    free(nbet);
     free(gam);
     free(w2);
     free(b2);
@@ -290,6 +321,22 @@ static const gemm_case gemm_epi_rms[] = {
     {SH_BF16, 1536, 576, 16, 0, 0, 0, 0, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
     {SH_Q8_0, 960, 576, 64, 0, 0, 0, 1, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
     {SH_F16, 200, 576, 7, 0, 0, 0, 1, 0, SH_XF_RMS, SH_EPI_GELU_TANH},
+};
+
+/* GEMM row norms (the residual GEMMs of a layer: o and down with the next
+ * norm), mixed with plain groups: every dtype, RMS and LayerNorm, apart and
+ * in place, M from 1 (one SIMT block set) to 64 (several MMA m tiles) */
+static const gemm_case gemm_norm[] = {
+    {SH_BF16, 576, 576, 1, 0, 0, 0, 1, 1, SH_XF_NONE, SH_EPI_NONE, 1},
+    {SH_BF16, 576, 1536, 16, 0, 0, 0, 0, 1, SH_XF_NONE, SH_EPI_NONE, 1},
+    {SH_F16, 768, 3072, 5, 4, 0, 3, 1, 1, SH_XF_NONE, SH_EPI_NONE, 2},
+    {SH_BF16, 40, 64, 33, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_NONE, 0},
+    {SH_Q8_0, 960, 576, 64, 0, 0, 0, 1, 1, SH_XF_NONE, SH_EPI_NONE, 3},
+    {SH_Q4_0, 384, 1536, 2, 0, 0, 1, 0, 1, SH_XF_NONE, SH_EPI_NONE, 4},
+    {SH_F32, 100, 37, 9, 4, 1, 2, 1, 1, SH_XF_NONE, SH_EPI_NONE, 2},
+    {SH_F16, 1200, 96, 3, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_NONE, 1},
+    {SH_BF16, 1536, 576, 1, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR, 0},
+    {SH_BF16, 17, 32, 40, 0, 0, 0, 1, 1, SH_XF_NONE, SH_EPI_NONE, 3},
 };
 
 /* ---- get_rows ------------------------------------------------------------ */
@@ -1236,6 +1283,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
+        test_gemm_mixed(gp[i].name, gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), gp[i].p);
         test_gemm_qkv_mixed(gp[i].name, gp[i].p);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
@@ -1246,6 +1294,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(tiles[t], gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), SH_CUDA_GEMM_MMA);
+        test_gemm_mixed(tiles[t], gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), SH_CUDA_GEMM_MMA);
         test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
