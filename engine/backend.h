@@ -323,6 +323,9 @@ struct sh_backend {
      * (sh_gemm_xf) beat the separate norm/act calls on this backend; 0: never.
      * RoPE inside kv_write is always used when available. */
     int xf_rows_max;
+    /* Planner hint: 1 if GEMM row norms (sh_gemm_group.norm_out) beat the
+     * separate norm calls on this backend. */
+    int gemm_norm;
 };
 
 /* ---- registry and checked wrappers (backend.c) ------------------------- */

@@ -79,7 +79,7 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
     ex->fuse_epi = ex->fuse && !(fp && strcmp(fp, "0") == 0);
     /* SHOAL_FUSE_NORM=0: norms as their own calls, to measure the row norm */
     const char *fn = getenv("SHOAL_FUSE_NORM");
-    ex->fuse_norm = ex->fuse && !(fn && strcmp(fn, "0") == 0);
+    ex->fuse_norm = ex->fuse && be->gemm_norm && !(fn && strcmp(fn, "0") == 0);
     *out = ex;
     return SHOAL_OK;
 }

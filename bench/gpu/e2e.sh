@@ -11,7 +11,7 @@
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
-#     norm      norms as the row norms of the o / down GEMMs vs their own calls (SHOAL_FUSE_NORM=0), twice
+#     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
 # most 8 files); a summary is printed last.
@@ -97,6 +97,10 @@ check)
     SHOAL_CUDA_XF_ROWS=100000 SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_fused_ops \
       > "$W/fused_ops_cuda_xf.log" 2>&1
     echo "== test_fused_ops --device cuda, x transforms on (rc=$?)"; grep -E "FAIL|passed" "$W/fused_ops_cuda_xf.log" | head -10
+    # the GEMM row norms (off by default on CUDA)
+    SHOAL_CUDA_GEMM_NORM=1 SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/test_fused_ops \
+      > "$W/fused_ops_cuda_norm.log" 2>&1
+    echo "== test_fused_ops --device cuda, row norms on (rc=$?)"; grep -E "FAIL|passed" "$W/fused_ops_cuda_norm.log" | head -10
   fi
   for t in test_sample_ops test_sched_sample; do
     if [ -x $B/$t ]; then
@@ -160,12 +164,12 @@ epi)
   done
   ;;
 norm)
-  # each norm as the row norm of the GEMM before it vs its own call (SHOAL_FUSE_NORM=0), decode tok/s, twice
+  # each norm as the row norm of the GEMM before it (SHOAL_CUDA_GEMM_NORM=1) vs its own call, decode tok/s, twice
   for rep in 1 2; do
     for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
       read -r shape models seqs <<< "$w"
       for e in 1 0; do
-        SHOAL_FUSE_NORM=$e BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "norm$e-r$rep-$shape-${models}x$seqs" \
+        SHOAL_CUDA_GEMM_NORM=$e BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "norm$e-r$rep-$shape-${models}x$seqs" \
           --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
       done
     done
@@ -201,18 +205,18 @@ tiles)
 profile-cluster)
   # 8 models x 16 sequences: skip the prefill steps (128 x 64 prompt rows in
   # 512-row steps) and a few decode steps, then two decode steps
-  NCU_SKIP_STEPS=26 prof smollm-8x16 ${L_SMOLLM:-155} --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
+  NCU_SKIP_STEPS=26 prof smollm-8x16 ${L_SMOLLM:-214} --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
   ;;
 profile1)
   # one sequence, warm caches: where a launch-bound step's time goes
-  NCU_CACHE=none prof smollm-1x1 ${L_SMOLLM:-155} --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
-  NCU_CACHE=none prof gpt2-1x1 ${L_GPT2:-78} --synthetic gpt2-124m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof smollm-1x1 ${L_SMOLLM:-214} --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof gpt2-1x1 ${L_GPT2:-101} --synthetic gpt2-124m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
   ;;
 profile)
   for s in 1 16 64; do
-    prof smollm-1x$s ${L_SMOLLM:-155} --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
+    prof smollm-1x$s ${L_SMOLLM:-214} --synthetic smollm-135m --models 1 --seqs $s --prompt 64 --tokens 24 --dtype bf16
   done
-  prof gpt2-1x64 ${L_GPT2:-78} --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
+  prof gpt2-1x64 ${L_GPT2:-101} --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
   ;;
 *) echo "unknown mode $mode" ;;
 esac

@@ -372,6 +372,7 @@ shoal_status sh_cpu_backend_create_isa(int n_threads, sh_cpu_isa isa, sh_backend
     }
     cb->base.ops = &sh_cpu_ops;
     cb->base.xf_rows_max = INT_MAX; /* materialised: the same work either way */
+    cb->base.gemm_norm = 1;
     snprintf(cb->base.device, sizeof cb->base.device, "cpu");
     cb->isa = isa;
     cb->n_threads = n_threads;

@@ -1266,6 +1266,11 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * kv_write is used. SHOAL_CUDA_XF_ROWS=N turns them on up to N rows. */
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
     cb->base.xf_rows_max = xr ? atoi(xr) : 0;
+    /* GEMM row norms lose to the separate norm kernel on the H200 at every
+     * size measured (bench/NOTES.md, "GEMM row norms"); SHOAL_CUDA_GEMM_NORM=1
+     * has the planner use them. */
+    const char *gn = getenv("SHOAL_CUDA_GEMM_NORM");
+    cb->base.gemm_norm = gn && strcmp(gn, "1") == 0;
     snprintf(cb->base.device, sizeof cb->base.device, "cuda:%d", device_index);
     cb->device = device_index;
     cb->gemm_path = SH_CUDA_GEMM_AUTO;
