@@ -946,6 +946,26 @@ OPR_FN void opref_gemm_norm(sh_backend *be, const char *lbl, uint64_t seed, sh_d
     free(ro);
 }
 
+/* The attention cases, both KV dtypes: MHA, GQA 4:1, MQA; causal and not;
+ * pos0 > 0; odd head_dim. Returns the next seed. */
+OPR_FN uint64_t opref_attn_all(sh_backend *be, const char *lbl, uint64_t seed) {
+    for (int f = 0; f < 2; f++) {
+        sh_dtype dt = f ? SH_F16 : SH_F32;
+        opref_attn(be, lbl, seed++, dt, 4, 4, 16, 1, 0, 1, 1, 1, 1, 0);
+        opref_attn(be, lbl, seed++, dt, 8, 2, 64, 1, 40, 41, 1, 3, 2, 1);
+        opref_attn(be, lbl, seed++, dt, 8, 2, 64, 19, 13, 32, 1, 3, 3, 2);
+        opref_attn(be, lbl, seed++, dt, 6, 1, 32, 5, 30, 35, 1, 2, 1, 0);
+        opref_attn(be, lbl, seed++, dt, 3, 3, 24, 33, 0, 33, 0, 2, 1, 0);
+        opref_attn(be, lbl, seed++, dt, 4, 1, 40, 7, 0, 50, 0, 1, 2, 1);
+        opref_attn(be, lbl, seed++, dt, 2, 2, 17, 4, 60, 70, 1, 1, 1, 0);
+        opref_attn(be, lbl, seed++, dt, 2, 1, 64, 3, 20, 23, 1, 12, 1, 0);  /* sharp softmax */
+        opref_attn(be, lbl, seed++, dt, 2, 1, 64, 3, 20, 23, 0, 150, 1, 0); /* scores past 88 */
+        opref_attn(be, lbl, seed++, dt, 14, 2, 64, 1, 150, 151, 1, 1, 2, 1);  /* 7 heads per KV head, long */
+        opref_attn(be, lbl, seed++, dt, 8, 1, 128, 2, 33, 35, 1, 1, 1, 0);    /* head_dim 128, 8:1 */
+    }
+    return seed;
+}
+
 /* ---- the suite --------------------------------------------------------- */
 
 /* Every op x dtype x a spread of shapes on be; failures are CHECKs labelled
@@ -1023,17 +1043,8 @@ OPR_FN void opref_run_all(sh_backend *be, const char *lbl) {
         opref_kv_write(be, lbl, seed++, dt, 64, 1, 1, 0);
         opref_kv_write(be, lbl, seed++, dt, 192, 17, 3, 2);
         opref_kv_write(be, lbl, seed++, dt, 24, 40, 2, 1);
-        /* MHA, GQA 4:1, MQA; causal and not; pos0 > 0; odd head_dim */
-        opref_attn(be, lbl, seed++, dt, 4, 4, 16, 1, 0, 1, 1, 1, 1, 0);
-        opref_attn(be, lbl, seed++, dt, 8, 2, 64, 1, 40, 41, 1, 3, 2, 1);
-        opref_attn(be, lbl, seed++, dt, 8, 2, 64, 19, 13, 32, 1, 3, 3, 2);
-        opref_attn(be, lbl, seed++, dt, 6, 1, 32, 5, 30, 35, 1, 2, 1, 0);
-        opref_attn(be, lbl, seed++, dt, 3, 3, 24, 33, 0, 33, 0, 2, 1, 0);
-        opref_attn(be, lbl, seed++, dt, 4, 1, 40, 7, 0, 50, 0, 1, 2, 1);
-        opref_attn(be, lbl, seed++, dt, 2, 2, 17, 4, 60, 70, 1, 1, 1, 0);
-        opref_attn(be, lbl, seed++, dt, 2, 1, 64, 3, 20, 23, 1, 12, 1, 0);  /* sharp softmax */
-        opref_attn(be, lbl, seed++, dt, 2, 1, 64, 3, 20, 23, 0, 150, 1, 0); /* scores past 88 */
     }
+    seed = opref_attn_all(be, lbl, seed);
     for (int kind = 0; kind < 3; kind++) {
         opref_act(be, lbl, seed++, (sh_act_kind)kind, 1, 1536, 0);
         opref_act(be, lbl, seed++, (sh_act_kind)kind, 7, 37, 1);

@@ -751,12 +751,12 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path) {
 /* split = 0: one call for all groups (enough (row, KV head) pairs that the
  * backend shares K/V tiles among up to 4 query heads per block); split = 1:
  * one call per group (small launches: one query head per block). */
-static void test_attn_mixed(int split) {
-    opr_rng r = {4096};
-    kvpool pools[2];
-    pool_new(&pools[0], &r, SH_F32);
-    pool_new(&pools[1], &r, SH_F16);
-    static const struct { int f16, layer, n_head, n_head_kv, hd, rows, pos0, n_kv, causal; float qs; } cs[] = {
+typedef struct attn_case {
+    int f16, layer, n_head, n_head_kv, hd, rows, pos0, n_kv, causal;
+    float qs;
+} attn_case;
+
+static const attn_case attn_cases[] = {
         {1, 0, 9, 3, 64, 1, 299, 300, 1, 3},   /* decode, GQA 3:1 */
         {0, 1, 4, 4, 32, 40, 0, 40, 1, 2},     /* prefill, causal */
         {1, 3, 8, 2, 128, 13, 20, 33, 1, 2},   /* prefill continuing a sequence */
@@ -769,12 +769,35 @@ static void test_attn_mixed(int split) {
         {0, 1, 8, 1, 64, 6, 30, 36, 1, 2},     /* MQA 8:1: two blocks per KV head */
         {1, 2, 9, 1, 64, 2, 70, 72, 1, 2},     /* 9:1: three blocks, the last with one head */
         {0, 3, 12, 2, 32, 20, 0, 20, 0, 2},    /* 6:1 bidirectional */
-    };
-    enum { NC = sizeof cs / sizeof cs[0] };
+};
+
+/* groups that attn_dec.cu takes together (head_dim a multiple of 8, at most
+ * 8 query heads per KV head, every key in 96 KB): decode at several lengths,
+ * a prefill chunk, an encoder, both KV dtypes */
+static const attn_case attn_dec_cases[] = {
+    {1, 0, 9, 3, 64, 1, 191, 192, 1, 3},   /* the benchmark's last decode step */
+    {0, 1, 9, 3, 64, 1, 63, 64, 1, 3},     /* f32 KV */
+    {1, 2, 14, 2, 64, 1, 300, 301, 1, 2},  /* 7:1, long */
+    {0, 3, 12, 12, 64, 1, 17, 18, 1, 2},   /* MHA (gpt2) */
+    {1, 1, 8, 1, 128, 1, 40, 41, 1, 2},    /* 8:1, head_dim 128 */
+    {1, 0, 4, 2, 64, 9, 20, 29, 1, 2},     /* prefill continuing a sequence */
+    {0, 2, 6, 6, 32, 12, 0, 12, 0, 2},     /* encoder, bidirectional */
+    {1, 3, 2, 2, 64, 1, 0, 1, 1, 2},       /* first token */
+    {1, 1, 2, 1, 64, 1, 47, 48, 1, 40},    /* scores far past exp's range */
+};
+
+static void test_attn_mixed(const char *label, const attn_case *cs, int nc, int split) {
+    opr_rng r = {4096};
+    kvpool pools[2];
+    pool_new(&pools[0], &r, SH_F32);
+    pool_new(&pools[1], &r, SH_F16);
+    enum { NC = 16 };
+    CHECK(nc <= NC, "attn cases: %d > %d", nc, NC);
+    if (nc > NC) nc = NC;
     fview q[NC], out[NC];
     mbuf tab[NC];
     sh_attn_group gc[NC], gg[NC];
-    for (int i = 0; i < NC; i++) {
+    for (int i = 0; i < nc; i++) {
         int qd = cs[i].n_head * cs[i].hd;
         int nb = (cs[i].n_kv + SH_KV_BLOCK - 1) / SH_KV_BLOCK;
         int32_t *t = malloc((size_t)nb * sizeof(int32_t));
@@ -791,15 +814,15 @@ static void test_attn_mixed(int split) {
                 {mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, mb(&tab[i], on_gpu), cs[i].layer,
                  cs[i].n_head_kv * cs[i].hd}};
     }
-    OK(sh_be_attn(cpu, NC, gc));
+    OK(sh_be_attn(cpu, nc, gc));
     if (split)
-        for (int i = 0; i < NC; i++) OK(sh_be_attn(gpu, 1, &gg[i]));
+        for (int i = 0; i < nc; i++) OK(sh_be_attn(gpu, 1, &gg[i]));
     else
-        OK(sh_be_attn(gpu, NC, gg));
-    for (int i = 0; i < NC; i++) {
-        char what[80];
-        snprintf(what, sizeof what, "attn mixed%s [%s hd=%d rows=%d %d:%d]", split ? " split" : "",
-                 cs[i].f16 ? "f16" : "f32", cs[i].hd, cs[i].rows, cs[i].n_head, cs[i].n_head_kv);
+        OK(sh_be_attn(gpu, nc, gg));
+    for (int i = 0; i < nc; i++) {
+        char what[120];
+        snprintf(what, sizeof what, "attn %s%s [%s hd=%d rows=%d %d:%d pos0=%d]", label, split ? " split" : "",
+                 cs[i].f16 ? "f16" : "f32", cs[i].hd, cs[i].rows, cs[i].n_head, cs[i].n_head_kv, cs[i].pos0);
         expect_close(what, i, &out[i], 1e-5, SH_OP_ATTN);
         mb_free(&q[i].m);
         mb_free(&out[i].m);
@@ -1305,17 +1328,32 @@ int main(int argc, char **argv) {
     test_pool_mixed();
     test_kv_write_mixed(0);
     test_kv_write_mixed(1);
-    test_attn_mixed(0);
-    test_attn_mixed(1);
+    const int na = (int)(sizeof attn_cases / sizeof attn_cases[0]);
+    const int nd = (int)(sizeof attn_dec_cases / sizeof attn_dec_cases[0]);
+    test_attn_mixed("mixed", attn_cases, na, 0);
+    test_attn_mixed("mixed", attn_cases, na, 1);
     /* the shared-tile kernel with its key tiles split (the default budget
      * splits only small launches), then no split at all */
     OK(sh_cuda_set_attn_split(gpu, 16));
-    test_attn_mixed(0);
+    test_attn_mixed("mixed", attn_cases, na, 0);
     OK(sh_cuda_set_attn_split(gpu, 0));
-    test_attn_mixed(0);
-    test_attn_mixed(1);
+    test_attn_mixed("mixed", attn_cases, na, 0);
+    test_attn_mixed("mixed", attn_cases, na, 1);
     OK(sh_cuda_set_attn_split(gpu, 4));
     CHECK(sh_cuda_set_attn_split(gpu, -1) == SHOAL_ERR_INVALID_ARG, "set_attn_split took -1");
+    /* every key in shared memory (attn_dec.cu): never, small launches (the
+     * default), whenever the keys fit — against the CPU and the reference */
+    static const char *dec_names[] = {"cuda/attn-tiles", "cuda/attn-dec-auto", "cuda/attn-dec"};
+    for (int mode = 0; mode < 3; mode++) {
+        OK(sh_cuda_set_attn_dec(gpu, mode));
+        test_attn_mixed(dec_names[mode], attn_dec_cases, nd, 0);
+        test_attn_mixed(dec_names[mode], attn_dec_cases, nd, 1);
+        f0 = check_fail_;
+        opref_attn_all(gpu, dec_names[mode], 7000);
+        printf("op_ref attention [%s]: %s\n", dec_names[mode], check_fail_ == f0 ? "ok" : "FAILED");
+    }
+    OK(sh_cuda_set_attn_dec(gpu, 1));
+    CHECK(sh_cuda_set_attn_dec(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_attn_dec took 3");
     test_argmax();
     test_copies();
     test_step();

@@ -76,15 +76,16 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
-/* Launches kernel on a grid of `blocks` x `threads` on stream s, with
- * programmatic stream serialization when pdl is set. */
+/* Launches kernel on a grid of `blocks` x `threads` with smem bytes of
+ * dynamic shared memory on stream s, with programmatic stream serialization
+ * when pdl is set. */
 template <typename... KArgs, typename... Args>
-static inline cudaError_t sh_cu_launch_k(void (*kernel)(KArgs...), int blocks, int threads, cudaStream_t s, int pdl,
-                                         Args &&...args) {
+static inline cudaError_t sh_cu_launch_ks(void (*kernel)(KArgs...), int blocks, int threads, size_t smem,
+                                          cudaStream_t s, int pdl, Args &&...args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)blocks);
     cfg.blockDim = dim3((unsigned)threads);
-    cfg.dynamicSmemBytes = 0;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -93,6 +94,13 @@ static inline cudaError_t sh_cu_launch_k(void (*kernel)(KArgs...), int blocks, i
     cfg.numAttrs = pdl ? 1 : 0;
     cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
     return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+/* The same without dynamic shared memory. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t sh_cu_launch_k(void (*kernel)(KArgs...), int blocks, int threads, cudaStream_t s, int pdl,
+                                         Args &&...args) {
+    return sh_cu_launch_ks(kernel, blocks, threads, 0, s, pdl, static_cast<Args &&>(args)...);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -228,6 +228,8 @@ cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a);
 /* one query head per block (variant 1 of attn) */
 cudaError_t sh_cu_launch_attn1(cudaStream_t s, const sh_cu_launch_args *a);
+/* every visible key in shared memory (variant 2 of attn) */
+cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a);
@@ -262,6 +264,15 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
 /* GEMM row norms: counters per launch (one per m tile of a normed group) */
 #define SH_CU_GEMM_COUNTS 16384
 /* attention blocks per (row, KV head) when each serves up to hpb query heads */
+/* Attention with every key in shared memory (attn_dec.cu): query heads per
+ * KV head at most, the shared memory a launch may ask for, and what a block
+ * of n_keys keys needs (K and V rows of hd es-byte elements padded by 16;
+ * queries, scores, partition sums and row sums in floats). */
+#define SH_CU_ATTN_DEC_HEADS 8
+#define SH_CU_ATTN_DEC_SMEM_MAX (96 * 1024)
+static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads) {
+    return 2 * n_keys * (hd * es + 16) + 4 * heads * (hd + ((n_keys + 3) & ~3L) + 128 + 1);
+}
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
 /* cudaSuccess if this binary has kernels for the current device. */
