@@ -11,6 +11,7 @@
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
+#     attndec   attention with every key in shared memory: off / small launches / whenever it fits
 #     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
 # Logs and JSON are packed into $OUT/e2e-<modes>.tgz (the device returns at
@@ -170,6 +171,18 @@ norm)
       read -r shape models seqs <<< "$w"
       for e in 1 0; do
         SHOAL_CUDA_GEMM_NORM=$e BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "norm$e-r$rep-$shape-${models}x$seqs" \
+          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
+      done
+    done
+  done
+  ;;
+attndec)
+  # attention with every key in shared memory: never (0), small launches (1, the default), whenever it fits (2)
+  for rep in 1 2; do
+    for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
+      read -r shape models seqs <<< "$w"
+      for a in 0 1 2; do
+        SHOAL_CUDA_ATTN_DEC=$a BENCH_GREP="decode:" BENCH_LINES=1 bench "dec$a-r$rep-$shape-${models}x$seqs" \
           --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
       done
     done
