@@ -778,7 +778,7 @@ static const attn_case attn_dec_cases[] = {
     {1, 0, 9, 3, 64, 1, 191, 192, 1, 3},   /* the benchmark's last decode step */
     {0, 1, 9, 3, 64, 1, 63, 64, 1, 3},     /* f32 KV */
     {1, 2, 14, 2, 64, 1, 300, 301, 1, 2},  /* 7:1, long */
-    {0, 3, 12, 12, 64, 1, 17, 18, 1, 2},   /* MHA (gpt2) */
+    {0, 3, 8, 8, 64, 1, 17, 18, 1, 2},     /* MHA */
     {1, 1, 8, 1, 128, 1, 40, 41, 1, 2},    /* 8:1, head_dim 128 */
     {1, 0, 4, 2, 64, 9, 20, 29, 1, 2},     /* prefill continuing a sequence */
     {0, 2, 6, 6, 32, 12, 0, 12, 0, 2},     /* encoder, bidirectional */
