@@ -177,7 +177,7 @@ norm)
   done
   ;;
 attndec)
-  # attention with every key in shared memory: never (0), small launches (1, the default), whenever it fits (2)
+  # attention with every key in shared memory: never (0), a (row, KV head) per SM (1, the default), whenever it fits (2)
   for rep in 1 2; do
     for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
       read -r shape models seqs <<< "$w"

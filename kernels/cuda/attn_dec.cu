@@ -2,7 +2,8 @@
  * short contexts (attn.cu dispatches here: variant 2). Over the paged KV pool:
  * one launch for every sequence (group) of a call.
  *
- * One block (128 threads) per (group, query row, KV head) serves all G =
+ * One block (128 threads; 512 in launches of a few blocks) per (group,
+ * query row, KV head) serves all G =
  * n_head / n_head_kv query heads that read that KV head (G <= kDecHeads,
  * head_dim <= 128, 16-byte K/V rows; the host checks). The K and V rows of
  * the keys before pos0 were written by earlier steps, so their copies into
@@ -32,7 +33,8 @@ namespace {
 
 constexpr int kDecHeads = SH_CU_ATTN_DEC_HEADS;
 
-/* Issues the copies of the K and V rows of keys [k0, k1) into ks / vs. */
+/* Issues the copies of the K and V rows of keys [k0, k1) into ks / vs
+ * (blockDim.x threads). */
 __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsigned char *ks, unsigned char *vs,
                                          int rs, int k0, int k1, bool &bad) {
     const int es = d.kv.dtype == DT_F16 ? 2 : 4;
@@ -40,7 +42,7 @@ __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsig
     const uint64_t row_bytes = (uint64_t)d.kv.kv_dim * es;
     const uint64_t k_slot = (uint64_t)(d.kv.layer * 2) * SH_KV_TOKENS * row_bytes;
     const uint64_t v_off = (uint64_t)SH_KV_TOKENS * row_bytes, head_off = (uint64_t)hk * rb;
-    for (int c = threadIdx.x; c < 2 * nk * n16; c += kThreads) {
+    for (int c = threadIdx.x; c < 2 * nk * n16; c += blockDim.x) {
         const int kv = c >= nk * n16;
         const int rem = c - kv * nk * n16;
         const int j = k0 + rem / n16, piece = rem % n16;
@@ -56,7 +58,8 @@ __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsig
     }
 }
 
-__global__ void __launch_bounds__(kThreads)
+template <int NT>
+__global__ void __launch_bounds__(NT)
     attn_dec_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                     int *err) {
     extern __shared__ __align__(16) unsigned char sm[];
@@ -75,7 +78,7 @@ __global__ void __launch_bounds__(kThreads)
     float *qs = reinterpret_cast<float *>(vs + (size_t)n_keys * rs); /* [G][hd] */
     float *ps = qs + G * hd;                                         /* [G][nkp] */
     float *acc_s = ps + G * nkp;                                      /* [G][P][D] */
-    float *l_s = acc_s + G * kThreads;                                /* [G] */
+    float *l_s = acc_s + G * NT;                                      /* [G] */
 
     bool bad = false;
     const int early = min(d.pos0, n_keys); /* keys of earlier steps */
@@ -85,13 +88,13 @@ __global__ void __launch_bounds__(kThreads)
     dec_copy(d, hk, ks, vs, rs, early, n_keys, bad);
     cp_async_commit();
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head0 * hd;
-    for (int i = threadIdx.x; i < G * hd; i += kThreads) qs[i] = q[i];
+    for (int i = threadIdx.x; i < G * hd; i += NT) qs[i] = q[i];
     cp_async_wait<0>();
     __syncthreads();
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     /* scores: thread j, every head, one pass over K_j */
-    for (int j = tid; j < n_keys; j += kThreads) {
+    for (int j = tid; j < n_keys; j += NT) {
         float s[kDecHeads];
 #pragma unroll
         for (int h = 0; h < kDecHeads; h++) s[h] = 0.0f;
@@ -137,7 +140,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     /* softmax weights per head: warp w takes heads w, w + 4, ... */
-    for (int h = warp; h < G; h += kThreads / 32) {
+    for (int h = warp; h < G; h += NT / 32) {
         float *p = ps + h * nkp;
         float m = -INFINITY;
         for (int j = lane; j < n_keys; j += 32) m = fmaxf(m, p[j]);
@@ -154,7 +157,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     /* p V: thread (partition, d0) over keys part, part + P, ... for every head */
     const int D = hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
-    const int P = kThreads / D, part = tid / D, d0 = tid % D;
+    const int P = NT / D, part = tid / D, d0 = tid % D;
     float acc[kDecHeads];
 #pragma unroll
     for (int h = 0; h < kDecHeads; h++) acc[h] = 0.0f;
@@ -170,13 +173,13 @@ __global__ void __launch_bounds__(kThreads)
     }
 #pragma unroll
     for (int h = 0; h < kDecHeads; h++)
-        if (h < G) acc_s[h * kThreads + tid] = acc[h];
+        if (h < G) acc_s[h * NT + tid] = acc[h];
     __syncthreads();
     float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head0 * hd;
-    for (int i = tid; i < G * hd; i += kThreads) {
+    for (int i = tid; i < G * hd; i += NT) {
         const int h = i / hd, dd = i - h * hd;
         float num = 0.0f;
-        for (int pp = 0; pp < P; pp++) num += acc_s[h * kThreads + pp * D + dd];
+        for (int pp = 0; pp < P; pp++) num += acc_s[h * NT + pp * D + dd];
         out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
@@ -184,21 +187,27 @@ __global__ void __launch_bounds__(kThreads)
 
 } // namespace
 
-/* variant = 2 | (shared bytes / 1024) << 8 */
-extern "C" cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a) {
-    const int smem = (a->variant >> 8) * 1024;
-    /* shared memory past 48 KB is an opt-in per device, asked for once per
-     * size it grows to (graph replays do not come here) */
+/* variant = 2 (128 threads) or 3 (512: launches of a few blocks) | (shared
+ * bytes / 1024) << 8 */
+template <int NT>
+static cudaError_t launch_dec(cudaStream_t s, const sh_cu_launch_args *a, int smem) {
+    /* shared memory past 48 KB is an opt-in per device and kernel, asked
+     * for once per size it grows to (graph replays do not come here) */
     static int set_bytes[64];
     int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
     if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
     if (smem > __atomic_load_n(&set_bytes[dev], __ATOMIC_RELAXED)) {
-        e = cudaFuncSetAttribute(attn_dec_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        e = cudaFuncSetAttribute(attn_dec_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return e;
         __atomic_store_n(&set_bytes[dev], smem, __ATOMIC_RELAXED);
     }
-    return sh_cu_launch_ks(attn_dec_kernel, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
+    return sh_cu_launch_ks(attn_dec_kernel<NT>, a->n_blocks, NT, (size_t)smem, s, a->pdl,
                            static_cast<const sh_cu_attn_desc *>(a->desc), a->starts, a->n_groups, a->err);
+}
+
+extern "C" cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a) {
+    const int smem = (a->variant >> 8) * 1024;
+    return (a->variant & 0xff) == 3 ? launch_dec<SH_CU_ATTN_DEC_WIDE>(s, a, smem) : launch_dec<kThreads>(s, a, smem);
 }

@@ -104,7 +104,7 @@ typedef struct sh_cu_backend {
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
     int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
-    int attn_dec;              /* attention with every key in shared memory: 0 never, 1 small launches, 2 whenever it fits */
+    int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -912,16 +912,18 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     for (int i = 0; i < n; i++) pairs += (int64_t)g[i].q.rows * g[i].n_head_kv;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int hpb = pairs >= 2 * sms ? 4 : 1;
-    /* Small launches whose keys fit in shared memory take attn_dec.cu: a
-     * block per (row, KV head) with every key resident, the earlier steps'
-     * keys loaded while the previous kernel runs. */
-    if (cb->attn_dec == 2 || (cb->attn_dec == 1 && hpb == 1)) {
+    /* Launches whose keys fit in shared memory take attn_dec.cu: a block per
+     * (row, KV head) with every key resident, the earlier steps' keys loaded
+     * while the previous kernel runs; 512 threads per block when the launch
+     * has fewer blocks than half the SMs. */
+    if (cb->attn_dec == 2 || (cb->attn_dec == 1 && pairs >= sms)) {
+        const int wide = 2 * pairs < sms;
         long smem = 0;
         for (int i = 0; i < n && smem >= 0; i++) {
             const sh_attn_group *e = &g[i];
             const long es = e->kv.dtype == SH_F16 ? 2 : 4, G = e->n_head / e->n_head_kv;
             const long keys = e->causal ? (long)e->pos0 + e->q.rows : e->n_kv;
-            const long need = sh_cu_attn_dec_smem(keys, e->head_dim, es, G);
+            const long need = sh_cu_attn_dec_smem(keys, e->head_dim, es, G, wide ? SH_CU_ATTN_DEC_WIDE : 128);
             const int fits = G <= SH_CU_ATTN_DEC_HEADS && e->head_dim <= 128 && e->head_dim % 8 == 0 &&
                              cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
                              ((uint64_t)e->kv.kv_dim * (uint64_t)es) % 16 == 0 && need <= SH_CU_ATTN_DEC_SMEM_MAX;
@@ -942,7 +944,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
                 CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv);
             }
             pk.starts[n] = (int32_t)total;
-            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, 2 | (int)(kb << 8), "attn");
+            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, (wide ? 3 : 2) | (int)(kb << 8), "attn");
         }
     }
     /* Split: the key tiles of each block's (row, heads) unit are dealt to up
@@ -1322,7 +1324,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * SHOAL_CUDA_ATTN_SPLIT=N blocks per SM, 0 off (after the device info: it needs the SM count) */
     const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT");
     cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
-    /* SHOAL_CUDA_ATTN_DEC: 0 never, 1 (default) small launches, 2 whenever the keys fit */
+    /* SHOAL_CUDA_ATTN_DEC: 0 never, 1 (default) launches of a (row, KV head) per SM, 2 whenever the keys fit */
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 1;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {

@@ -65,8 +65,8 @@ shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm);
 /* Attention with every visible key in shared memory (one block per row and
  * KV head, the keys of earlier steps loaded while the previous kernel runs):
  * 0 never, 1 (the default unless SHOAL_CUDA_ATTN_DEC says otherwise) for
- * launches small enough to take one query head per block otherwise, 2
- * whenever the keys fit. SHOAL_ERR_INVALID_ARG for other values or a
+ * launches of at least one (row, KV head) pair per SM, 2 whenever the keys
+ * fit. SHOAL_ERR_INVALID_ARG for other values or a
  * non-CUDA backend. */
 shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
 

@@ -228,7 +228,7 @@ cudaError_t sh_cu_launch_kv_write(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a);
 /* one query head per block (variant 1 of attn) */
 cudaError_t sh_cu_launch_attn1(cudaStream_t s, const sh_cu_launch_args *a);
-/* every visible key in shared memory (variant 2 of attn) */
+/* every visible key in shared memory (variants 2 and 3 of attn) */
 cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
@@ -270,8 +270,9 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
  * queries, scores, partition sums and row sums in floats). */
 #define SH_CU_ATTN_DEC_HEADS 8
 #define SH_CU_ATTN_DEC_SMEM_MAX (96 * 1024)
-static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads) {
-    return 2 * n_keys * (hd * es + 16) + 4 * heads * (hd + ((n_keys + 3) & ~3L) + 128 + 1);
+#define SH_CU_ATTN_DEC_WIDE 512 /* threads per block in launches of a few blocks */
+static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads, long threads) {
+    return 2 * n_keys * (hd * es + 16) + 4 * heads * (hd + ((n_keys + 3) & ~3L) + threads + 1);
 }
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
