@@ -912,10 +912,10 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
     for (int i = 0; i < n; i++) pairs += (int64_t)g[i].q.rows * g[i].n_head_kv;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int hpb = pairs >= 2 * sms ? 4 : 1;
-    /* Launches whose keys fit in shared memory take attn_dec.cu: a block per
-     * (row, KV head) with every key resident, the earlier steps' keys loaded
-     * while the previous kernel runs; 512 threads per block when the launch
-     * has fewer blocks than half the SMs. */
+    /* Launches whose keys fit in shared memory take attn_dec.cu (mode 2, the
+     * default): a block per (row, KV head) with every key resident, the
+     * earlier steps' keys loaded while the previous kernel runs; 512 threads
+     * per block when the launch has fewer blocks than half the SMs. */
     if (cb->attn_dec == 2 || (cb->attn_dec == 1 && pairs >= sms)) {
         const int wide = 2 * pairs < sms;
         long smem = 0;
@@ -1324,9 +1324,10 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * SHOAL_CUDA_ATTN_SPLIT=N blocks per SM, 0 off (after the device info: it needs the SM count) */
     const char *as = getenv("SHOAL_CUDA_ATTN_SPLIT");
     cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
-    /* SHOAL_CUDA_ATTN_DEC: 0 never, 1 (default) launches of a (row, KV head) per SM, 2 whenever the keys fit */
+    /* SHOAL_CUDA_ATTN_DEC: 0 never, 1 launches of a (row, KV head) per SM, 2 (default) whenever the keys fit
+     * (bench/NOTES.md, "Attention with every key in shared memory") */
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
-    cb->attn_dec = ad ? atoi(ad) : 1;
+    cb->attn_dec = ad ? atoi(ad) : 2;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;

@@ -64,8 +64,8 @@ shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm);
 
 /* Attention with every visible key in shared memory (one block per row and
  * KV head, the keys of earlier steps loaded while the previous kernel runs):
- * 0 never, 1 (the default unless SHOAL_CUDA_ATTN_DEC says otherwise) for
- * launches of at least one (row, KV head) pair per SM, 2 whenever the keys
+ * 0 never, 1 for launches of at least one (row, KV head) pair per SM, 2
+ * (the default unless SHOAL_CUDA_ATTN_DEC says otherwise) whenever the keys
  * fit. SHOAL_ERR_INVALID_ARG for other values or a
  * non-CUDA backend. */
 shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
