@@ -13,7 +13,8 @@
  * every head in one pass over its K row, warp w takes heads w, w + 4 (the
  * maximum, the weights e^(s - max), their sum), and thread (partition, dim
  * d) accumulates p_h[j] V_j[d] for every head over its share of the keys;
- * partitions are summed at the end. One pass over the keys: no running
+ * partitions are summed at the end, in an order that does not depend on the
+ * block size. One pass over the keys: no running
  * rescale and no tile barriers. Causal rows see [0, pos0 + row],
  * bidirectional ones [0, n_kv). A negative block id zeroes its keys' rows,
  * scores them -inf and raises SH_CU_ERR_BLOCK_ID. expf is the accurate one.
@@ -77,8 +78,8 @@ __global__ void __launch_bounds__(NT)
     unsigned char *ks = sm, *vs = sm + (size_t)n_keys * rs;
     float *qs = reinterpret_cast<float *>(vs + (size_t)n_keys * rs); /* [G][hd] */
     float *ps = qs + G * hd;                                         /* [G][nkp] */
-    float *acc_s = ps + G * nkp;                                      /* [G][P][D] */
-    float *l_s = acc_s + G * NT;                                      /* [G] */
+    float *acc_s = ps + G * nkp;                                      /* [G][partition][D] */
+    float *l_s = acc_s + G * SH_CU_ATTN_DEC_WIDE;                     /* [G] */
 
     bool bad = false;
     const int early = min(d.pos0, n_keys); /* keys of earlier steps */
@@ -155,31 +156,40 @@ __global__ void __launch_bounds__(NT)
         if (lane == 0) l_s[h] = l;
     }
     __syncthreads();
-    /* p V: thread (partition, d0) over keys part, part + P, ... for every head */
+    /* p V: NW / D logical partitions of D dims, partition lp summing keys
+     * lp, lp + NW / D, ... for every head; a thread takes NW / NT of them,
+     * and the partitions are added in order at the end — the same sums for
+     * either block size, so a launch's choice of size leaves results bitwise
+     * unchanged */
+    constexpr int NW = SH_CU_ATTN_DEC_WIDE, L = NW / NT;
     const int D = hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
-    const int P = NT / D, part = tid / D, d0 = tid % D;
-    float acc[kDecHeads];
+    const int PL = NW / D, P = NT / D, part = tid / D, d0 = tid % D;
 #pragma unroll
-    for (int h = 0; h < kDecHeads; h++) acc[h] = 0.0f;
-    if (d0 < hd) {
-        for (int j = part; j < n_keys; j += P) {
-            const unsigned char *vp = vs + j * rs;
-            const float v = f16 ? __half2float(reinterpret_cast<const __half *>(vp)[d0])
-                                : reinterpret_cast<const float *>(vp)[d0];
+    for (int l = 0; l < L; l++) {
+        const int lp = part + l * P;
+        float acc[kDecHeads];
 #pragma unroll
-            for (int h = 0; h < kDecHeads; h++)
-                if (h < G) acc[h] = fmaf(ps[h * nkp + j], v, acc[h]);
+        for (int h = 0; h < kDecHeads; h++) acc[h] = 0.0f;
+        if (d0 < hd) {
+            for (int j = lp; j < n_keys; j += PL) {
+                const unsigned char *vp = vs + j * rs;
+                const float v = f16 ? __half2float(reinterpret_cast<const __half *>(vp)[d0])
+                                    : reinterpret_cast<const float *>(vp)[d0];
+#pragma unroll
+                for (int h = 0; h < kDecHeads; h++)
+                    if (h < G) acc[h] = fmaf(ps[h * nkp + j], v, acc[h]);
+            }
         }
-    }
 #pragma unroll
-    for (int h = 0; h < kDecHeads; h++)
-        if (h < G) acc_s[h * NT + tid] = acc[h];
+        for (int h = 0; h < kDecHeads; h++)
+            if (h < G) acc_s[h * NW + lp * D + d0] = acc[h];
+    }
     __syncthreads();
     float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head0 * hd;
     for (int i = tid; i < G * hd; i += NT) {
         const int h = i / hd, dd = i - h * hd;
         float num = 0.0f;
-        for (int pp = 0; pp < P; pp++) num += acc_s[h * NT + pp * D + dd];
+        for (int pp = 0; pp < PL; pp++) num += acc_s[h * NW + pp * D + dd];
         out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);

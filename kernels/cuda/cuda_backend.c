@@ -923,7 +923,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
             const sh_attn_group *e = &g[i];
             const long es = e->kv.dtype == SH_F16 ? 2 : 4, G = e->n_head / e->n_head_kv;
             const long keys = e->causal ? (long)e->pos0 + e->q.rows : e->n_kv;
-            const long need = sh_cu_attn_dec_smem(keys, e->head_dim, es, G, wide ? SH_CU_ATTN_DEC_WIDE : 128);
+            const long need = sh_cu_attn_dec_smem(keys, e->head_dim, es, G);
             const int fits = G <= SH_CU_ATTN_DEC_HEADS && e->head_dim <= 128 && e->head_dim % 8 == 0 &&
                              cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
                              ((uint64_t)e->kv.kv_dim * (uint64_t)es) % 16 == 0 && need <= SH_CU_ATTN_DEC_SMEM_MAX;
