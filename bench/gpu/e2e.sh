@@ -41,6 +41,20 @@ peer() { # name kind shape models seqs
     --prompt 64 --tokens 128 --dtype bf16 > "$W/$name.peer.json" 2> "$W/$name.peer.err"
   echo "== peer $name: $(tail -1 "$W/$name.peer.json")"
 }
+# One switch over the six decode workloads, twice: decode tok/s and launches per value of the
+# environment variable. name prefix, variable, values
+sweep() {
+  local pre=$1 var=$2 vals=$3 rep w v shape models seqs
+  for rep in 1 2; do
+    for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
+      read -r shape models seqs <<< "$w"
+      for v in $vals; do
+        (export "$var=$v"; BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "$pre$v-r$rep-$shape-${models}x$seqs" \
+          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16)
+      done
+    done
+  done
+}
 # ncu over decode steps: name, launches per step, bench args...
 prof() {
   local name=$1 L=$2; shift 2
@@ -154,39 +168,15 @@ fusion)
   done
   ;;
 epi)
-  for rep in 1 2; do
-    for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
-      read -r shape models seqs <<< "$w"
-      for e in 1 0; do
-        SHOAL_FUSE_EPI=$e BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "epi$e-r$rep-$shape-${models}x$seqs" \
-          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
-      done
-    done
-  done
+  sweep epi SHOAL_FUSE_EPI "1 0"
   ;;
 norm)
-  # each norm as the row norm of the GEMM before it (SHOAL_CUDA_GEMM_NORM=1) vs its own call, decode tok/s, twice
-  for rep in 1 2; do
-    for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
-      read -r shape models seqs <<< "$w"
-      for e in 1 0; do
-        SHOAL_CUDA_GEMM_NORM=$e BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "norm$e-r$rep-$shape-${models}x$seqs" \
-          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
-      done
-    done
-  done
+  # each norm as the row norm of the GEMM before it (SHOAL_CUDA_GEMM_NORM=1) vs its own call
+  sweep norm SHOAL_CUDA_GEMM_NORM "1 0"
   ;;
 attndec)
-  # attention with every key in shared memory: never (0), a (row, KV head) per SM (1, the default), whenever it fits (2)
-  for rep in 1 2; do
-    for w in "smollm-135m 1 1" "smollm-135m 1 16" "smollm-135m 1 64" "smollm-135m 8 16" "gpt2-124m 1 1" "gpt2-124m 1 64"; do
-      read -r shape models seqs <<< "$w"
-      for a in 0 1 2; do
-        SHOAL_CUDA_ATTN_DEC=$a BENCH_GREP="decode:" BENCH_LINES=1 bench "dec$a-r$rep-$shape-${models}x$seqs" \
-          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16
-      done
-    done
-  done
+  # attention with every key in shared memory: never (0), a (row, KV head) per SM (1), whenever it fits (2, the default)
+  sweep dec SHOAL_CUDA_ATTN_DEC "0 1 2"
   ;;
 attnsplit)
   # split attention: blocks per SM a launch may grow to (0: no split), decode tok/s
