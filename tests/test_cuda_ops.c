@@ -657,7 +657,89 @@ static void test_kv_write_mixed(int rope) {
  * heads of 64 (NEOX, f16 pool) and of 32 (NORM, f32 pool), bf16 / q8_0
  * weights, rows of many sequences scattered over the pool, a plain group
  * beside them. y within the GEMM limit, pools within f32 / f16 rounding. */
-static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path) {
+/* The streamed GEMM (gemm_ring.cu) takes calls whose groups all have 16-bit
+ * weights of one dtype: M from 2 to 64, K not a multiple of its 128-element
+ * stages, rows not a multiple of its tiles, pair and GELU epilogues, padded
+ * and offset views, accumulation. */
+static const gemm_case gemm_ring_bf16[] = {
+    {SH_BF16, 1536, 576, 16, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 576, 1536, 16, 0, 0, 0, 1, 1},
+    {SH_BF16, 960, 576, 64, 4, 1, 3, 1, 0},
+    {SH_BF16, 333, 96, 2, 0, 0, 0, 1, 0},
+    {SH_BF16, 40, 160, 33, 0, 2, 1, 0, 1},
+    {SH_BF16, 3072, 768, 9, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_GELU_TANH},
+    {SH_BF16, 17, 32, 5, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 768, 3072, 64, 0, 0, 0, 1, 1},
+};
+static const gemm_case gemm_ring_f16[] = {
+    {SH_F16, 1536, 576, 16, 4, 0, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_F16, 576, 576, 8, 0, 0, 0, 1, 1},
+    {SH_F16, 100, 224, 40, 0, 1, 0, 0, 0, SH_XF_NONE, SH_EPI_GELU_ERF},
+    {SH_F16, 64, 64, 3, 0, 0, 0, 1, 0},
+};
+
+/* The same call through the tile kernels and the streamed GEMM: bitwise
+ * equal outputs (both sum each output's chunks by warp, in order). */
+static void test_gemm_ring_bitwise(const char *label, const gemm_case *cs, int nc) {
+    opr_rng r = {0x719u + (uint64_t)nc};
+    OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
+    mbuf *w = calloc((size_t)nc, sizeof *w), *w2 = calloc((size_t)nc, sizeof *w2);
+    fview *x = calloc((size_t)nc, sizeof *x), *y = calloc((size_t)nc, sizeof *y);
+    sh_gemm_group *gg = calloc((size_t)nc, sizeof *gg);
+    float **out = calloc((size_t)nc, sizeof *out);
+    for (int i = 0; i < nc; i++) {
+        const gemm_case *c = &cs[i];
+        uint8_t *wb = opr_weight_bytes(&r, c->dt, c->n, c->k);
+        mb_new(&w[i], wb, opr_row_bytes(c->dt, c->k) * (size_t)c->n);
+        free(wb);
+        fv_new(&x[i], &r, c->m, c->k, c->k + c->xpad, c->xoff, -1, 1, 0);
+        fv_new(&y[i], &r, c->m, c->n, c->n + c->ypad, 1, -1, 1, 0);
+        gg[i] = (sh_gemm_group){{w[i].g, c->dt, c->n, c->k}, NULL, fv_view(&x[i], 1), fv_view(&y[i], 1), c->acc};
+        gg[i].epi = c->epi;
+        if (c->epi == SH_EPI_SILU_PAIR) {
+            wb = opr_weight_bytes(&r, c->dt, c->n, c->k);
+            mb_new(&w2[i], wb, opr_row_bytes(c->dt, c->k) * (size_t)c->n);
+            free(wb);
+            gg[i].w2 = (sh_weight){w2[i].g, c->dt, c->n, c->k};
+        }
+        out[i] = malloc(y[i].m.bytes);
+    }
+    OK(sh_cuda_set_gemm_ring(gpu, 0));
+    OK(sh_be_gemm(gpu, nc, gg));
+    OK(sh_be_sync(gpu));
+    for (int i = 0; i < nc; i++) {
+        opr_download(gpu, out[i], y[i].m.g, y[i].m.bytes);
+        float *init = malloc(y[i].m.bytes); /* y as it was before the call (the CPU copy is untouched) */
+        opr_download(cpu, init, y[i].m.c, y[i].m.bytes);
+        OK(sh_be_upload(gpu, y[i].m.g, init, y[i].m.bytes));
+        free(init);
+    }
+    OK(sh_cuda_set_gemm_ring(gpu, 2));
+    OK(sh_be_gemm(gpu, nc, gg));
+    OK(sh_be_sync(gpu));
+    for (int i = 0; i < nc; i++) {
+        float *o = malloc(y[i].m.bytes);
+        opr_download(gpu, o, y[i].m.g, y[i].m.bytes);
+        CHECK(memcmp(o, out[i], y[i].m.bytes) == 0, "gemm ring %s group %d (%s %dx%d M=%d): not bitwise the tile kernels'",
+              label, i, opr_dt_name(cs[i].dt), cs[i].n, cs[i].k, cs[i].m);
+        free(o);
+        free(out[i]);
+        mb_free(&w[i]);
+        if (cs[i].epi == SH_EPI_SILU_PAIR) mb_free(&w2[i]);
+        mb_free(&x[i].m);
+        mb_free(&y[i].m);
+    }
+    OK(sh_cuda_set_gemm_ring(gpu, 1));
+    free(w);
+    free(w2);
+    free(x);
+    free(y);
+    free(gg);
+    free(out);
+}
+
+/* only: every model's weights in this dtype (-1: the table's mix) */
+static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int only) {
     opr_rng r = {0x9e0000u + (uint64_t)path};
     OK(sh_cuda_set_gemm_path(gpu, path));
     kvpool pools[2];
@@ -690,16 +772,17 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path) {
         mb_new(&pos[i], p, (size_t)ms[i].rows * 4);
         mb_new(&slot[i], sl, (size_t)ms[i].rows * 4);
         fv_new(&x[i], &r, ms[i].rows, ms[i].k, ms[i].k, 0, -1, 1, 0);
+        const sh_dtype dt = only >= 0 ? (sh_dtype)only : ms[i].dt;
         for (int j = 0; j < 3; j++) {
             const int c = 3 * i + j, n = (j ? ms[i].nkv : ms[i].nh) * ms[i].hd;
-            uint8_t *wb = opr_weight_bytes(&r, ms[i].dt, n, ms[i].k);
-            mb_new(&w[c], wb, opr_row_bytes(ms[i].dt, ms[i].k) * (size_t)n);
+            uint8_t *wb = opr_weight_bytes(&r, dt, n, ms[i].k);
+            mb_new(&w[c], wb, opr_row_bytes(dt, ms[i].k) * (size_t)n);
             free(wb);
             fv_new(&y[c], &r, ms[i].rows, n, n + 2, 1, -1, 1, 1);
             const kvpool *pl = &pools[ms[i].f16];
             for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
                 sh_gemm_group *e = &(on_gpu ? gg : gc)[c];
-                *e = (sh_gemm_group){{mb(&w[c], on_gpu), ms[i].dt, n, ms[i].k}, NULL, fv_view(&x[i], on_gpu),
+                *e = (sh_gemm_group){{mb(&w[c], on_gpu), dt, n, ms[i].k}, NULL, fv_view(&x[i], on_gpu),
                                      fv_view(&y[c], on_gpu), 0};
                 e->epi = j < 2 ? SH_EPI_ROPE : SH_EPI_NONE;
                 e->rope = (sh_rope_params){ms[i].hd, ms[i].hd, i ? 10000.0f : 1e6f, ms[i].mode};
@@ -1307,7 +1390,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), gp[i].p);
-        test_gemm_qkv_mixed(gp[i].name, gp[i].p);
+        test_gemm_qkv_mixed(gp[i].name, gp[i].p, -1);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
@@ -1318,9 +1401,28 @@ int main(int argc, char **argv) {
         test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), SH_CUDA_GEMM_MMA);
-        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA);
+        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA, -1);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
+    /* the streamed GEMM forced onto every eligible call: the reference suite,
+     * grouped == separate, ragged calls against the CPU, bitwise the tile
+     * kernels' results */
+    {
+        const int nb = (int)(sizeof gemm_ring_bf16 / sizeof gemm_ring_bf16[0]);
+        const int nf = (int)(sizeof gemm_ring_f16 / sizeof gemm_ring_f16[0]);
+        OK(sh_cuda_set_gemm_ring(gpu, 2));
+        f0 = check_fail_;
+        opref_run_all(gpu, "cuda/ring");
+        opref_grouped_run_all(gpu, "cuda/ring");
+        printf("op_ref suite [cuda/ring]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+        test_gemm_mixed("ring", gemm_ring_bf16, nb, SH_CUDA_GEMM_AUTO);
+        test_gemm_mixed("ring", gemm_ring_f16, nf, SH_CUDA_GEMM_AUTO);
+        test_gemm_qkv_mixed("ring", SH_CUDA_GEMM_AUTO, SH_BF16);
+        OK(sh_cuda_set_gemm_ring(gpu, 1));
+        test_gemm_ring_bitwise("bf16", gemm_ring_bf16, nb);
+        test_gemm_ring_bitwise("f16", gemm_ring_f16, nf);
+        CHECK(sh_cuda_set_gemm_ring(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_ring took 3");
+    }
     test_get_rows_mixed();
     test_norm_mixed();
     test_act_mixed();

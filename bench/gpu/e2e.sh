@@ -11,6 +11,7 @@
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
+#     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
 #     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
 #     tiles     GEMM tensor-core tile sweep: decode tok/s and warm-cache ncu GEMM times per tile
@@ -173,6 +174,10 @@ epi)
 norm)
   # each norm as the row norm of the GEMM before it (SHOAL_CUDA_GEMM_NORM=1) vs its own call
   sweep norm SHOAL_CUDA_GEMM_NORM "1 0"
+  ;;
+ring)
+  # the streamed GEMM: never (0), launches of two tiles per block at M <= 16 (1, the default), whenever eligible (2)
+  sweep ring SHOAL_CUDA_GEMM_RING "${RING_VALS:-0 1 2}"
   ;;
 attndec)
   # attention with every key in shared memory: never (0), a (row, KV head) per SM (1), whenever it fits (2, the default)

@@ -1,6 +1,6 @@
 /* Shared pieces of the two attention kernels (attn.cu: K/V tiles shared by up
  * to 4 query heads; attn1.cu: one query head per block): block size, the
- * shared-memory stage of one K/V tile, cp.async helpers, and the geometry and
+ * shared-memory stage of one K/V tile, and the geometry and
  * loaders of paged K/V tiles. Included inside each file's anonymous namespace. */
 #ifndef SH_ATTN_TILE_CUH
 #define SH_ATTN_TILE_CUH
@@ -8,14 +8,6 @@
 constexpr int kThreads = 128;
 constexpr int kStageBytes = SH_CU_ATTN_STAGE_BYTES; /* K + V of one tile */
 constexpr int kTKMax = SH_CU_ATTN_TK_MAX;          /* keys per tile at most */
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 /* Geometry of one (row, head) block. K and V rows sit in shared memory rs
  * bytes apart (the row rounded up to 16 bytes, plus 16 so that threads

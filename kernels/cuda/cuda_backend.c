@@ -104,6 +104,7 @@ typedef struct sh_cu_backend {
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
     int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
+    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of two items per block and M <= 16, 2 whenever eligible */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -437,13 +438,13 @@ static shoal_status cu_pack(sh_cu_backend *cb, int n, size_t desc_size, sh_cu_pa
     return SHOAL_OK;
 }
 
-/* Queues the launch of a packed op (n real groups, n_blocks = starts[n])
- * sized to its capacity buckets, and flushes unless a step is open. */
-static shoal_status cu_queue(sh_cu_backend *cb, sh_cu_launch_fn fn, const sh_cu_pack *pk, int n, int64_t n_blocks,
-                             int variant, const char *op) {
-    const int64_t grid = cu_bucket(n_blocks);
-    if (grid > INT_MAX) return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: %s: %lld blocks exceed the grid limit", op,
-                                       (long long)n_blocks);
+/* Queues the launch of a packed op (n real groups, n_blocks = starts[n]
+ * units of work) on a grid of `grid` blocks, and flushes unless a step is
+ * open. The kernel finds the work in starts[n_pad + 1]. */
+static shoal_status cu_queue_grid(sh_cu_backend *cb, sh_cu_launch_fn fn, const sh_cu_pack *pk, int n,
+                                  int64_t n_blocks, int64_t grid, int variant, const char *op) {
+    if (grid > INT_MAX || n_blocks > INT_MAX)
+        return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: %s: %lld blocks exceed the grid limit", op, (long long)n_blocks);
     for (int i = n + 1; i < pk->n_pad; i++) pk->starts[i] = (int32_t)n_blocks; /* empty padding groups */
     pk->starts[pk->n_pad] = (int32_t)grid;
     pk->starts[pk->n_pad + 1] = (int32_t)n_blocks;
@@ -458,6 +459,13 @@ static shoal_status cu_queue(sh_cu_backend *cb, sh_cu_launch_fn fn, const sh_cu_
     }
     cb->recs[cb->n_recs++] = (sh_cu_launch_rec){fn, pk->desc_off, pk->starts_off, n, (int)n_blocks, variant};
     return cb->in_step ? SHOAL_OK : cu_flush(cb);
+}
+
+/* The same on a grid of one block per unit of work, sized to its capacity
+ * bucket (extra blocks return at once). */
+static shoal_status cu_queue(sh_cu_backend *cb, sh_cu_launch_fn fn, const sh_cu_pack *pk, int n, int64_t n_blocks,
+                             int variant, const char *op) {
+    return cu_queue_grid(cb, fn, pk, n, n_blocks, cu_bucket(n_blocks), variant, op);
 }
 
 /* Adds `blocks` to the running total and stores the group's first block. */
@@ -621,6 +629,39 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
     return 2;
 }
 
+/* Streamed GEMM (gemm_ring.cu) for a launch, as its WM (weight rows 16 WM
+ * per item), or 0 for the tile kernels. Eligible: every group on the
+ * tensor-core path with 16-bit weights of one dtype, no activation transform
+ * and no row norm, M >= 2. Mode 2 takes every eligible launch (WM = 2 when
+ * that gives an item per SM). Mode 1, the default, only launches where the
+ * ring can pipeline across items — at least two items of 32 rows per block
+ * of its grid — and M <= 16: on the H200 the ring lost where a block gets
+ * one item or less (it is then the tile kernel with a detour through shared
+ * memory) and in its one-block-per-SM M = 32-64 form (bench/NOTES.md,
+ * "Streamed GEMM"). */
+static int64_t cu_ring_items(int S, int wm, int n, const sh_gemm_group *g) {
+    const int nt = sh_cu_ring_nt(S);
+    int64_t items = 0;
+    for (int i = 0; i < n; i++) {
+        const int r = (cu_pair(&g[i]) ? 8 : 16) * wm;
+        items += (int64_t)((cu_np(&g[i]) + r - 1) / r) * ((g[i].x.rows + 8 * nt - 1) / (8 * nt));
+    }
+    return items;
+}
+
+static int cu_ring_config(const sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g,
+                          const unsigned char *mma) {
+    if (!cb->gemm_ring || S < 2 || xk) return 0;
+    const sh_dtype dt = g[0].w.dtype;
+    if (dt != SH_BF16 && dt != SH_F16) return 0;
+    for (int i = 0; i < n; i++)
+        if (!mma[i] || g[i].w.dtype != dt || g[i].norm_out.data) return 0;
+    const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+    const int64_t items = cu_ring_items(S, 2, n, g);
+    if (cb->gemm_ring == 2) return items >= sms ? 2 : 1;
+    return sh_cu_ring_nt(S) <= 2 && items >= 2 * sms * sh_cu_ring_per_sm(sh_cu_ring_nt(S)) ? 2 : 0;
+}
+
 /* SILU_MUL's second operand allows the 16-byte loads x does */
 static int cu_x2_aligned(const sh_gemm_group *e) {
     return e->xf != SH_XF_SILU_MUL || (cu_aligned(e->x2.data, 16) && e->x2.stride % 4 == 0);
@@ -711,7 +752,8 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
-    const int C = cu_mma_config(cb, S, n, g, mma);
+    const int ring_wm = cu_ring_config(cb, S, xk, n, g, mma);
+    const int C = ring_wm ? 0 : cu_mma_config(cb, S, n, g, mma);
     const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S, C);
     const int mma_rows = 16 * sh_cu_mma_wm(S, C), mma_cols = 8 * sh_cu_mma_nt(S, C);
     sh_cu_pack pk;
@@ -763,7 +805,13 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             d[i].x2_stride = e->x2.stride;
         }
         int64_t blocks;
-        if (mma[i]) {
+        if (ring_wm) {
+            /* work = stages: items x 4-chunk slabs */
+            const int nt = sh_cu_ring_nt(S), r = 16 * ring_wm / pair_div;
+            d[i].path = SH_CU_PATH_MMA;
+            d[i].tiles_n = (cu_np(e) + r - 1) / r;
+            blocks = (int64_t)d[i].tiles_n * ((e->x.rows + 8 * nt - 1) / (8 * nt)) * ((e->w.n_in / 32 + 3) / 4);
+        } else if (mma[i]) {
             d[i].path = SH_CU_PATH_MMA;
             const int r = mma_rows / pair_div;
             d[i].tiles_n = (cu_np(e) + r - 1) / r;
@@ -794,6 +842,12 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     }
     if (mma != mma_small) free(mma);
     pk.starts[n] = (int32_t)total;
+    if (ring_wm) {
+        const int nt = sh_cu_ring_nt(S);
+        const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+        return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * sh_cu_ring_per_sm(nt),
+                             nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
+    }
     return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12), "gemm");
 }
 
@@ -1328,6 +1382,10 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * (bench/NOTES.md, "Attention with every key in shared memory") */
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 2;
+    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of two items per block at M <= 16, 2 whenever eligible
+     * (bench/NOTES.md, "Streamed GEMM") */
+    const char *gr = getenv("SHOAL_CUDA_GEMM_RING");
+    cb->gemm_ring = gr ? atoi(gr) : 1;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;
@@ -1404,6 +1462,14 @@ shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm) {
     if (blocks_per_sm < 0)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_split: %d blocks per SM", blocks_per_sm);
     cb->attn_split_blocks = (int64_t)blocks_per_sm * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: not a CUDA backend");
+    if (mode < 0 || mode > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: unknown mode %d", mode);
+    cb->gemm_ring = mode;
     return SHOAL_OK;
 }
 

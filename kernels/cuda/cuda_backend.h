@@ -70,6 +70,14 @@ shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm);
  * non-CUDA backend. */
 shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
 
+/* The streamed GEMM (weights through a ring of shared-memory stages, a few
+ * persistent blocks per SM) for tensor-core launches of 16-bit weights at
+ * M >= 2: 0 never, 1 (the default unless SHOAL_CUDA_GEMM_RING says
+ * otherwise) for launches at M <= 16 with at least two tiles per block of
+ * its grid, 2 whenever eligible. Results are bitwise those of the tile kernels.
+ * SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
+shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode);
+
 /* Programmatic dependent launch on (1, the default unless the environment
  * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes
  * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */

@@ -76,6 +76,16 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
+/* 16-byte asynchronous copies to shared memory (bypassing L1), their
+ * commit groups, and the wait until at most N groups are pending. */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
 /* Launches kernel on a grid of `blocks` x `threads` with smem bytes of
  * dynamic shared memory on stream s, with programmatic stream serialization
  * when pdl is set. */

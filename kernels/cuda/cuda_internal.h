@@ -206,6 +206,16 @@ static inline int sh_cu_mma_valid(int s, int c) {
 }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
+/* Streamed GEMM (gemm_ring.cu): activation rows per item (8 NT) for shape
+ * class S; a block's shared bytes: a ring of stages (16 WM weight rows x 256
+ * bytes, then 8 NT activation rows x 528), 7 stages at NT = 4 (one block
+ * per SM), else 6 (two), and the warps' partial sums. */
+static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
+#define SH_CU_RING_SMEM(nt, wm) \
+    (((nt) == 4 ? 7 : 6) * (16 * (wm) * 256 + 8 * (nt) * 528) + SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
+static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
+static inline int sh_cu_ring_per_sm(int nt) { return nt == 4 ? 1 : 2; }
+
 /* ---- launches ---------------------------------------------------------- */
 
 typedef struct sh_cu_launch_args {
@@ -221,6 +231,8 @@ typedef struct sh_cu_launch_args {
 typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);
 
 cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
+/* streamed weights (gemm_ring.cu): variant = NT | WM << 4 | (f16) << 8; grid fixed, work in starts */
+cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_rope(cudaStream_t s, const sh_cu_launch_args *a);

@@ -584,6 +584,73 @@ __device__ __forceinline__ void decode_a(const unsigned (&ra)[5], unsigned (&a)[
     }
 }
 
+/* One 32-element chunk c of every weight row of the tile: A operands from
+ * their raw bits (ra: rows g and g + 8 of each 16-row unit), B from the f32
+ * activations xv (row g of each n tile, elements o0 .. o0 + 3 and o1 ..
+ * o1 + 3), transformed (XK) and split into three bf16 terms. The same
+ * instruction order wherever it is called, so every kernel that uses it
+ * produces the same sums. */
+template <int NT, int WM, int DT, int XK>
+__device__ __forceinline__ void mma_chunk(const sh_cu_gemm_desc &d, const unsigned (&ra)[WM][2][5],
+                                          const float4 (&xv)[NT][2], const float4 (&x2v)[NT][2], int c, int o0, int o1,
+                                          float (&acc)[WM][NT][4], float (&ss)[NT]) {
+    constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
+    /* A: rows g (e) and g + 8 (f) of each m tile; mma step s uses pairs 2s, 2s + 1 */
+    unsigned e[WM][4], f[WM][4], el[WM][4], fl[WM][4];
+    float se[WM], sf[WM];
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++) {
+        decode_a<DT>(ra[wm][0], e[wm], el[wm], se[wm]);
+        decode_a<DT>(ra[wm][1], f[wm], fl[wm], sf[wm]);
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        /* B: activation row g of this n tile, split into three bf16 terms */
+        unsigned bh[4], bm[4], bl[4];
+        float4 v0 = xv[nt][0], v1 = xv[nt][1];
+        if (XK == 1) {
+            v0 = xf4<1>(d, v0, 0, c * 32 + o0, ss[nt]);
+            v1 = xf4<1>(d, v1, 0, c * 32 + o1, ss[nt]);
+        } else if (XK == 2) {
+            v0 = xf4<2>(d, v0, 0, 0, ss[nt], &x2v[nt][0]);
+            v1 = xf4<2>(d, v1, 0, 0, ss[nt], &x2v[nt][1]);
+        } else if (XK == 3) {
+            v0 = xf4<3>(d, v0, 0, 0, ss[nt]);
+            v1 = xf4<3>(d, v1, 0, 0, ss[nt]);
+        }
+        split3(v0.x, v0.y, bh[0], bm[0], bl[0]);
+        split3(v0.z, v0.w, bh[1], bm[1], bl[1]);
+        split3(v1.x, v1.y, bh[2], bm[2], bl[2]);
+        split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
+#pragma unroll
+        for (int wm = 0; wm < WM; wm++) {
+            float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
+                const int b0 = 2 * s, b1 = 2 * s + 1;
+                mma_bf16(cc, a0, a1, a2, a3, bh[b0], bh[b1]);
+                mma_bf16(cc, a0, a1, a2, a3, bm[b0], bm[b1]);
+                mma_bf16(cc, a0, a1, a2, a3, bl[b0], bl[b1]);
+                if (DT == DT_F16) {
+                    const unsigned l0 = el[wm][2 * s], l1 = fl[wm][2 * s];
+                    const unsigned l2 = el[wm][2 * s + 1], l3 = fl[wm][2 * s + 1];
+                    mma_bf16(cc, l0, l1, l2, l3, bh[b0], bh[b1]);
+                    mma_bf16(cc, l0, l1, l2, l3, bm[b0], bm[b1]);
+                }
+            }
+            if (kQuant) {
+                /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
+                acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
+                acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
+                acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
+                acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
+            }
+        }
+    }
+}
+
 /* The warp's chunks c = warp, warp + 4, ... in batches of U: the A and x
  * loads of a batch are all issued before any is used. XK: 0 plain or an
  * activation computed from x alone, 1 RMS (ss: this lane's sum of squares of
@@ -592,7 +659,6 @@ template <int NT, int WM, int U, int DT, int XK>
 __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigned char *const (&wa)[WM][2],
                                          const float *const (&xr)[NT], const float *const (&x2r)[NT],
                                          float (&acc)[WM][NT][4], float (&ss)[NT]) {
-    constexpr bool kQuant = DT == DT_Q8_0 || DT == DT_Q4_0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = lane & 3;
     const int o0 = DT == DT_Q4_0 ? 4 * t : 8 * t;
@@ -627,61 +693,7 @@ __device__ __forceinline__ void mma_loop(const sh_cu_gemm_desc &d, const unsigne
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c0 + SH_CU_WARPS * u >= n_chunks) break;
-            /* A: rows g (e) and g + 8 (f) of each m tile; mma step s uses pairs 2s, 2s + 1 */
-            unsigned e[WM][4], f[WM][4], el[WM][4], fl[WM][4];
-            float se[WM], sf[WM];
-#pragma unroll
-            for (int wm = 0; wm < WM; wm++) {
-                decode_a<DT>(ra[u][wm][0], e[wm], el[wm], se[wm]);
-                decode_a<DT>(ra[u][wm][1], f[wm], fl[wm], sf[wm]);
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                /* B: activation row g of this n tile, split into three bf16 terms */
-                unsigned bh[4], bm[4], bl[4];
-                float4 v0 = xv[u][nt][0], v1 = xv[u][nt][1];
-                if (XK == 1) {
-                    const int c = c0 + SH_CU_WARPS * u;
-                    v0 = xf4<1>(d, v0, 0, c * 32 + o0, ss[nt]);
-                    v1 = xf4<1>(d, v1, 0, c * 32 + o1, ss[nt]);
-                } else if (XK == 2) {
-                    v0 = xf4<2>(d, v0, 0, 0, ss[nt], &x2v[XK == 2 ? u : 0][nt][0]);
-                    v1 = xf4<2>(d, v1, 0, 0, ss[nt], &x2v[XK == 2 ? u : 0][nt][1]);
-                } else if (XK == 3) {
-                    v0 = xf4<3>(d, v0, 0, 0, ss[nt]);
-                    v1 = xf4<3>(d, v1, 0, 0, ss[nt]);
-                }
-                split3(v0.x, v0.y, bh[0], bm[0], bl[0]);
-                split3(v0.z, v0.w, bh[1], bm[1], bl[1]);
-                split3(v1.x, v1.y, bh[2], bm[2], bl[2]);
-                split3(v1.z, v1.w, bh[3], bm[3], bl[3]);
-#pragma unroll
-                for (int wm = 0; wm < WM; wm++) {
-                    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    float(&cc)[4] = kQuant ? tmp : acc[wm][nt];
-#pragma unroll
-                    for (int s = 0; s < 2; s++) {
-                        const unsigned a0 = e[wm][2 * s], a1 = f[wm][2 * s], a2 = e[wm][2 * s + 1], a3 = f[wm][2 * s + 1];
-                        const int b0 = 2 * s, b1 = 2 * s + 1;
-                        mma_bf16(cc, a0, a1, a2, a3, bh[b0], bh[b1]);
-                        mma_bf16(cc, a0, a1, a2, a3, bm[b0], bm[b1]);
-                        mma_bf16(cc, a0, a1, a2, a3, bl[b0], bl[b1]);
-                        if (DT == DT_F16) {
-                            const unsigned l0 = el[wm][2 * s], l1 = fl[wm][2 * s];
-                            const unsigned l2 = el[wm][2 * s + 1], l3 = fl[wm][2 * s + 1];
-                            mma_bf16(cc, l0, l1, l2, l3, bh[b0], bh[b1]);
-                            mma_bf16(cc, l0, l1, l2, l3, bm[b0], bm[b1]);
-                        }
-                    }
-                    if (kQuant) {
-                        /* rows g (c0, c1) and g + 8 (c2, c3) have their own scales */
-                        acc[wm][nt][0] = fmaf(se[wm], tmp[0], acc[wm][nt][0]);
-                        acc[wm][nt][1] = fmaf(se[wm], tmp[1], acc[wm][nt][1]);
-                        acc[wm][nt][2] = fmaf(sf[wm], tmp[2], acc[wm][nt][2]);
-                        acc[wm][nt][3] = fmaf(sf[wm], tmp[3], acc[wm][nt][3]);
-                    }
-                }
-            }
+            mma_chunk<NT, WM, DT, XK>(d, ra[u], xv[u], x2v[XK == 2 ? u : 0], c0 + SH_CU_WARPS * u, o0, o1, acc, ss);
         }
     }
 }
@@ -699,45 +711,15 @@ __device__ __forceinline__ void mma_dtype(const sh_cu_gemm_desc &d, const unsign
     }
 }
 
-/* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
-template <int NT, int WM, int U, int SMEM, int XK>
-__device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
+/* The block's tile [n0, n0 + 16 WM) x [m0, m0 + 8 NT): the partial sums of
+ * the 4 warps added in warp order through shared memory (red), then scaled
+ * (RMS), biased and stored with the group's epilogue. Every thread calls it. */
+template <int NT, int WM, int SMEM, int XK>
+__device__ __forceinline__ void mma_store_tile(const sh_cu_gemm_desc &d, int n0, int m0, const float (&acc)[WM][NT][4],
+                                               const float (&ss)[NT], float *red) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2;
     const bool pair = epi_pair(d);
-    const int urows = pair ? 8 : 16; /* output rows (pairs) per 16-row unit */
-    const int n0 = (local % d.tiles_n) * urows * WM;
-    const int m0 = (local / d.tiles_n) * 8 * NT;
-
-    const unsigned char *wa[WM][2];
-#pragma unroll
-    for (int wm = 0; wm < WM; wm++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            wa[wm][h] = pair ? pair_row(d, n0 + wm * 8 + g, h)
-                             : static_cast<const unsigned char *>(d.w) +
-                                   (int64_t)min(n0 + wm * 16 + g + 8 * h, d.n - 1) * d.row_bytes;
-        }
-    const float *xr[NT], *x2r[NT];
-    float ss[NT];
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-        const int m = min(m0 + nt * 8 + g, d.m - 1);
-        xr[nt] = d.x + (int64_t)m * d.x_stride;
-        x2r[nt] = d.x2 ? d.x2 + (int64_t)m * d.x2_stride : xr[nt];
-        ss[nt] = 0.0f;
-    }
-
-    float acc[WM][NT][4];
-#pragma unroll
-    for (int wm = 0; wm < WM; wm++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
-
-    mma_dtype<NT, WM, U, XK>(d, wa, xr, x2r, acc, ss);
-
     pdl_wait(); /* warps without chunks have not waited yet */
     /* partials of the 4 warps: red[warp][slot][lane], slot = (wm NT + nt) 4 + j */
     constexpr int kPer = WM * NT * 4 * 32;
@@ -788,6 +770,47 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
             sc = xf_rstd(d, ssh[lm] + ssh[8 * NT + lm] + ssh[16 * NT + lm] + ssh[24 * NT + lm]);
         store_y(d, m0 + lm, row, v * sc);
     }
+}
+
+/* Block tile: weight rows [n0, n0 + 16 WM) x activation rows [m0, m0 + 8 NT). */
+template <int NT, int WM, int U, int SMEM, int XK>
+__device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int local, float *red) {
+    const int g = (threadIdx.x & 31) >> 2;
+    const bool pair = epi_pair(d);
+    const int urows = pair ? 8 : 16; /* output rows (pairs) per 16-row unit */
+    const int n0 = (local % d.tiles_n) * urows * WM;
+    const int m0 = (local / d.tiles_n) * 8 * NT;
+
+    const unsigned char *wa[WM][2];
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            wa[wm][h] = pair ? pair_row(d, n0 + wm * 8 + g, h)
+                             : static_cast<const unsigned char *>(d.w) +
+                                   (int64_t)min(n0 + wm * 16 + g + 8 * h, d.n - 1) * d.row_bytes;
+        }
+    const float *xr[NT], *x2r[NT];
+    float ss[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        const int m = min(m0 + nt * 8 + g, d.m - 1);
+        xr[nt] = d.x + (int64_t)m * d.x_stride;
+        x2r[nt] = d.x2 ? d.x2 + (int64_t)m * d.x2_stride : xr[nt];
+        ss[nt] = 0.0f;
+    }
+
+    float acc[WM][NT][4];
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
+
+    mma_dtype<NT, WM, U, XK>(d, wa, xr, x2r, acc, ss);
+
+    mma_store_tile<NT, WM, SMEM, XK>(d, n0, m0, acc, ss, red);
 }
 
 /* ---- row norm ---------------------------------------------------------- */

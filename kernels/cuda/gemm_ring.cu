@@ -1,0 +1,311 @@
+/* Streamed grouped GEMM for decode-sized M (2 to 64 activation rows per
+ * group) with bf16 or f16 weights, on tensor cores.
+ *
+ * The tile kernels of gemm_kernel.cuh hold a block's weights in registers:
+ * at M = 16-64 they need ~170-240 registers per thread, so 2-3 blocks of 4
+ * warps fit an SM, each issuing its loads in one or two batches and then
+ * waiting; the 8 x 16 SmolLM step's GEMMs ran at 0.4-1.5 TB/s with 11-13%
+ * of warp slots active (bench/NOTES.md, "Streamed GEMM"). Here the weights
+ * travel through shared memory instead: a fixed grid of one or two blocks
+ * per SM, each owning a contiguous run of work, keeps a ring of stages in
+ * flight with cp.async, so the bytes in flight per SM no longer depend on
+ * registers, and the first stages' weights are requested before the wait
+ * for the previous kernel. The activations of a stage ride in the same
+ * stage (no global load sits between a warp and its tensor-core work).
+ *
+ * Work: an item is one tile of 16 * WM weight rows (8 * WM output pairs with
+ * a pair epilogue) x 8 * NT activation rows; a stage is an item's rows over
+ * 4 chunks of 32 elements (one chunk per warp). Groups' items are numbered
+ * group by group, an item's stages consecutively; starts[g] is the first
+ * stage of group g, and block b takes the items whose first stage lies in
+ * [b T / G, (b + 1) T / G) of the T stages (starts[n_groups + 1]).
+ *
+ * The arithmetic per chunk and the reduction over warps are those of the
+ * tile kernels (mma_chunk, mma_store_tile: warp w sums chunks w, w + 4, ...
+ * in order, the four warps are added in order), so both kernels give the
+ * same bits for a group, whatever else shares the launch.
+ *
+ * Stage layout: weight row r is 256 bytes (16 units of 16 bytes: chunk
+ * j / 4, piece j % 4), unit j stored at j ^ 4 (r & 1) so that the two rows a
+ * quarter-warp reads (g = 2p, 2p + 1) fall in different banks; then the
+ * 8 NT activation rows of the item's m tile, 4 chunks of 32 floats each,
+ * 528 bytes apart (the 16-byte pad spreads rows g over the banks).
+ */
+#include "gemm_kernel.cuh"
+
+namespace {
+
+constexpr int kRowBytes = 256;    /* a stage's weight row: 4 chunks of 32 16-bit weights */
+constexpr int kXRow = 4 * 32 * 4 + 16; /* a stage's activation row: 4 chunks of 32 floats, padded */
+
+/* = sh_cu_ring_stages / sh_cu_ring_per_sm / the stage bytes of sh_cu_ring_smem */
+__host__ __device__ constexpr int ring_stages(int nt) { return nt == 4 ? 7 : 6; }
+__host__ __device__ constexpr int ring_min_blocks(int nt) { return nt == 4 ? 1 : 2; }
+__host__ __device__ constexpr int ring_stage_bytes(int nt, int wm) { return 16 * wm * kRowBytes + 8 * nt * kXRow; }
+
+/* The block's walk over its items: group g, item i of the group. */
+struct ring_it {
+    int g, i;
+    int items, slabs, mtiles, chunks; /* of group g */
+    int64_t start;                    /* first stage of item i */
+};
+
+template <int NT>
+__device__ __forceinline__ void ring_load_group(const sh_cu_gemm_desc *__restrict__ descs, ring_it &it) {
+    const sh_cu_gemm_desc *d = descs + it.g;
+    it.chunks = d->k >> 5;
+    it.slabs = (it.chunks + 3) >> 2;
+    it.mtiles = (d->m + 8 * NT - 1) / (8 * NT);
+    it.items = d->tiles_n * it.mtiles;
+}
+
+/* Moves to the next item; false past the block's last one (hi: the first
+ * stage that belongs to the next block). */
+template <int NT>
+__device__ __forceinline__ bool ring_next(const sh_cu_gemm_desc *__restrict__ descs,
+                                          const int32_t *__restrict__ starts, int n_groups, int64_t hi, ring_it &it) {
+    it.i++;
+    it.start += it.slabs;
+    while (it.i >= it.items) {
+        if (++it.g >= n_groups) return false;
+        it.start = __ldg(starts + it.g);
+        if (it.start >= hi) return false;
+        it.i = 0;
+        ring_load_group<NT>(descs, it);
+    }
+    return it.start < hi;
+}
+
+/* The first item of [lo, hi); false when there is none. */
+template <int NT>
+__device__ __forceinline__ bool ring_first(const sh_cu_gemm_desc *__restrict__ descs,
+                                           const int32_t *__restrict__ starts, int n_groups, int64_t lo, int64_t hi,
+                                           ring_it &it) {
+    if (lo >= hi) return false;
+    it.g = sh_find_group(starts, n_groups, (int)lo);
+    ring_load_group<NT>(descs, it);
+    const int64_t s0 = __ldg(starts + it.g);
+    const int64_t i = it.slabs > 0 ? (lo - s0 + it.slabs - 1) / it.slabs : 0;
+    it.i = (int)i - 1;
+    it.start = s0 + (i - 1) * it.slabs;
+    return ring_next<NT>(descs, starts, n_groups, hi, it);
+}
+
+/* First output row (pair) of item i's weight tile, and its activation rows. */
+template <int NT, int WM>
+__device__ __forceinline__ void ring_tile(const sh_cu_gemm_desc &d, const ring_it &it, int &n0, int &m0) {
+    const int unit = it.i / it.mtiles;
+    n0 = unit * (epi_pair(d) ? 8 : 16) * WM;
+    m0 = (it.i - unit * it.mtiles) * 8 * NT;
+}
+
+/* The producer side of one thread: the weight rows (tid / 16) + 8 q of the
+ * current item, piece tid % 16 of each stage row; the activation rows
+ * (tid / 32) + 4 q of its m tile, piece tid % 32. */
+template <int NT, int WM>
+struct ring_src {
+    const unsigned char *row[2 * WM];
+    const float *x;
+    int64_t x_stride;
+    int m0, m;
+    ring_it it;
+    int slab;
+    bool live;
+};
+
+template <int NT, int WM>
+__device__ __forceinline__ void ring_src_rows(const sh_cu_gemm_desc *__restrict__ descs, ring_src<NT, WM> &p) {
+    const sh_cu_gemm_desc &d = descs[p.it.g];
+    int n0, m0;
+    ring_tile<NT, WM>(d, p.it, n0, m0);
+    const bool pair = epi_pair(d);
+    p.x = d.x;
+    p.x_stride = d.x_stride;
+    p.m0 = m0;
+    p.m = d.m;
+#pragma unroll
+    for (int q = 0; q < 2 * WM; q++) {
+        const int r = (threadIdx.x >> 4) + 8 * q, wm = r >> 4, ii = r & 15;
+        p.row[q] = pair ? pair_row(d, n0 + wm * 8 + (ii & 7), ii >= 8)
+                        : static_cast<const unsigned char *>(d.w) +
+                              (int64_t)min(n0 + wm * 16 + ii, d.n - 1) * d.row_bytes;
+    }
+}
+
+/* The weight rows of the producer's stage into buffer buf. */
+template <int NT, int WM>
+__device__ __forceinline__ void ring_issue_w(const ring_src<NT, WM> &p, unsigned char *buf) {
+    if (!p.live) return;
+    const int j = threadIdx.x & 15, c = p.slab * 4 + (j >> 2);
+    if (c >= p.it.chunks) return;
+#pragma unroll
+    for (int q = 0; q < 2 * WM; q++) {
+        const int r = (threadIdx.x >> 4) + 8 * q;
+        cp_async16(buf + r * kRowBytes + ((j ^ ((r & 1) << 2)) << 4), p.row[q] + c * 64 + (j & 3) * 16);
+    }
+}
+
+/* The activation rows of the producer's stage into buffer buf (after the
+ * weights: 8 NT rows of kXRow bytes; rows past M repeat the last). */
+template <int NT, int WM>
+__device__ __forceinline__ void ring_issue_x(const ring_src<NT, WM> &p, unsigned char *buf) {
+    if (!p.live) return;
+    const int j = threadIdx.x & 31, c = p.slab * 4 + (j >> 3);
+    if (c >= p.it.chunks) return;
+    unsigned char *xb = buf + 16 * WM * kRowBytes;
+#pragma unroll
+    for (int q = 0; q < 2 * NT; q++) {
+        const int r = (threadIdx.x >> 5) + 4 * q;
+        cp_async16(xb + r * kXRow + j * 16, p.x + (int64_t)min(p.m0 + r, p.m - 1) * p.x_stride + p.slab * 128 + j * 4);
+    }
+}
+
+/* The producer's next stage. */
+template <int NT, int WM>
+__device__ __forceinline__ void ring_advance(const sh_cu_gemm_desc *__restrict__ descs,
+                                             const int32_t *__restrict__ starts, int n_groups, int64_t hi,
+                                             ring_src<NT, WM> &p) {
+    if (!p.live) return;
+    if (++p.slab == p.it.slabs) {
+        p.slab = 0;
+        p.live = ring_next<NT>(descs, starts, n_groups, hi, p.it);
+        if (p.live) ring_src_rows<NT, WM>(descs, p);
+    }
+}
+
+template <int NT, int WM, int DT>
+__global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
+    gemm_ring_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    extern __shared__ __align__(16) unsigned char ring_smem[];
+    constexpr int NS = ring_stages(NT), kStage = ring_stage_bytes(NT, WM);
+    float *red = reinterpret_cast<float *>(ring_smem + NS * kStage);
+    pdl_trigger();
+    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
+    const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
+    ring_it it;
+    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
+
+    /* The first NS - 1 stages: their weights before the wait for the previous
+     * kernel (a commit group each), their activations after it (a group
+     * each); then every stage's group holds both. Stage s is then always
+     * complete once at most NS - 2 groups are pending. */
+    ring_src<NT, WM> p;
+    p.it = it;
+    p.slab = 0;
+    p.live = true;
+    ring_src_rows<NT, WM>(descs, p);
+    ring_src<NT, WM> px = p;
+#pragma unroll 1
+    for (int s = 0; s < NS - 1; s++) {
+        ring_issue_w<NT, WM>(p, ring_smem + s * kStage);
+        cp_async_commit();
+        ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
+    }
+    pdl_wait();
+#pragma unroll 1
+    for (int s = 0; s < NS - 1; s++) {
+        ring_issue_x<NT, WM>(px, ring_smem + s * kStage);
+        cp_async_commit();
+        ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
+    }
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int o0 = 8 * t, o1 = 8 * t + 4;
+    int s = 0; /* the block's stage counter */
+    float ss[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) ss[nt] = 0.0f;
+    do {
+        const sh_cu_gemm_desc &d = descs[it.g];
+        int n0, m0;
+        ring_tile<NT, WM>(d, it, n0, m0);
+        float acc[WM][NT][4];
+#pragma unroll
+        for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
+#pragma unroll 1
+        for (int slab = 0; slab < it.slabs; slab++, s++) {
+            cp_async_wait<NS - 2>();
+            __syncthreads(); /* stage s is in; every warp is done with stage s - 1 */
+            {
+                unsigned char *nb = ring_smem + ((s + NS - 1) % NS) * kStage;
+                ring_issue_w<NT, WM>(p, nb);
+                ring_issue_x<NT, WM>(p, nb);
+                cp_async_commit();
+                ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
+            }
+            const int c = slab * 4 + warp;
+            if (c < it.chunks) {
+                const unsigned char *buf = ring_smem + (s % NS) * kStage;
+                const unsigned char *xb = buf + 16 * WM * kRowBytes + warp * 128 + t * 32;
+                unsigned ra[WM][2][5];
+#pragma unroll
+                for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int r = wm * 16 + g + 8 * h;
+                        const uint4 u = *reinterpret_cast<const uint4 *>(
+                            buf + r * kRowBytes + (((warp * 4 + t) ^ ((g & 1) << 2)) << 4));
+                        ra[wm][h][0] = u.x;
+                        ra[wm][h][1] = u.y;
+                        ra[wm][h][2] = u.z;
+                        ra[wm][h][3] = u.w;
+                        ra[wm][h][4] = 0u;
+                    }
+                float4 xv[NT][2];
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    xv[nt][0] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow);
+                    xv[nt][1] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow + 16);
+                }
+                mma_chunk<NT, WM, DT, 0>(d, ra, xv, xv, c, o0, o1, acc, ss);
+            }
+        }
+        mma_store_tile<NT, WM, SH_CU_WARPS * WM * NT * 4 * 32, 0>(descs[it.g], n0, m0, acc, ss, red);
+    } while (ring_next<NT>(descs, starts, n_groups, hi, it));
+    cp_async_wait<0>(); /* the empty tail groups */
+}
+
+/* Shared memory past 48 KB is an opt-in per device and kernel, made on a
+ * kernel's first launch on a device (graph replays do not come here). */
+template <int NT, int WM, int DT>
+cudaError_t launch_ring(cudaStream_t s, const sh_cu_launch_args *a) {
+    static int ready[64];
+    const int smem = sh_cu_ring_smem(NT, WM);
+    static_assert(ring_stages(NT) * ring_stage_bytes(NT, WM) + SH_CU_WARPS * WM * NT * 4 * 32 * 4 ==
+                      SH_CU_RING_SMEM(NT, WM), "host and kernel disagree on the ring's shared memory");
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
+    if (!__atomic_load_n(&ready[dev], __ATOMIC_RELAXED)) {
+        e = cudaFuncSetAttribute(gemm_ring_kernel<NT, WM, DT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        __atomic_store_n(&ready[dev], 1, __ATOMIC_RELAXED);
+    }
+    return sh_cu_launch_ks(gemm_ring_kernel<NT, WM, DT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
+                           static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups);
+}
+
+template <int NT, int WM>
+cudaError_t launch_ring_dt(cudaStream_t s, const sh_cu_launch_args *a) {
+    return (a->variant >> 8) & 1 ? launch_ring<NT, WM, DT_F16>(s, a) : launch_ring<NT, WM, DT_BF16>(s, a);
+}
+
+} // namespace
+
+/* variant = NT | WM << 4 | (f16 weights) << 8 */
+extern "C" cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a) {
+    switch (a->variant & 0xff) {
+    case 1 | 1 << 4: return launch_ring_dt<1, 1>(s, a);
+    case 2 | 1 << 4: return launch_ring_dt<2, 1>(s, a);
+    case 4 | 1 << 4: return launch_ring_dt<4, 1>(s, a);
+    case 1 | 2 << 4: return launch_ring_dt<1, 2>(s, a);
+    case 2 | 2 << 4: return launch_ring_dt<2, 2>(s, a);
+    case 4 | 2 << 4: return launch_ring_dt<4, 2>(s, a);
+    default: return cudaErrorInvalidValue;
+    }
+}
