@@ -104,7 +104,7 @@ typedef struct sh_cu_backend {
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
     int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
-    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of two items per block and M <= 16, 2 whenever eligible */
+    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 M <= 16 launches of an item per SM, 2 whenever eligible */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -633,12 +633,10 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
  * per item), or 0 for the tile kernels. Eligible: every group on the
  * tensor-core path with 16-bit weights of one dtype, no activation transform
  * and no row norm, M >= 2. Mode 2 takes every eligible launch (WM = 2 when
- * that gives an item per SM). Mode 1, the default, only launches where the
- * ring can pipeline across items — at least two items of 32 rows per block
- * of its grid — and M <= 16: on the H200 the ring lost where a block gets
- * one item or less (it is then the tile kernel with a detour through shared
- * memory) and in its one-block-per-SM M = 32-64 form (bench/NOTES.md,
- * "Streamed GEMM"). */
+ * that gives an item per SM). Mode 1, the default, takes M <= 16 launches
+ * with at least one 32-row item per SM: on the H200 the ring lost with
+ * 16-row items (a single-model M = 16 FFN) and in its one-block-per-SM
+ * M = 32-64 form (bench/NOTES.md, "Streamed GEMM"). */
 static int64_t cu_ring_items(int S, int wm, int n, const sh_gemm_group *g) {
     const int nt = sh_cu_ring_nt(S);
     int64_t items = 0;
@@ -659,7 +657,7 @@ static int cu_ring_config(const sh_cu_backend *cb, int S, int xk, int n, const s
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int64_t items = cu_ring_items(S, 2, n, g);
     if (cb->gemm_ring == 2) return items >= sms ? 2 : 1;
-    return sh_cu_ring_nt(S) <= 2 && items >= 2 * sms * sh_cu_ring_per_sm(sh_cu_ring_nt(S)) ? 2 : 0;
+    return sh_cu_ring_nt(S) <= 2 && items >= sms ? 2 : 0;
 }
 
 /* SILU_MUL's second operand allows the 16-byte loads x does */
@@ -1382,7 +1380,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * (bench/NOTES.md, "Attention with every key in shared memory") */
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 2;
-    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of two items per block at M <= 16, 2 whenever eligible
+    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) M <= 16 launches of an item per SM, 2 whenever eligible
      * (bench/NOTES.md, "Streamed GEMM") */
     const char *gr = getenv("SHOAL_CUDA_GEMM_RING");
     cb->gemm_ring = gr ? atoi(gr) : 1;
