@@ -711,6 +711,16 @@ __device__ __forceinline__ void mma_dtype(const sh_cu_gemm_desc &d, const unsign
     }
 }
 
+template <int NT, int WM>
+__device__ __forceinline__ void mma_zero(float (&acc)[WM][NT][4]) {
+#pragma unroll
+    for (int wm = 0; wm < WM; wm++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
+}
+
 /* The block's tile [n0, n0 + 16 WM) x [m0, m0 + 8 NT): the partial sums of
  * the 4 warps added in warp order through shared memory (red), then scaled
  * (RMS), biased and stored with the group's epilogue. Every thread calls it. */
@@ -801,12 +811,7 @@ __device__ __forceinline__ void gemm_mma_body(const sh_cu_gemm_desc &d, int loca
     }
 
     float acc[WM][NT][4];
-#pragma unroll
-    for (int wm = 0; wm < WM; wm++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
+    mma_zero(acc);
 
     mma_dtype<NT, WM, U, XK>(d, wa, xr, x2r, acc, ss);
 

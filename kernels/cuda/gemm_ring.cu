@@ -220,12 +220,7 @@ __global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
         int n0, m0;
         ring_tile<NT, WM>(d, it, n0, m0);
         float acc[WM][NT][4];
-#pragma unroll
-        for (int wm = 0; wm < WM; wm++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[wm][nt][j] = 0.0f;
+        mma_zero(acc);
 #pragma unroll 1
         for (int slab = 0; slab < it.slabs; slab++, s++) {
             cp_async_wait<NS - 2>();
