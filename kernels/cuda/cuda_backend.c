@@ -633,10 +633,9 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
  * per item), or 0 for the tile kernels. Eligible: every group on the
  * tensor-core path with 16-bit weights of one dtype, no activation transform
  * and no row norm, M >= 2. Mode 2 takes every eligible launch (WM = 2 when
- * that gives an item per SM). Mode 1, the default, takes M <= 16 launches
- * with at least one 32-row item per SM: on the H200 the ring lost with
- * 16-row items (a single-model M = 16 FFN) and in its one-block-per-SM
- * M = 32-64 form (bench/NOTES.md, "Streamed GEMM"). */
+ * that gives an item per SM). Mode 1, the default, takes launches with at
+ * least one 32-row item per SM: on the H200 the ring lost with 16-row items
+ * (a single-model M = 16 FFN) (bench/NOTES.md, "Streamed GEMM"). */
 static int64_t cu_ring_items(int S, int wm, int n, const sh_gemm_group *g) {
     const int nt = sh_cu_ring_nt(S);
     int64_t items = 0;
@@ -657,7 +656,7 @@ static int cu_ring_config(const sh_cu_backend *cb, int S, int xk, int n, const s
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int64_t items = cu_ring_items(S, 2, n, g);
     if (cb->gemm_ring == 2) return items >= sms ? 2 : 1;
-    return sh_cu_ring_nt(S) <= 2 && items >= sms ? 2 : 0;
+    return items >= sms ? 2 : 0;
 }
 
 /* SILU_MUL's second operand allows the 16-byte loads x does */
@@ -843,7 +842,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     if (ring_wm) {
         const int nt = sh_cu_ring_nt(S);
         const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
-        return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * sh_cu_ring_per_sm(nt),
+        return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
                              nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
     }
     return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12), "gemm");

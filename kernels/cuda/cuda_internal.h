@@ -207,14 +207,15 @@ static inline int sh_cu_mma_valid(int s, int c) {
 #define SH_CU_WARPS 4 /* warps per GEMM block */
 
 /* Streamed GEMM (gemm_ring.cu): activation rows per item (8 NT) for shape
- * class S; a block's shared bytes: a ring of stages (16 WM weight rows x 256
- * bytes, then 8 NT activation rows x 528), 7 stages at NT = 4 (one block
- * per SM), else 6 (two), and the warps' partial sums. */
+ * class S; a block's shared bytes: a ring of stages — 6 of 16 WM weight rows
+ * x 256 bytes and 8 NT activation rows x 528 at NT <= 2, 8 of the weight
+ * rows alone at NT = 4 — and the warps' partial sums; blocks per SM. */
 static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
-#define SH_CU_RING_SMEM(nt, wm) \
-    (((nt) == 4 ? 7 : 6) * (16 * (wm) * 256 + 8 * (nt) * 528) + SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
+#define SH_CU_RING_SMEM(nt, wm)                                                          \
+    (((nt) <= 2 ? 6 * (16 * (wm) * 256 + 8 * (nt) * 528) : 8 * 16 * (wm) * 256) + \
+     SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
+#define SH_CU_RING_PER_SM 2
 static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
-static inline int sh_cu_ring_per_sm(int nt) { return nt == 4 ? 1 : 2; }
 
 /* ---- launches ---------------------------------------------------------- */
 

@@ -38,10 +38,14 @@ namespace {
 constexpr int kRowBytes = 256;    /* a stage's weight row: 4 chunks of 32 16-bit weights */
 constexpr int kXRow = 4 * 32 * 4 + 16; /* a stage's activation row: 4 chunks of 32 floats, padded */
 
-/* = sh_cu_ring_stages / sh_cu_ring_per_sm / the stage bytes of sh_cu_ring_smem */
-__host__ __device__ constexpr int ring_stages(int nt) { return nt == 4 ? 7 : 6; }
-__host__ __device__ constexpr int ring_min_blocks(int nt) { return nt == 4 ? 1 : 2; }
-__host__ __device__ constexpr int ring_stage_bytes(int nt, int wm) { return 16 * wm * kRowBytes + 8 * nt * kXRow; }
+/* Activations in the stages (NT <= 2) or read by each warp from L2 a stage
+ * ahead (NT = 4: 32 activation rows per stage would leave room for one
+ * block per SM, which measured slower). = SH_CU_RING_SMEM's terms. */
+__host__ __device__ constexpr bool ring_xs(int nt) { return nt <= 2; }
+__host__ __device__ constexpr int ring_stages(int nt) { return ring_xs(nt) ? 6 : 8; }
+__host__ __device__ constexpr int ring_stage_bytes(int nt, int wm) {
+    return 16 * wm * kRowBytes + (ring_xs(nt) ? 8 * nt * kXRow : 0);
+}
 
 /* The block's walk over its items: group g, item i of the group. */
 struct ring_it {
@@ -149,7 +153,7 @@ __device__ __forceinline__ void ring_issue_w(const ring_src<NT, WM> &p, unsigned
  * weights: 8 NT rows of kXRow bytes; rows past M repeat the last). */
 template <int NT, int WM>
 __device__ __forceinline__ void ring_issue_x(const ring_src<NT, WM> &p, unsigned char *buf) {
-    if (!p.live) return;
+    if (!ring_xs(NT) || !p.live) return;
     const int j = threadIdx.x & 31, c = p.slab * 4 + (j >> 3);
     if (c >= p.it.chunks) return;
     unsigned char *xb = buf + 16 * WM * kRowBytes;
@@ -173,8 +177,18 @@ __device__ __forceinline__ void ring_advance(const sh_cu_gemm_desc *__restrict__
     }
 }
 
+/* activation rows g of a warp's n tiles, chunk c, elements o0 and o1 onward (NT = 4) */
+template <int NT>
+__device__ __forceinline__ void ring_load_x(const float *const (&xr)[NT], int c, int o0, int o1, float4 (&xv)[NT][2]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        xv[nt][0] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o0));
+        xv[nt][1] = __ldg(reinterpret_cast<const float4 *>(xr[nt] + c * 32 + o1));
+    }
+}
+
 template <int NT, int WM, int DT>
-__global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
+__global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     gemm_ring_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     extern __shared__ __align__(16) unsigned char ring_smem[];
     constexpr int NS = ring_stages(NT), kStage = ring_stage_bytes(NT, WM);
@@ -203,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
     }
     pdl_wait();
 #pragma unroll 1
-    for (int s = 0; s < NS - 1; s++) {
+    for (int s = 0; ring_xs(NT) && s < NS - 1; s++) {
         ring_issue_x<NT, WM>(px, ring_smem + s * kStage);
         cp_async_commit();
         ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
@@ -221,6 +235,13 @@ __global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
         ring_tile<NT, WM>(d, it, n0, m0);
         float acc[WM][NT][4];
         mma_zero(acc);
+        const float *xr[NT];
+        float4 xv[NT][2];
+        if (!ring_xs(NT)) {
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) xr[nt] = d.x + (int64_t)min(m0 + nt * 8 + g, d.m - 1) * d.x_stride;
+            if (warp < it.chunks) ring_load_x<NT>(xr, warp, o0, o1, xv);
+        }
 #pragma unroll 1
         for (int slab = 0; slab < it.slabs; slab++, s++) {
             cp_async_wait<NS - 2>();
@@ -233,6 +254,8 @@ __global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
                 ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
             }
             const int c = slab * 4 + warp;
+            float4 xn[NT][2];
+            if (!ring_xs(NT) && c + 4 < it.chunks) ring_load_x<NT>(xr, c + 4, o0, o1, xn);
             if (c < it.chunks) {
                 const unsigned char *buf = ring_smem + (s % NS) * kStage;
                 const unsigned char *xb = buf + 16 * WM * kRowBytes + warp * 128 + t * 32;
@@ -250,13 +273,18 @@ __global__ void __launch_bounds__(kThreads, ring_min_blocks(NT))
                         ra[wm][h][3] = u.w;
                         ra[wm][h][4] = 0u;
                     }
-                float4 xv[NT][2];
+                if (ring_xs(NT)) {
 #pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    xv[nt][0] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow);
-                    xv[nt][1] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow + 16);
+                    for (int nt = 0; nt < NT; nt++) {
+                        xv[nt][0] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow);
+                        xv[nt][1] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow + 16);
+                    }
                 }
                 mma_chunk<NT, WM, DT, 0>(d, ra, xv, xv, c, o0, o1, acc, ss);
+            }
+            if (!ring_xs(NT) && c + 4 < it.chunks) {
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) xv[nt][0] = xn[nt][0], xv[nt][1] = xn[nt][1];
             }
         }
         mma_store_tile<NT, WM, SH_CU_WARPS * WM * NT * 4 * 32, 0>(descs[it.g], n0, m0, acc, ss, red);
