@@ -176,7 +176,7 @@ norm)
   sweep norm SHOAL_CUDA_GEMM_NORM "1 0"
   ;;
 ring)
-  # the streamed GEMM: never (0), M <= 16 launches of a tile per SM (1, the default), whenever eligible (2)
+  # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2)
   sweep ring SHOAL_CUDA_GEMM_RING "${RING_VALS:-0 1 2}"
   ;;
 attndec)

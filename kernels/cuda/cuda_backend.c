@@ -104,7 +104,7 @@ typedef struct sh_cu_backend {
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
     int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
-    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 M <= 16 launches of an item per SM, 2 whenever eligible */
+    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of a 32-row item per SM, 2 whenever eligible */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -1379,7 +1379,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * (bench/NOTES.md, "Attention with every key in shared memory") */
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 2;
-    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) M <= 16 launches of an item per SM, 2 whenever eligible
+    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of a 32-row item per SM, 2 whenever eligible
      * (bench/NOTES.md, "Streamed GEMM") */
     const char *gr = getenv("SHOAL_CUDA_GEMM_RING");
     cb->gemm_ring = gr ? atoi(gr) : 1;

@@ -73,7 +73,7 @@ shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
 /* The streamed GEMM (weights through a ring of shared-memory stages, a few
  * persistent blocks per SM) for tensor-core launches of 16-bit weights at
  * M >= 2: 0 never, 1 (the default unless SHOAL_CUDA_GEMM_RING says
- * otherwise) for launches at M <= 16 with a 32-row tile per SM, 2
+ * otherwise) for launches with a 32-row tile per SM, 2
  * whenever eligible. Results are bitwise those of the tile kernels.
  * SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode);

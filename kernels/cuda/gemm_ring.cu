@@ -6,12 +6,14 @@
  * warps fit an SM, each issuing its loads in one or two batches and then
  * waiting; the 8 x 16 SmolLM step's GEMMs ran at 0.4-1.5 TB/s with 11-13%
  * of warp slots active (bench/NOTES.md, "Streamed GEMM"). Here the weights
- * travel through shared memory instead: a fixed grid of one or two blocks
- * per SM, each owning a contiguous run of work, keeps a ring of stages in
- * flight with cp.async, so the bytes in flight per SM no longer depend on
+ * travel through shared memory instead: a fixed grid of two blocks per SM,
+ * each owning a contiguous run of work, keeps a ring of stages in flight
+ * with cp.async, so the bytes in flight per SM no longer depend on
  * registers, and the first stages' weights are requested before the wait
- * for the previous kernel. The activations of a stage ride in the same
- * stage (no global load sits between a warp and its tensor-core work).
+ * for the previous kernel. Up to 16 activation rows per item ride in the
+ * stages too (no global load sits between a warp and its tensor-core
+ * work); 32 would leave room for one block per SM, which measured slower,
+ * so there each warp reads its activations from L2 a stage ahead.
  *
  * Work: an item is one tile of 16 * WM weight rows (8 * WM output pairs with
  * a pair epilogue) x 8 * NT activation rows; a stage is an item's rows over
@@ -27,7 +29,7 @@
  *
  * Stage layout: weight row r is 256 bytes (16 units of 16 bytes: chunk
  * j / 4, piece j % 4), unit j stored at j ^ 4 (r & 1) so that the two rows a
- * quarter-warp reads (g = 2p, 2p + 1) fall in different banks; then the
+ * quarter-warp reads (g = 2p, 2p + 1) fall in different banks; then (NT <= 2) the
  * 8 NT activation rows of the item's m tile, 4 chunks of 32 floats each,
  * 528 bytes apart (the 16-byte pad spreads rows g over the banks).
  */
