@@ -11,6 +11,7 @@
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
+#     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
 #     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
@@ -174,6 +175,10 @@ epi)
 norm)
   # each norm as the row norm of the GEMM before it (SHOAL_CUDA_GEMM_NORM=1) vs its own call
   sweep norm SHOAL_CUDA_GEMM_NORM "1 0"
+  ;;
+stream)
+  # weight streaming alone (no tensor-core work): ring depths, blocks per SM, access patterns
+  timeout 300 $B/bench_cuda_stream > "$W/stream.log" 2>&1; echo "== bench_cuda_stream (rc=$?)"; cat "$W/stream.log"
   ;;
 ring)
   # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2)
