@@ -201,18 +201,9 @@ __global__ void __launch_bounds__(NT)
  * bytes / 1024) << 8 */
 template <int NT>
 static cudaError_t launch_dec(cudaStream_t s, const sh_cu_launch_args *a, int smem) {
-    /* shared memory past 48 KB is an opt-in per device and kernel, asked
-     * for once per size it grows to (graph replays do not come here) */
     static int set_bytes[64];
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
+    const cudaError_t e = sh_cu_smem_optin(attn_dec_kernel<NT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
-    if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
-    if (smem > __atomic_load_n(&set_bytes[dev], __ATOMIC_RELAXED)) {
-        e = cudaFuncSetAttribute(attn_dec_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        __atomic_store_n(&set_bytes[dev], smem, __ATOMIC_RELAXED);
-    }
     return sh_cu_launch_ks(attn_dec_kernel<NT>, a->n_blocks, NT, (size_t)smem, s, a->pdl,
                            static_cast<const sh_cu_attn_desc *>(a->desc), a->starts, a->n_groups, a->err);
 }

@@ -86,6 +86,24 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
+/* Dynamic shared memory past 48 KB is an opt-in per device and kernel:
+ * asked for once per size a kernel grows to on the current device, set[]
+ * recording the largest granted per device (a static array of the caller's,
+ * one per kernel). Launches replayed from graphs do not come here. */
+template <typename... KArgs>
+static inline cudaError_t sh_cu_smem_optin(void (*kernel)(KArgs...), int bytes, int (&set)[64]) {
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
+    if (bytes > __atomic_load_n(&set[dev], __ATOMIC_RELAXED)) {
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+        if (e != cudaSuccess) return e;
+        __atomic_store_n(&set[dev], bytes, __ATOMIC_RELAXED);
+    }
+    return cudaSuccess;
+}
+
 /* Launches kernel on a grid of `blocks` x `threads` with smem bytes of
  * dynamic shared memory on stream s, with programmatic stream serialization
  * when pdl is set. */

@@ -294,23 +294,14 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     cp_async_wait<0>(); /* the empty tail groups */
 }
 
-/* Shared memory past 48 KB is an opt-in per device and kernel, made on a
- * kernel's first launch on a device (graph replays do not come here). */
 template <int NT, int WM, int DT>
 cudaError_t launch_ring(cudaStream_t s, const sh_cu_launch_args *a) {
-    static int ready[64];
+    static int set_bytes[64];
     const int smem = sh_cu_ring_smem(NT, WM);
     static_assert(ring_stages(NT) * ring_stage_bytes(NT, WM) + SH_CU_WARPS * WM * NT * 4 * 32 * 4 ==
                       SH_CU_RING_SMEM(NT, WM), "host and kernel disagree on the ring's shared memory");
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
+    const cudaError_t e = sh_cu_smem_optin(gemm_ring_kernel<NT, WM, DT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
-    if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
-    if (!__atomic_load_n(&ready[dev], __ATOMIC_RELAXED)) {
-        e = cudaFuncSetAttribute(gemm_ring_kernel<NT, WM, DT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        __atomic_store_n(&ready[dev], 1, __ATOMIC_RELAXED);
-    }
     return sh_cu_launch_ks(gemm_ring_kernel<NT, WM, DT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
                            static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups);
 }
