@@ -14,11 +14,20 @@
  *   flat     8 KB contiguous (the item's bytes in order)
  *   regs     no shared memory: each warp loads 8 x 16 bytes per lane, then
  *            uses them (the tile kernels' batches)
+ *   bulk     flat 8 KB stages by the copy engine (cp.async.bulk, one thread
+ *            issues, completion on an mbarrier per stage)
+ *   bslab    the slab stage by the copy engine: 32 row pieces of 256 bytes,
+ *            issued by the lanes of warp 0 onto one mbarrier
  * for ring depths of 4, 6, 8 and 12 stages and 1-4 blocks per SM (as many
  * as fit). Each thread folds the 16 bytes it reads per stage into a value
  * that is written out, so no load is dead. Prints TB/s of weight bytes
  * (median of 9 timed runs after one warm-up, CUDA events) beside the
  * device-to-device copy bandwidth of the same buffer size.
+ *
+ * Then the decode-sized launches: back-to-back launches of 2-57 MB each (the
+ * sizes of one fused layer's GEMMs and LM head), every launch on a fresh
+ * slice of the buffer so none is an L2 hit: microseconds per launch and
+ * TB/s, i.e. what the ramp and the tail of a short kernel cost.
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -35,7 +44,7 @@ constexpr int kRow = 1152, kRows = 32, kItem = kRow * kRows; /* bytes */
 constexpr int kSlab = 256, kSlabs = (kRow + kSlab - 1) / kSlab;
 constexpr int kStageW = kRows * kSlab; /* 8 KB */
 constexpr int kStageX = 8192;
-enum { P_SLAB = 0, P_SLABX = 1, P_FLAT = 2, P_REGS = 3 };
+enum { P_SLAB = 0, P_SLABX = 1, P_FLAT = 2, P_REGS = 3, P_BULK = 4, P_BSLAB = 5 };
 
 __host__ __device__ constexpr int stage_bytes(int p) { return p == P_SLABX ? kStageW + kStageX : kStageW; }
 
@@ -85,6 +94,69 @@ __global__ void __launch_bounds__(kThreads) ring_kernel(const unsigned char *__r
         acc.x ^= v.x, acc.y ^= v.y, acc.z ^= v.z, acc.w ^= v.w;
     }
     cp_async_wait<0>();
+    out[(int64_t)blockIdx.x * kThreads + threadIdx.x] = acc;
+}
+
+/* mbarrier and bulk-copy helpers (sm_90) */
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
+    asm volatile("{\n.reg .pred p;\nW: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra W;\n}" ::"r"(
+                     smem_u32(bar)),
+                 "r"(parity)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
+                 : "memory");
+}
+
+/* stage n of the block's run by the copy engine: flat (one copy) or slab (32 row pieces by warp 0's lanes) */
+template <int P>
+__device__ __forceinline__ void bulk_issue(const unsigned char *item, int slab, unsigned char *buf, uint64_t *bar) {
+    if (P == P_BULK) {
+        if (threadIdx.x == 0) {
+            const int off = slab * kStageW, n = min(kStageW, kItem - off);
+            mbar_expect_tx(bar, (unsigned)n);
+            bulk_copy(buf, item + off, (unsigned)n, bar);
+        }
+    } else if (threadIdx.x < 32) {
+        const int col = slab * kSlab, n = min(kSlab, kRow - col);
+        if (threadIdx.x == 0) mbar_expect_tx(bar, (unsigned)(n * kRows));
+        __syncwarp();
+        bulk_copy(buf + threadIdx.x * kSlab, item + threadIdx.x * kRow + col, (unsigned)n, bar);
+    }
+}
+
+template <int P, int NS>
+__global__ void __launch_bounds__(kThreads) bulk_kernel(const unsigned char *__restrict__ w, int64_t items, uint4 *out) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ uint64_t bar[NS];
+    const int64_t i0 = (int64_t)blockIdx.x * items / gridDim.x, i1 = ((int64_t)blockIdx.x + 1) * items / gridDim.x;
+    const int64_t total = (i1 - i0) * kSlabs;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    uint4 acc = make_uint4(0, 0, 0, 0);
+    for (int64_t s = 0; s < NS - 1 && s < total; s++)
+        bulk_issue<P>(w + (i0 + s / kSlabs) * kItem, (int)(s % kSlabs), smem + s * kStageW, &bar[s]);
+    for (int64_t s = 0; s < total; s++) {
+        __syncthreads(); /* stage (s - 1) % NS is free: every thread is done with it */
+        const int64_t n = s + NS - 1;
+        if (n < total) bulk_issue<P>(w + (i0 + n / kSlabs) * kItem, (int)(n % kSlabs), smem + (n % NS) * kStageW, &bar[n % NS]);
+        mbar_wait(&bar[s % NS], (unsigned)((s / NS) & 1));
+        const uint4 v = *reinterpret_cast<const uint4 *>(smem + (s % NS) * kStageW + threadIdx.x * 16);
+        acc.x ^= v.x, acc.y ^= v.y, acc.z ^= v.z, acc.w ^= v.w;
+    }
     out[(int64_t)blockIdx.x * kThreads + threadIdx.x] = acc;
 }
 
@@ -154,6 +226,33 @@ void run_ring(const char *name, const unsigned char *w, int64_t items, const uns
     }
 }
 
+template <int P, int NS>
+void run_bulk(const char *name, const unsigned char *w, int64_t items, uint4 *out, int sms, size_t smem_max) {
+    const size_t smem = (size_t)NS * kStageW;
+    check(cudaFuncSetAttribute(bulk_kernel<P, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem");
+    for (int bps = 1; bps <= 4; bps++) {
+        if ((smem + 1024) * (size_t)bps > smem_max) break;
+        const int grid = sms * bps;
+        const float ms = time_ms([&] { bulk_kernel<P, NS><<<grid, kThreads, smem>>>(w, items, out); });
+        printf("| %-6s | %2d | %d | %3zu | %6.2f |\n", name, NS, bps, smem / 1024, (double)items * kItem / (ms * 1e-3) / 1e12);
+    }
+}
+
+/* Decode-sized launches: `reps` back-to-back launches of `mb` MB each, launch
+ * i on slice i of the buffer (slices cycle through all of it, so each is
+ * cold in L2). launch(w_slice, items) enqueues one. Prints us per launch. */
+template <typename F>
+void run_small(const char *name, const unsigned char *w, int64_t all_items, double mb, F launch) {
+    const int64_t items = (int64_t)(mb * 1024 * 1024 / kItem);
+    const int64_t slices = all_items / items;
+    const int reps = 200;
+    const float ms = time_ms([&] {
+        for (int r = 0; r < reps; r++) launch(w + (int64_t)(r % slices) * items * kItem, items);
+    });
+    const double us = ms * 1e3 / reps;
+    printf("| %-14s | %5.1f | %7.2f | %5.2f |\n", name, mb, us, (double)items * kItem / (us * 1e-6) / 1e12);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -197,6 +296,41 @@ int main(int argc, char **argv) {
     for (int bps = 1; bps <= 8; bps *= 2) {
         const float ms = time_ms([&] { regs_kernel<<<sms * bps, kThreads>>>(w, items, out); });
         printf("| regs   |  - | %d |   0 | %6.2f |\n", bps, (double)bytes / (ms * 1e-3) / 1e12);
+    }
+    run_bulk<P_BULK, 4>("bulk", w, items, out, sms, smem_max);
+    run_bulk<P_BULK, 6>("bulk", w, items, out, sms, smem_max);
+    run_bulk<P_BULK, 8>("bulk", w, items, out, sms, smem_max);
+    run_bulk<P_BULK, 12>("bulk", w, items, out, sms, smem_max);
+    run_bulk<P_BSLAB, 6>("bslab", w, items, out, sms, smem_max);
+    run_bulk<P_BSLAB, 8>("bslab", w, items, out, sms, smem_max);
+
+    printf("\nDecode-sized launches (200 back to back, each on a cold slice):\n\n");
+    printf("| kernel | MB | us/launch | TB/s |\n| --- | ---: | ---: | ---: |\n");
+    const double sizes[] = {2.2, 5.3, 8.8, 14.2, 28.3, 56.6};
+    for (double mb : sizes) {
+        run_small("slab 6st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            ring_kernel<P_SLAB, 6><<<sms * 2, kThreads, 6 * kStageW>>>(ws, n, x, out);
+        });
+        run_small("slab 8st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            ring_kernel<P_SLAB, 8><<<sms * 2, kThreads, 8 * kStageW>>>(ws, n, x, out);
+        });
+        run_small("flat 6st 3/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            ring_kernel<P_FLAT, 6><<<sms * 3, kThreads, 6 * kStageW>>>(ws, n, x, out);
+        });
+        run_small("bulk 6st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            bulk_kernel<P_BULK, 6><<<sms * 2, kThreads, 6 * kStageW>>>(ws, n, out);
+        });
+        run_small("bulk 8st 1/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            bulk_kernel<P_BULK, 8><<<sms, kThreads, 8 * kStageW>>>(ws, n, out);
+        });
+        run_small("bslab 8st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            bulk_kernel<P_BSLAB, 8><<<sms * 2, kThreads, 8 * kStageW>>>(ws, n, out);
+        });
+        run_small("regs 4/SM", w, items, mb,
+                  [&](const unsigned char *ws, int64_t n) { regs_kernel<<<sms * 4, kThreads>>>(ws, n, out); });
+        run_small("memcpy d2d", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            check(cudaMemcpyAsync(w2, ws, (size_t)n * kItem, cudaMemcpyDeviceToDevice), "copy");
+        });
     }
     cudaFree(w);
     cudaFree(w2);
