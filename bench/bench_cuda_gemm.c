@@ -3,7 +3,7 @@
  * launch vs 8 separate launches of the same kernel; kernel paths; and the
  * bandwidth reached on one large matrix per weight dtype.
  *
- *   bench_cuda_gemm [--out DIR] [--quick] [--profile]
+ *   bench_cuda_gemm [--out DIR] [--quick] [--profile] [--decode]
  *
  * Measures, on the backend's stream with CUDA events (warm-up first, median
  * of many trials, weights rotated over sets that together exceed L2 several
@@ -18,6 +18,10 @@
  * Time per layer, speed-up, achieved bandwidth (weights + x + y bytes).
  * Writes DIR/cuda-gemm-<gpu>.md and .json (DIR defaults to bench/results)
  * and prints the table. --profile: a few single launches for ncu.
+ * --decode: only the GEMMs of a SmolLM-135M decode step (8 models x 16 rows,
+ * 1 x 16, 1 x 64), 32 per step, tile kernels vs the streamed GEMM and its
+ * warpgroup form; prints
+ * the table (no files).
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -312,20 +316,61 @@ static void run_profile(void) {
         printf("profile launch %zu: %s\n", i + 1, runs[i].what);
     }
     sh_cuda_set_gemm_path(be, SH_CUDA_GEMM_AUTO);
+    /* the streamed GEMM (ncu -k regex:gemm_ring): a layer and the LM head of 8 models at 16 rows */
+    layer_sets H88;
+    layer_init(&H88, N_MODELS, SH_BF16, 49152, 576, 0);
+    if (sh_cuda_set_gemm_ring(be, 2) != SHOAL_OK) die("set_gemm_ring");
+    issue(&L8, 0, 16, MODE_GROUPED);
+    if (sh_be_sync(be) != SHOAL_OK) die("sync");
+    printf("profile ring launch 1: 8x 1536x576 bf16 M=16\n");
+    issue(&H88, 0, 16, MODE_GROUPED);
+    if (sh_be_sync(be) != SHOAL_OK) die("sync");
+    printf("profile ring launch 2: 8x 49152x576 bf16 M=16\n");
+    if (sh_cuda_set_gemm_ring(be, 4) != SHOAL_OK) die("set_gemm_ring"); /* the warpgroup form */
+    issue(&L8, 1, 16, MODE_GROUPED);
+    issue(&H88, 1, 16, MODE_GROUPED);
+    if (sh_be_sync(be) != SHOAL_OK) die("sync");
+    printf("profile ring launches 3, 4: the same, warpgroup form\n");
+    if (sh_cuda_set_gemm_ring(be, 1) != SHOAL_OK) die("set_gemm_ring");
+    layer_free(&H88);
     layer_free(&L8);
     layer_free(&H8);
     layer_free(&Hq);
 }
 
+/* --decode: the GEMM shapes of a SmolLM-135M layer and its LM head (QKV,
+ * o, gate+up as one 3072-row matrix, down, head), grouped as the fused step
+ * issues them, 32 launches per step (kernel time plus the gaps PDL leaves),
+ * through the tile kernels (ring 0), the streamed GEMM (ring 2) and its
+ * warpgroup form (ring 4; M <= 16). */
+static void run_decode(int trials, int reps, size_t l2) {
+    static const int shp[][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
+    static const int cfg[][2] = {{N_MODELS, 16}, {1, 16}, {1, 64}}; /* models, rows per model */
+    for (int ci = 0; ci < 3; ci++)
+        for (int si = 0; si < 5; si++) {
+            layer_sets L;
+            layer_init(&L, cfg[ci][0], SH_BF16, shp[si][0], shp[si][1], (size_t)4 * l2);
+            static const char *what[] = {"tiles, 32 per step", "ring, 32 per step", "ring wgmma, 32 per step"};
+            for (int ring = 0; ring <= 4; ring += 2) {
+                if (sh_cuda_set_gemm_ring(be, ring) != SHOAL_OK) die("set_gemm_ring");
+                const double t = time_layer(&L, cfg[ci][1], MODE_GROUPED_32, trials, reps);
+                add_row(&L, cfg[ci][1], what[ring / 2], t, 0);
+            }
+            if (sh_cuda_set_gemm_ring(be, 1) != SHOAL_OK) die("set_gemm_ring");
+            layer_free(&L);
+        }
+}
+
 int main(int argc, char **argv) {
     const char *out_dir = "bench/results";
-    int quick = 0, profile = 0;
+    int quick = 0, profile = 0, decode = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out_dir = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) quick = 1;
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
+        else if (strcmp(argv[i], "--decode") == 0) decode = 1;
         else {
-            fprintf(stderr, "usage: bench_cuda_gemm [--out DIR] [--quick] [--profile]\n");
+            fprintf(stderr, "usage: bench_cuda_gemm [--out DIR] [--quick] [--profile] [--decode]\n");
             return 2;
         }
     }
@@ -341,6 +386,11 @@ int main(int argc, char **argv) {
     const int trials = quick ? 11 : 31, reps = quick ? 20 : 50;
     if (profile) {
         run_profile();
+        sh_backend_free(be);
+        return 0;
+    }
+    if (decode) {
+        run_decode(trials, reps, (size_t)info->l2_bytes);
         sh_backend_free(be);
         return 0;
     }

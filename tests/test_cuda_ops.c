@@ -671,6 +671,18 @@ static const gemm_case gemm_ring_bf16[] = {
     {SH_BF16, 17, 32, 5, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
     {SH_BF16, 768, 3072, 64, 0, 0, 0, 1, 1},
 };
+/* M <= 16 per group (the warpgroup form's reach): K tails of 32 and 96 past
+ * a 128-element stage, pair and GELU epilogues, padding, accumulation */
+static const gemm_case gemm_ring_wg[] = {
+    {SH_BF16, 1536, 576, 16, 4, 1, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 576, 1536, 16, 0, 0, 0, 1, 1},
+    {SH_BF16, 960, 576, 9, 4, 1, 3, 1, 0},
+    {SH_BF16, 333, 96, 2, 0, 0, 0, 1, 0},
+    {SH_BF16, 40, 160, 5, 0, 2, 1, 0, 1},
+    {SH_BF16, 3072, 768, 16, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_GELU_TANH},
+    {SH_BF16, 17, 32, 3, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 100, 224, 8, 0, 1, 0, 0, 0, SH_XF_NONE, SH_EPI_GELU_ERF},
+};
 static const gemm_case gemm_ring_f16[] = {
     {SH_F16, 1536, 576, 16, 4, 0, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
     {SH_F16, 576, 576, 8, 0, 0, 0, 1, 1},
@@ -1421,7 +1433,22 @@ int main(int argc, char **argv) {
         OK(sh_cuda_set_gemm_ring(gpu, 1));
         test_gemm_ring_bitwise("bf16", gemm_ring_bf16, nb);
         test_gemm_ring_bitwise("f16", gemm_ring_f16, nf);
-        CHECK(sh_cuda_set_gemm_ring(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_ring took 3");
+        CHECK(sh_cuda_set_gemm_ring(gpu, 5) == SHOAL_ERR_INVALID_ARG, "set_gemm_ring took 5");
+    }
+    /* its warpgroup form (wgmma; bf16 weights, M <= 16) forced the same way,
+     * against the double reference and the CPU (not bitwise the tile
+     * kernels: it sums in another order) */
+    {
+        const int nw = (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]);
+        OK(sh_cuda_set_gemm_ring(gpu, 4));
+        f0 = check_fail_;
+        opref_run_all(gpu, "cuda/ring-wg");
+        opref_grouped_run_all(gpu, "cuda/ring-wg");
+        printf("op_ref suite [cuda/ring-wg]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+        test_gemm_mixed("ring-wg", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
+        for (int i = 0; i < nw; i++) test_gemm_mixed("ring-wg (one group)", &gemm_ring_wg[i], 1, SH_CUDA_GEMM_AUTO);
+        test_gemm_qkv_mixed("ring-wg", SH_CUDA_GEMM_AUTO, SH_BF16);
+        OK(sh_cuda_set_gemm_ring(gpu, 1));
     }
     test_get_rows_mixed();
     test_norm_mixed();

@@ -12,6 +12,9 @@
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
 #     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
+#     wgcheck   the streamed GEMM's warpgroup form: test_cuda_ops, then model tests with it forced
+#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tile kernels vs ring
+#     ringsrc   ncu stall reasons (per SASS instruction) of two streamed-GEMM launches
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
 #     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
@@ -180,8 +183,35 @@ stream)
   # weight streaming alone (no tensor-core work): ring depths, blocks per SM, access patterns
   timeout 300 $B/bench_cuda_stream > "$W/stream.log" 2>&1; echo "== bench_cuda_stream (rc=$?)"; cat "$W/stream.log"
   ;;
+wgcheck)
+  # the warpgroup form of the streamed GEMM: conformance (test_cuda_ops has a forced section), then the
+  # model-level tests with it forced onto every eligible GEMM (SHOAL_CUDA_GEMM_RING=4)
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
+  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
+  for t in test_reference test_fused_ops test_sched_fixtures; do
+    SHOAL_CUDA_GEMM_RING=4 SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-wg.log" 2>&1
+    echo "== $t --device cuda, warpgroup form forced (rc=$?)"; grep -E "FAIL|passed" "$W/$t-wg.log" | head -10
+  done
+  ;;
+gemmdec)
+  # the decode step's GEMM shapes alone, 32 launches per step: tile kernels vs the streamed GEMM
+  timeout 400 $B/bench_cuda_gemm --decode > "$W/gemmdec.log" 2>&1; echo "== bench_cuda_gemm --decode (rc=$?)"; cat "$W/gemmdec.log"
+  ;;
+ringsrc)
+  # ncu of the streamed-GEMM launches of bench_cuda_gemm --profile (the last four: 8 x 1536 x 576 and
+  # 8 x 49152 x 576 at 16 rows, per-warp then warpgroup form): stall reasons, per instruction
+  timeout 300 $NCU --clock-control none -k "regex:gemm_(ring|wg)" --launch-skip 2 --launch-count 4 --section SpeedOfLight --section WarpStateStats \
+    --section SourceCounters --section SchedulerStats --section MemoryWorkloadAnalysis --section Occupancy \
+    --section LaunchStats --import-source no -f -o "$W/ring" $B/bench_cuda_gemm --profile > "$W/ringsrc-run.log" 2>&1
+  echo "== ncu ring (rc=$?)"; tail -3 "$W/ringsrc-run.log"
+  $NCU -i "$W/ring.ncu-rep" --page details --csv > "$W/ring-details.csv" 2>&1
+  $NCU -i "$W/ring.ncu-rep" --page source --csv --print-source sass > "$W/ring-source.csv" 2>&1
+  echo "details $(wc -l < "$W/ring-details.csv") lines, source $(wc -l < "$W/ring-source.csv") lines"
+  grep -iE "Duration|Stall|Warp Cycles|Issued Ipc|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers" "$W/ring-details.csv" | cut -c1-220 | head -60
+  ;;
 ring)
-  # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2)
+  # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2);
+  # 3 and 4: 1 and 2 with the warpgroup form (RING_VALS="1 3")
   sweep ring SHOAL_CUDA_GEMM_RING "${RING_VALS:-0 1 2}"
   ;;
 attndec)

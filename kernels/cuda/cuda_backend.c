@@ -104,7 +104,8 @@ typedef struct sh_cu_backend {
     int32_t *attn_count;     /* split attention: counters (SH_CU_ATTN_COUNTS), zero between launches */
     int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
-    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of a 32-row item per SM, 2 whenever eligible */
+    int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of a 32-row item per SM, 2 whenever
+                                  eligible; 3, 4: as 1, 2 with the warpgroup form where it applies */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -635,7 +636,9 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
  * and no row norm, M >= 2. Mode 2 takes every eligible launch (WM = 2 when
  * that gives an item per SM). Mode 1, the default, takes launches with at
  * least one 32-row item per SM: on the H200 the ring lost with 16-row items
- * (a single-model M = 16 FFN) (bench/NOTES.md, "Streamed GEMM"). */
+ * (a single-model M = 16 FFN) (bench/NOTES.md, "Streamed GEMM"). Modes 3
+ * and 4 are 1 and 2 with the warpgroup form (WM = 4) for bf16 weights at
+ * M <= 16. */
 static int64_t cu_ring_items(int S, int wm, int n, const sh_gemm_group *g) {
     const int nt = sh_cu_ring_nt(S);
     int64_t items = 0;
@@ -655,8 +658,9 @@ static int cu_ring_config(const sh_cu_backend *cb, int S, int xk, int n, const s
         if (!mma[i] || g[i].w.dtype != dt || g[i].norm_out.data) return 0;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int64_t items = cu_ring_items(S, 2, n, g);
-    if (cb->gemm_ring == 2) return items >= sms ? 2 : 1;
-    return items >= sms ? 2 : 0;
+    const int wg = cb->gemm_ring >= 3 && dt == SH_BF16 && sh_cu_ring_nt(S) <= 2; /* the warpgroup form */
+    if (cb->gemm_ring == 2 || cb->gemm_ring == 4) return wg ? 4 : items >= sms ? 2 : 1;
+    return items >= sms ? (wg ? 4 : 2) : 0;
 }
 
 /* SILU_MUL's second operand allows the 16-byte loads x does */
@@ -1379,10 +1383,11 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * (bench/NOTES.md, "Attention with every key in shared memory") */
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 2;
-    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of a 32-row item per SM, 2 whenever eligible
+    /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of a 32-row item per SM, 2 whenever eligible;
+     * 3, 4: as 1, 2 with the warpgroup form (wgmma) for bf16 weights at M <= 16 (slower on the H200 so far)
      * (bench/NOTES.md, "Streamed GEMM") */
     const char *gr = getenv("SHOAL_CUDA_GEMM_RING");
-    cb->gemm_ring = gr ? atoi(gr) : 1;
+    cb->gemm_ring = gr && atoi(gr) >= 0 && atoi(gr) <= 4 ? atoi(gr) : 1;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;
@@ -1465,7 +1470,7 @@ shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm) {
 shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode) {
     sh_cu_backend *cb = cu_of(be);
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: not a CUDA backend");
-    if (mode < 0 || mode > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: unknown mode %d", mode);
+    if (mode < 0 || mode > 4) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: unknown mode %d", mode);
     cb->gemm_ring = mode;
     return SHOAL_OK;
 }

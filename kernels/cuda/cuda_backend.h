@@ -74,8 +74,10 @@ shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
  * persistent blocks per SM) for tensor-core launches of 16-bit weights at
  * M >= 2: 0 never, 1 (the default unless SHOAL_CUDA_GEMM_RING says
  * otherwise) for launches with a 32-row tile per SM, 2
- * whenever eligible. Results are bitwise those of the tile kernels.
- * SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
+ * whenever eligible; 3 and 4 as 1 and 2, with the warpgroup form (wgmma,
+ * bf16 weights, M <= 16 per group) where it applies. Results of 1 and 2 are
+ * bitwise those of the tile kernels; the warpgroup form sums in another
+ * order. SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode);
 
 /* Programmatic dependent launch on (1, the default unless the environment

@@ -214,8 +214,12 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
 #define SH_CU_RING_SMEM(nt, wm)                                                          \
     (((nt) <= 2 ? 6 * (16 * (wm) * 256 + 8 * (nt) * 528) : 8 * 16 * (wm) * 256) + \
      SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
+/* Its warpgroup form (WM = 4, NT <= 2, bf16): 4 stages of 64 weight rows x
+ * 256 bytes and 8 NT activation rows x 528, and the stage's activations as
+ * three bf16 terms (8 NT rows x 128 x 2 bytes each). */
+#define SH_CU_WG_SMEM(nt) (4 * (64 * 256 + 8 * (nt) * 528) + 3 * 8 * (nt) * 128 * 2)
 #define SH_CU_RING_PER_SM 2
-static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
+static inline int sh_cu_ring_smem(int nt, int wm) { return wm == 4 ? SH_CU_WG_SMEM(nt) : SH_CU_RING_SMEM(nt, wm); }
 
 /* ---- launches ---------------------------------------------------------- */
 

@@ -138,31 +138,42 @@ __device__ __forceinline__ void ring_src_rows(const sh_cu_gemm_desc *__restrict_
     }
 }
 
-/* The weight rows of the producer's stage into buffer buf. */
-template <int NT, int WM>
+/* The weight rows of the producer's stage into buffer buf: rows of 256
+ * bytes (units swizzled as above), or (WG) the warpgroup form's core
+ * matrices: unit j of row r at j * 1024 + r * 16. */
+template <int NT, int WM, bool WG = false>
 __device__ __forceinline__ void ring_issue_w(const ring_src<NT, WM> &p, unsigned char *buf) {
     if (!p.live) return;
     const int j = threadIdx.x & 15, c = p.slab * 4 + (j >> 2);
-    if (c >= p.it.chunks) return;
+    if (!WG && c >= p.it.chunks) return;
 #pragma unroll
     for (int q = 0; q < 2 * WM; q++) {
         const int r = (threadIdx.x >> 4) + 8 * q;
-        cp_async16(buf + r * kRowBytes + ((j ^ ((r & 1) << 2)) << 4), p.row[q] + c * 64 + (j & 3) * 16);
+        if (WG) /* past K: zeros, so every k-step of a stage can run */
+            cp_async16_zfill(buf + j * 1024 + r * 16, p.row[q] + min(c, p.it.chunks - 1) * 64 + (j & 3) * 16,
+                             c < p.it.chunks);
+        else
+            cp_async16(buf + r * kRowBytes + ((j ^ ((r & 1) << 2)) << 4), p.row[q] + c * 64 + (j & 3) * 16);
     }
 }
 
 /* The activation rows of the producer's stage into buffer buf (after the
  * weights: 8 NT rows of kXRow bytes; rows past M repeat the last). */
-template <int NT, int WM>
+template <int NT, int WM, bool WG = false>
 __device__ __forceinline__ void ring_issue_x(const ring_src<NT, WM> &p, unsigned char *buf) {
     if (!ring_xs(NT) || !p.live) return;
     const int j = threadIdx.x & 31, c = p.slab * 4 + (j >> 3);
-    if (c >= p.it.chunks) return;
+    if (!WG && c >= p.it.chunks) return;
     unsigned char *xb = buf + 16 * WM * kRowBytes;
 #pragma unroll
     for (int q = 0; q < 2 * NT; q++) {
         const int r = (threadIdx.x >> 5) + 4 * q;
-        cp_async16(xb + r * kXRow + j * 16, p.x + (int64_t)min(p.m0 + r, p.m - 1) * p.x_stride + p.slab * 128 + j * 4);
+        const float *src = p.x + (int64_t)min(p.m0 + r, p.m - 1) * p.x_stride;
+        if (WG) /* past K: zeros (see ring_issue_w) */
+            cp_async16_zfill(xb + r * kXRow + j * 16, src + min(c, p.it.chunks - 1) * 32 + (j & 7) * 4,
+                             c < p.it.chunks);
+        else
+            cp_async16(xb + r * kXRow + j * 16, src + p.slab * 128 + j * 4);
     }
 }
 
@@ -294,6 +305,209 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     cp_async_wait<0>(); /* the empty tail groups */
 }
 
+/* ---- warpgroup form ------------------------------------------------------
+ *
+ * The per-warp form above spends ~470 instructions per warp on each 8 KB
+ * stage (bench/NOTES.md, "Streamed GEMM, instruction-bound"): every warp
+ * loads its A fragments, splits its activations and issues 24 mma.sync per
+ * chunk, and the warps' K partials meet in shared memory per item. Here the
+ * block is one warpgroup and the tensor cores read both operands from shared
+ * memory (wgmma, sm_90a): an item is 64 weight rows (warp w owns rows
+ * 16w .. 16w + 15 of the result) x 8 NT activation rows over the whole K,
+ * so no partials are exchanged; per 16 KB stage the block splits the
+ * stage's activations once into three bf16 terms (hi + mid + lo = x, as the
+ * other kernels do) and issues 8 k-steps x 3 terms of m64n(8 NT)k16 into six
+ * independent accumulators; they run while the block waits for the next
+ * stage's copies.
+ * Results differ from the tile kernels' only in the order of the f32 sums.
+ *
+ * Shared layouts (no swizzle, K-major core matrices of 8 rows x 16 bytes):
+ * weights: unit j (8 elements) of row r at j * 1024 + r * 16, so core
+ * matrices are 1024 bytes apart along K and 128 along the rows; the terms:
+ * unit j of activation row n at j * 128 NT + n * 16 (128 NT along K, 128
+ * along the rows), one 2048 NT-byte plane per term. */
+constexpr int kWgStages = 4;
+__host__ __device__ constexpr int wg_stage_bytes(int nt) { return 64 * kRowBytes + 8 * nt * kXRow; }
+__host__ __device__ constexpr int wg_term_bytes(int nt) { return 8 * nt * 128 * 2; }
+
+/* shared-memory matrix descriptor: start, K-direction (leading) and row-direction (stride) byte offsets */
+__device__ __forceinline__ uint64_t wg_desc(const void *smem, unsigned lead, unsigned stride) {
+    const uint64_t a = (uint64_t)__cvta_generic_to_shared(smem);
+    return ((a & 0x3FFFFu) >> 4) | ((uint64_t)(lead >> 4) << 16) | ((uint64_t)(stride >> 4) << 32);
+}
+
+/* d += A B for A 64 x 16 (weights) and B 16 x 8 NT (activation terms), both from shared memory */
+template <int NT>
+__device__ __forceinline__ void wg_mma(float (&d)[4 * NT], uint64_t a, uint64_t b);
+template <>
+__device__ __forceinline__ void wg_mma<1>(float (&d)[4], uint64_t a, uint64_t b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "l"(a), "l"(b), "r"(1));
+}
+template <>
+__device__ __forceinline__ void wg_mma<2>(float (&d)[8], uint64_t a, uint64_t b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, "
+                 "1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "l"(a), "l"(b), "r"(1));
+}
+
+/* The accumulators are written by the tensor cores until wgmma.wait_group:
+ * these keep the compiler from moving their reads or writes across it. */
+template <int N>
+__device__ __forceinline__ void wg_fence_regs(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* The stage's f32 activations (8 NT rows of kXRow bytes) as three bf16 term
+ * planes; unit u of the stage = (row u % 8 NT, 8 elements u / 8 NT). */
+template <int NT>
+__device__ __forceinline__ void wg_split_x(const unsigned char *xs, unsigned char *xb) {
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        const int u = threadIdx.x + kThreads * i, n = u % (8 * NT), j = u / (8 * NT);
+        const float4 a = *reinterpret_cast<const float4 *>(xs + n * kXRow + j * 32);
+        const float4 b = *reinterpret_cast<const float4 *>(xs + n * kXRow + j * 32 + 16);
+        uint4 h, m, l;
+        split3(a.x, a.y, h.x, m.x, l.x);
+        split3(a.z, a.w, h.y, m.y, l.y);
+        split3(b.x, b.y, h.z, m.z, l.z);
+        split3(b.z, b.w, h.w, m.w, l.w);
+        const int off = j * 128 * NT + n * 16;
+        *reinterpret_cast<uint4 *>(xb + off) = h;
+        *reinterpret_cast<uint4 *>(xb + wg_term_bytes(NT) + off) = m;
+        *reinterpret_cast<uint4 *>(xb + 2 * wg_term_bytes(NT) + off) = l;
+    }
+}
+
+/* Warp w's rows of the item's result, straight from its accumulators:
+ * d[4j + i] is row g (i < 2) or g + 8 of the warp's 16, activation row
+ * 8 j + 2 t + (i & 1) (the mma.m16n8 layout per 8 columns). */
+template <int NT>
+__device__ __forceinline__ void wg_store(const sh_cu_gemm_desc &d, int n0, int m0, const float (&acc)[4 * NT]) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    if (epi_pair(d)) {
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+                store_pair(d, m0 + j * 8 + 2 * t + i, n0 + warp * 8 + g, acc[4 * j + i], acc[4 * j + 2 + i]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                store_y(d, m0 + j * 8 + 2 * t + (i & 1), n0 + warp * 16 + g + ((i & 2) ? 8 : 0), acc[4 * j + i]);
+    }
+}
+
+template <int NT>
+__global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
+    gemm_wg_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+    extern __shared__ __align__(128) unsigned char ring_smem[];
+    constexpr int NS = kWgStages, kStage = wg_stage_bytes(NT), WM = 4;
+    unsigned char *xb = ring_smem + NS * kStage;
+    pdl_trigger();
+    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
+    const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
+    ring_it it;
+    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
+
+    /* prologue as in the per-warp form: weights before the wait, then activations */
+    ring_src<NT, WM> p;
+    p.it = it;
+    p.slab = 0;
+    p.live = true;
+    ring_src_rows<NT, WM>(descs, p);
+    ring_src<NT, WM> px = p;
+#pragma unroll 1
+    for (int s = 0; s < NS - 1; s++) {
+        ring_issue_w<NT, WM, true>(p, ring_smem + s * kStage);
+        cp_async_commit();
+        ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
+    }
+    pdl_wait();
+#pragma unroll 1
+    for (int s = 0; s < NS - 1; s++) {
+        ring_issue_x<NT, WM, true>(px, ring_smem + s * kStage);
+        cp_async_commit();
+        ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
+    }
+
+    int s = 0;
+    do {
+        const sh_cu_gemm_desc &d = descs[it.g];
+        int n0, m0;
+        ring_tile<NT, WM>(d, it, n0, m0);
+        /* six independent accumulator chains (term x k-step parity), so the
+         * tensor cores are not held to one dependent chain per stage */
+        float acc[6][4 * NT];
+#pragma unroll
+        for (int c = 0; c < 6; c++)
+#pragma unroll
+            for (int i = 0; i < 4 * NT; i++) acc[c][i] = 0.0f;
+#pragma unroll 1
+        for (int slab = 0; slab < it.slabs; slab++, s++) {
+            cp_async_wait<NS - 2>();
+            asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); /* the previous stage's products */
+#pragma unroll
+            for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            __syncthreads(); /* stage s is in; the previous stage's tensor-core reads are done */
+            {
+                unsigned char *nb = ring_smem + ((s + NS - 1) % NS) * kStage;
+                ring_issue_w<NT, WM, true>(p, nb);
+                ring_issue_x<NT, WM, true>(p, nb);
+                cp_async_commit();
+                ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
+            }
+            const unsigned char *buf = ring_smem + (s % NS) * kStage;
+            wg_split_x<NT>(buf + 64 * kRowBytes, xb);
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            __syncthreads(); /* the terms are written */
+#pragma unroll
+            for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
+            asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+            for (int k = 0; k < 8; k++) { /* k-steps past K multiply zeros */
+                const uint64_t a = wg_desc(buf + k * 2048, 1024, 128);
+#pragma unroll
+                for (int term = 0; term < 3; term++)
+                    wg_mma<NT>(acc[term * 2 + (k & 1)], a,
+                               wg_desc(xb + term * wg_term_bytes(NT) + k * 256 * NT, 128 * NT, 128));
+            }
+            asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#pragma unroll
+            for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#pragma unroll
+        for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
+        float sum[4 * NT]; /* the small terms first */
+#pragma unroll
+        for (int i = 0; i < 4 * NT; i++)
+            sum[i] = ((acc[4][i] + acc[5][i]) + (acc[2][i] + acc[3][i])) + (acc[0][i] + acc[1][i]);
+        wg_store<NT>(descs[it.g], n0, m0, sum);
+    } while (ring_next<NT>(descs, starts, n_groups, hi, it));
+    cp_async_wait<0>();
+}
+
+template <int NT>
+cudaError_t launch_wg(cudaStream_t s, const sh_cu_launch_args *a) {
+    static int set_bytes[64];
+    const int smem = sh_cu_ring_smem(NT, 4);
+    static_assert(kWgStages * wg_stage_bytes(NT) + 3 * wg_term_bytes(NT) == SH_CU_WG_SMEM(NT),
+                  "host and kernel disagree on the warpgroup form's shared memory");
+    const cudaError_t e = sh_cu_smem_optin(gemm_wg_kernel<NT>, smem, set_bytes);
+    if (e != cudaSuccess) return e;
+    return sh_cu_launch_ks(gemm_wg_kernel<NT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
+                           static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups);
+}
+
 template <int NT, int WM, int DT>
 cudaError_t launch_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
@@ -313,9 +527,11 @@ cudaError_t launch_ring_dt(cudaStream_t s, const sh_cu_launch_args *a) {
 
 } // namespace
 
-/* variant = NT | WM << 4 | (f16 weights) << 8 */
+/* variant = NT | WM << 4 | (f16 weights) << 8; WM = 4: the warpgroup form (bf16, NT <= 2) */
 extern "C" cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     switch (a->variant & 0xff) {
+    case 1 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_wg<1>(s, a);
+    case 2 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_wg<2>(s, a);
     case 1 | 1 << 4: return launch_ring_dt<1, 1>(s, a);
     case 2 | 1 << 4: return launch_ring_dt<2, 1>(s, a);
     case 4 | 1 << 4: return launch_ring_dt<4, 1>(s, a);
