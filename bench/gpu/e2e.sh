@@ -14,7 +14,7 @@
 #     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
 #     wgcheck   the streamed GEMM's warpgroup form: test_cuda_ops, then model tests with it forced
 #     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tile kernels vs ring
-#     ringsrc   ncu stall reasons (per SASS instruction) of two streamed-GEMM launches
+#     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
 #     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
