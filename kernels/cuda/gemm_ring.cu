@@ -190,6 +190,35 @@ __device__ __forceinline__ void ring_advance(const sh_cu_gemm_desc *__restrict__
     }
 }
 
+/* The block's first NS - 1 stages from item it on: their weights before the
+ * wait for the previous kernel (a commit group each), their activations
+ * after it (a group each; none at NT = 4); then every stage's group holds
+ * both, so stage s is complete once at most NS - 2 groups are pending.
+ * p: the producer, left at stage NS - 1. */
+template <int NT, int WM, int NS, int kStage, bool WG>
+__device__ __forceinline__ void ring_prologue(const sh_cu_gemm_desc *__restrict__ descs,
+                                              const int32_t *__restrict__ starts, int n_groups, int64_t hi,
+                                              const ring_it &it, unsigned char *smem, ring_src<NT, WM> &p) {
+    p.it = it;
+    p.slab = 0;
+    p.live = true;
+    ring_src_rows<NT, WM>(descs, p);
+    ring_src<NT, WM> px = p;
+#pragma unroll 1
+    for (int s = 0; s < NS - 1; s++) {
+        ring_issue_w<NT, WM, WG>(p, smem + s * kStage);
+        cp_async_commit();
+        ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
+    }
+    pdl_wait();
+#pragma unroll 1
+    for (int s = 0; ring_xs(NT) && s < NS - 1; s++) {
+        ring_issue_x<NT, WM, WG>(px, smem + s * kStage);
+        cp_async_commit();
+        ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
+    }
+}
+
 /* activation rows g of a warp's n tiles, chunk c, elements o0 and o1 onward (NT = 4) */
 template <int NT>
 __device__ __forceinline__ void ring_load_x(const float *const (&xr)[NT], int c, int o0, int o1, float4 (&xv)[NT][2]) {
@@ -211,30 +240,8 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
     ring_it it;
     if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
-
-    /* The first NS - 1 stages: their weights before the wait for the previous
-     * kernel (a commit group each), their activations after it (a group
-     * each); then every stage's group holds both. Stage s is then always
-     * complete once at most NS - 2 groups are pending. */
     ring_src<NT, WM> p;
-    p.it = it;
-    p.slab = 0;
-    p.live = true;
-    ring_src_rows<NT, WM>(descs, p);
-    ring_src<NT, WM> px = p;
-#pragma unroll 1
-    for (int s = 0; s < NS - 1; s++) {
-        ring_issue_w<NT, WM>(p, ring_smem + s * kStage);
-        cp_async_commit();
-        ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
-    }
-    pdl_wait();
-#pragma unroll 1
-    for (int s = 0; ring_xs(NT) && s < NS - 1; s++) {
-        ring_issue_x<NT, WM>(px, ring_smem + s * kStage);
-        cp_async_commit();
-        ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
-    }
+    ring_prologue<NT, WM, NS, kStage, false>(descs, starts, n_groups, hi, it, ring_smem, p);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int o0 = 8 * t, o1 = 8 * t + 4;
@@ -416,27 +423,8 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
     ring_it it;
     if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
-
-    /* prologue as in the per-warp form: weights before the wait, then activations */
     ring_src<NT, WM> p;
-    p.it = it;
-    p.slab = 0;
-    p.live = true;
-    ring_src_rows<NT, WM>(descs, p);
-    ring_src<NT, WM> px = p;
-#pragma unroll 1
-    for (int s = 0; s < NS - 1; s++) {
-        ring_issue_w<NT, WM, true>(p, ring_smem + s * kStage);
-        cp_async_commit();
-        ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
-    }
-    pdl_wait();
-#pragma unroll 1
-    for (int s = 0; s < NS - 1; s++) {
-        ring_issue_x<NT, WM, true>(px, ring_smem + s * kStage);
-        cp_async_commit();
-        ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
-    }
+    ring_prologue<NT, WM, NS, kStage, true>(descs, starts, n_groups, hi, it, ring_smem, p);
 
     int s = 0;
     do {
