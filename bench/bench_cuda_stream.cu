@@ -18,6 +18,12 @@
  *            issues, completion on an mbarrier per stage)
  *   bslab    the slab stage by the copy engine: 32 row pieces of 256 bytes,
  *            issued by the lanes of warp 0 onto one mbarrier
+ *   slab+f   slab with a generic-to-async proxy fence after each stage's
+ *            wait, as the warpgroup GEMM form has (kernels/cuda/gemm_ring.cu)
+ *   tma      the slab stage as one 2D tensor copy (cp.async.bulk.tensor, a
+ *            tensor map over the weight rows, box 128 elements x 32 rows,
+ *            past-the-row elements zero-filled), one thread issues,
+ *            completion on an mbarrier per stage
  * for ring depths of 4, 6, 8 and 12 stages and 1-4 blocks per SM (as many
  * as fit). Each thread folds the 16 bytes it reads per stage into a value
  * that is written out, so no load is dead. Prints TB/s of weight bytes
@@ -29,6 +35,8 @@
  * slice of the buffer so none is an L2 hit: microseconds per launch and
  * TB/s, i.e. what the ramp and the tail of a short kernel cost.
  */
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,7 +52,7 @@ constexpr int kRow = 1152, kRows = 32, kItem = kRow * kRows; /* bytes */
 constexpr int kSlab = 256, kSlabs = (kRow + kSlab - 1) / kSlab;
 constexpr int kStageW = kRows * kSlab; /* 8 KB */
 constexpr int kStageX = 8192;
-enum { P_SLAB = 0, P_SLABX = 1, P_FLAT = 2, P_REGS = 3, P_BULK = 4, P_BSLAB = 5 };
+enum { P_SLAB = 0, P_SLABX = 1, P_FLAT = 2, P_REGS = 3, P_BULK = 4, P_BSLAB = 5, P_SLABF = 6 };
 
 __host__ __device__ constexpr int stage_bytes(int p) { return p == P_SLABX ? kStageW + kStageX : kStageW; }
 
@@ -86,6 +94,9 @@ __global__ void __launch_bounds__(kThreads) ring_kernel(const unsigned char *__r
     }
     for (int64_t s = 0; s < total; s++) {
         cp_async_wait<NS - 2>();
+        /* slab+fence: the proxy fence the warpgroup GEMM issues here before
+         * the tensor cores read the stage (does it wait for the later stages' copies too?) */
+        if (P == P_SLABF) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
         __syncthreads();
         const int64_t n = s + NS - 1;
         if (n < total) issue<P>(w + (i0 + n / kSlabs) * kItem, (int)(n % kSlabs), x, smem + (n % NS) * SB);
@@ -155,6 +166,46 @@ __global__ void __launch_bounds__(kThreads) bulk_kernel(const unsigned char *__r
         if (n < total) bulk_issue<P>(w + (i0 + n / kSlabs) * kItem, (int)(n % kSlabs), smem + (n % NS) * kStageW, &bar[n % NS]);
         mbar_wait(&bar[s % NS], (unsigned)((s / NS) & 1));
         const uint4 v = *reinterpret_cast<const uint4 *>(smem + (s % NS) * kStageW + threadIdx.x * 16);
+        acc.x ^= v.x, acc.y ^= v.y, acc.z ^= v.z, acc.w ^= v.w;
+    }
+    out[(int64_t)blockIdx.x * kThreads + threadIdx.x] = acc;
+}
+
+/* one 2D tensor copy: box at element c0 of rows c1.. into dst, completing on bar */
+__device__ __forceinline__ void tma_copy(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::
+                     "r"(smem_u32(dst)),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
+                 : "memory");
+}
+
+/* the slab stages of items [i0, i1) (item i = rows 32 (row0 + i) ..) by the tensor copy engine */
+template <int NS>
+__global__ void __launch_bounds__(kThreads) tma_kernel(const __grid_constant__ CUtensorMap map, int64_t row0,
+                                                       int64_t items, uint4 *out) {
+    extern __shared__ __align__(128) unsigned char tsmem[];
+    __shared__ uint64_t bar[NS];
+    const int64_t i0 = (int64_t)blockIdx.x * items / gridDim.x, i1 = ((int64_t)blockIdx.x + 1) * items / gridDim.x;
+    const int64_t total = (i1 - i0) * kSlabs;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    auto issue_t = [&](int64_t n) {
+        if (threadIdx.x == 0) {
+            const int64_t it = i0 + n / kSlabs;
+            mbar_expect_tx(&bar[n % NS], (unsigned)kStageW);
+            tma_copy(tsmem + (n % NS) * kStageW, &map, (int)(n % kSlabs) * 128, (int)((row0 + it) * kRows), &bar[n % NS]);
+        }
+    };
+    uint4 acc = make_uint4(0, 0, 0, 0);
+    for (int64_t n = 0; n < NS - 1 && n < total; n++) issue_t(n);
+    for (int64_t s = 0; s < total; s++) {
+        __syncthreads(); /* stage (s - 1) % NS is free */
+        if (s + NS - 1 < total) issue_t(s + NS - 1);
+        mbar_wait(&bar[s % NS], (unsigned)((s / NS) & 1));
+        const uint4 v = *reinterpret_cast<const uint4 *>(tsmem + (s % NS) * kStageW + threadIdx.x * 16);
         acc.x ^= v.x, acc.y ^= v.y, acc.z ^= v.z, acc.w ^= v.w;
     }
     out[(int64_t)blockIdx.x * kThreads + threadIdx.x] = acc;
@@ -253,6 +304,33 @@ void run_small(const char *name, const unsigned char *w, int64_t all_items, doub
     printf("| %-14s | %5.1f | %7.2f | %5.2f |\n", name, mb, us, (double)items * kItem / (us * 1e-6) / 1e12);
 }
 
+/* A tensor map over the weights as rows of 576 bf16 (kRow bytes), box 128 x 32; false if the
+ * driver has no tensor maps */
+bool make_map(CUtensorMap *map, void *w, int64_t rows) {
+    void *fn = nullptr;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess || !fn)
+        return false;
+    const cuuint64_t dims[2] = {(cuuint64_t)(kRow / 2), (cuuint64_t)rows}, strides[1] = {(cuuint64_t)kRow};
+    const cuuint32_t box[2] = {128, (cuuint32_t)kRows}, estr[2] = {1, 1};
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)(
+               map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, w, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
+           CUDA_SUCCESS;
+}
+
+template <int NS>
+void run_tma(const CUtensorMap &map, int64_t items, uint4 *out, int sms, size_t smem_max) {
+    const size_t smem = (size_t)NS * kStageW;
+    check(cudaFuncSetAttribute(tma_kernel<NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem");
+    for (int bps = 1; bps <= 4; bps++) {
+        if ((smem + 1024) * (size_t)bps > smem_max) break;
+        const float ms = time_ms([&] { tma_kernel<NS><<<sms * bps, kThreads, smem>>>(map, 0, items, out); });
+        printf("| %-6s | %2d | %d | %3zu | %6.2f |\n", "tma", NS, bps, smem / 1024, (double)items * kItem / (ms * 1e-3) / 1e12);
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -289,6 +367,8 @@ int main(int argc, char **argv) {
     run_ring<P_SLAB, 6>("slab", w, items, x, out, sms, smem_max);
     run_ring<P_SLAB, 8>("slab", w, items, x, out, sms, smem_max);
     run_ring<P_SLAB, 12>("slab", w, items, x, out, sms, smem_max);
+    run_ring<P_SLABF, 4>("slab+f", w, items, x, out, sms, smem_max);
+    run_ring<P_SLABF, 8>("slab+f", w, items, x, out, sms, smem_max);
     run_ring<P_SLABX, 4>("slab+x", w, items, x, out, sms, smem_max);
     run_ring<P_SLABX, 6>("slab+x", w, items, x, out, sms, smem_max);
     run_ring<P_FLAT, 6>("flat", w, items, x, out, sms, smem_max);
@@ -304,6 +384,16 @@ int main(int argc, char **argv) {
     run_bulk<P_BSLAB, 6>("bslab", w, items, out, sms, smem_max);
     run_bulk<P_BSLAB, 8>("bslab", w, items, out, sms, smem_max);
 
+    CUtensorMap map;
+    const bool have_map = make_map(&map, w, items * kRows);
+    if (have_map) {
+        run_tma<4>(map, items, out, sms, smem_max);
+        run_tma<6>(map, items, out, sms, smem_max);
+        run_tma<8>(map, items, out, sms, smem_max);
+    } else {
+        printf("| tma | (no tensor maps: cuTensorMapEncodeTiled unavailable) |\n");
+    }
+
     printf("\nDecode-sized launches (200 back to back, each on a cold slice):\n\n");
     printf("| kernel | MB | us/launch | TB/s |\n| --- | ---: | ---: | ---: |\n");
     const double sizes[] = {2.2, 5.3, 8.8, 14.2, 28.3, 56.6};
@@ -313,6 +403,9 @@ int main(int argc, char **argv) {
         });
         run_small("slab 8st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
             ring_kernel<P_SLAB, 8><<<sms * 2, kThreads, 8 * kStageW>>>(ws, n, x, out);
+        });
+        run_small("slab+f 6st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+            ring_kernel<P_SLABF, 6><<<sms * 2, kThreads, 6 * kStageW>>>(ws, n, x, out);
         });
         run_small("flat 6st 3/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
             ring_kernel<P_FLAT, 6><<<sms * 3, kThreads, 6 * kStageW>>>(ws, n, x, out);
@@ -326,6 +419,10 @@ int main(int argc, char **argv) {
         run_small("bslab 8st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
             bulk_kernel<P_BSLAB, 8><<<sms * 2, kThreads, 8 * kStageW>>>(ws, n, out);
         });
+        if (have_map)
+            run_small("tma 6st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
+                tma_kernel<6><<<sms * 2, kThreads, 6 * kStageW>>>(map, (ws - w) / kItem, n, out);
+            });
         run_small("regs 4/SM", w, items, mb,
                   [&](const unsigned char *ws, int64_t n) { regs_kernel<<<sms * 4, kThreads>>>(ws, n, out); });
         run_small("memcpy d2d", w, items, mb, [&](const unsigned char *ws, int64_t n) {
