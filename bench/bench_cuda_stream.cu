@@ -129,6 +129,16 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned b
                  : "memory");
 }
 
+/* every stage's mbarrier (one arrival per phase), then a barrier */
+template <int NS>
+__device__ __forceinline__ void mbar_init_all(uint64_t (&bar)[NS]) {
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+}
+
 /* stage n of the block's run by the copy engine: flat (one copy) or slab (32 row pieces by warp 0's lanes) */
 template <int P>
 __device__ __forceinline__ void bulk_issue(const unsigned char *item, int slab, unsigned char *buf, uint64_t *bar) {
@@ -152,11 +162,7 @@ __global__ void __launch_bounds__(kThreads) bulk_kernel(const unsigned char *__r
     __shared__ uint64_t bar[NS];
     const int64_t i0 = (int64_t)blockIdx.x * items / gridDim.x, i1 = ((int64_t)blockIdx.x + 1) * items / gridDim.x;
     const int64_t total = (i1 - i0) * kSlabs;
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    mbar_init_all<NS>(bar);
     uint4 acc = make_uint4(0, 0, 0, 0);
     for (int64_t s = 0; s < NS - 1 && s < total; s++)
         bulk_issue<P>(w + (i0 + s / kSlabs) * kItem, (int)(s % kSlabs), smem + s * kStageW, &bar[s]);
@@ -187,11 +193,7 @@ __global__ void __launch_bounds__(kThreads) tma_kernel(const __grid_constant__ C
     __shared__ uint64_t bar[NS];
     const int64_t i0 = (int64_t)blockIdx.x * items / gridDim.x, i1 = ((int64_t)blockIdx.x + 1) * items / gridDim.x;
     const int64_t total = (i1 - i0) * kSlabs;
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    mbar_init_all<NS>(bar);
     auto issue_t = [&](int64_t n) {
         if (threadIdx.x == 0) {
             const int64_t it = i0 + n / kSlabs;

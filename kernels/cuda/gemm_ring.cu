@@ -219,6 +219,21 @@ __device__ __forceinline__ void ring_prologue(const sh_cu_gemm_desc *__restrict_
     }
 }
 
+/* The block's share of the launch's T stages, [b T / G, (b + 1) T / G)
+ * (hi: its end): its first item (it) and prologue (p); false when it has
+ * none. */
+template <int NT, int WM, int NS, int kStage, bool WG>
+__device__ __forceinline__ bool ring_start(const sh_cu_gemm_desc *__restrict__ descs,
+                                           const int32_t *__restrict__ starts, int n_groups, unsigned char *smem,
+                                           ring_it &it, ring_src<NT, WM> &p, int64_t &hi) {
+    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
+    const int64_t lo = (int64_t)blockIdx.x * T / G;
+    hi = ((int64_t)blockIdx.x + 1) * T / G;
+    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return false;
+    ring_prologue<NT, WM, NS, kStage, WG>(descs, starts, n_groups, hi, it, smem, p);
+    return true;
+}
+
 /* activation rows g of a warp's n tiles, chunk c, elements o0 and o1 onward (NT = 4) */
 template <int NT>
 __device__ __forceinline__ void ring_load_x(const float *const (&xr)[NT], int c, int o0, int o1, float4 (&xv)[NT][2]) {
@@ -236,12 +251,10 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     constexpr int NS = ring_stages(NT), kStage = ring_stage_bytes(NT, WM);
     float *red = reinterpret_cast<float *>(ring_smem + NS * kStage);
     pdl_trigger();
-    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
-    const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
     ring_it it;
-    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
     ring_src<NT, WM> p;
-    ring_prologue<NT, WM, NS, kStage, false>(descs, starts, n_groups, hi, it, ring_smem, p);
+    int64_t hi;
+    if (!ring_start<NT, WM, NS, kStage, false>(descs, starts, n_groups, ring_smem, it, p, hi)) return;
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int o0 = 8 * t, o1 = 8 * t + 4;
@@ -419,12 +432,10 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     constexpr int NS = kWgStages, kStage = wg_stage_bytes(NT), WM = 4;
     unsigned char *xb = ring_smem + NS * kStage;
     pdl_trigger();
-    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
-    const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
     ring_it it;
-    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
     ring_src<NT, WM> p;
-    ring_prologue<NT, WM, NS, kStage, true>(descs, starts, n_groups, hi, it, ring_smem, p);
+    int64_t hi;
+    if (!ring_start<NT, WM, NS, kStage, true>(descs, starts, n_groups, ring_smem, it, p, hi)) return;
 
     int s = 0;
     do {
