@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "../kernels/cuda/cuda_common.cuh"
+#include "../kernels/cuda/hopper.cuh"
 
 namespace {
 
@@ -108,37 +109,6 @@ __global__ void __launch_bounds__(kThreads) ring_kernel(const unsigned char *__r
     out[(int64_t)blockIdx.x * kThreads + threadIdx.x] = acc;
 }
 
-/* mbarrier and bulk-copy helpers (sm_90) */
-__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
-    asm volatile("{\n.reg .pred p;\nW: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra W;\n}" ::"r"(
-                     smem_u32(bar)),
-                 "r"(parity)
-                 : "memory");
-}
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     smem_u32(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
-                 : "memory");
-}
-
-/* every stage's mbarrier (one arrival per phase), then a barrier */
-template <int NS>
-__device__ __forceinline__ void mbar_init_all(uint64_t (&bar)[NS]) {
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
-}
-
 /* stage n of the block's run by the copy engine: flat (one copy) or slab (32 row pieces by warp 0's lanes) */
 template <int P>
 __device__ __forceinline__ void bulk_issue(const unsigned char *item, int slab, unsigned char *buf, uint64_t *bar) {
@@ -177,14 +147,6 @@ __global__ void __launch_bounds__(kThreads) bulk_kernel(const unsigned char *__r
     out[(int64_t)blockIdx.x * kThreads + threadIdx.x] = acc;
 }
 
-/* one 2D tensor copy: box at element c0 of rows c1.. into dst, completing on bar */
-__device__ __forceinline__ void tma_copy(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::
-                     "r"(smem_u32(dst)),
-                 "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
-                 : "memory");
-}
-
 /* the slab stages of items [i0, i1) (item i = rows 32 (row0 + i) ..) by the tensor copy engine */
 template <int NS>
 __global__ void __launch_bounds__(kThreads) tma_kernel(const __grid_constant__ CUtensorMap map, int64_t row0,
@@ -198,7 +160,7 @@ __global__ void __launch_bounds__(kThreads) tma_kernel(const __grid_constant__ C
         if (threadIdx.x == 0) {
             const int64_t it = i0 + n / kSlabs;
             mbar_expect_tx(&bar[n % NS], (unsigned)kStageW);
-            tma_copy(tsmem + (n % NS) * kStageW, &map, (int)(n % kSlabs) * 128, (int)((row0 + it) * kRows), &bar[n % NS]);
+            tma_copy_2d(tsmem + (n % NS) * kStageW, &map, (int)(n % kSlabs) * 128, (int)((row0 + it) * kRows), &bar[n % NS]);
         }
     };
     uint4 acc = make_uint4(0, 0, 0, 0);

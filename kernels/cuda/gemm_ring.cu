@@ -34,6 +34,7 @@
  * 528 bytes apart (the 16-byte pad spreads rows g over the banks).
  */
 #include "gemm_kernel.cuh"
+#include "hopper.cuh"
 
 namespace {
 
@@ -350,39 +351,6 @@ constexpr int kWgStages = 4;
 __host__ __device__ constexpr int wg_stage_bytes(int nt) { return 64 * kRowBytes + 8 * nt * kXRow; }
 __host__ __device__ constexpr int wg_term_bytes(int nt) { return 8 * nt * 128 * 2; }
 
-/* shared-memory matrix descriptor: start, K-direction (leading) and row-direction (stride) byte offsets */
-__device__ __forceinline__ uint64_t wg_desc(const void *smem, unsigned lead, unsigned stride) {
-    const uint64_t a = (uint64_t)__cvta_generic_to_shared(smem);
-    return ((a & 0x3FFFFu) >> 4) | ((uint64_t)(lead >> 4) << 16) | ((uint64_t)(stride >> 4) << 32);
-}
-
-/* d += A B for A 64 x 16 (weights) and B 16 x 8 NT (activation terms), both from shared memory */
-template <int NT>
-__device__ __forceinline__ void wg_mma(float (&d)[4 * NT], uint64_t a, uint64_t b);
-template <>
-__device__ __forceinline__ void wg_mma<1>(float (&d)[4], uint64_t a, uint64_t b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "l"(a), "l"(b), "r"(1));
-}
-template <>
-__device__ __forceinline__ void wg_mma<2>(float (&d)[8], uint64_t a, uint64_t b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, "
-                 "1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-                 : "l"(a), "l"(b), "r"(1));
-}
-
-/* The accumulators are written by the tensor cores until wgmma.wait_group:
- * these keep the compiler from moving their reads or writes across it. */
-template <int N>
-__device__ __forceinline__ void wg_fence_regs(float (&d)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
-
 /* The stage's f32 activations (8 NT rows of kXRow bytes) as three bf16 term
  * planes; unit u of the stage = (row u % 8 NT, 8 elements u / 8 NT). */
 template <int NT>
@@ -452,7 +420,7 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
 #pragma unroll 1
         for (int slab = 0; slab < it.slabs; slab++, s++) {
             cp_async_wait<NS - 2>();
-            asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); /* the previous stage's products */
+            wg_wait<0>(); /* the previous stage's products */
 #pragma unroll
             for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -470,7 +438,7 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
             __syncthreads(); /* the terms are written */
 #pragma unroll
             for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
-            asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+            wg_fence();
 #pragma unroll
             for (int k = 0; k < 8; k++) { /* k-steps past K multiply zeros */
                 const uint64_t a = wg_desc(buf + k * 2048, 1024, 128);
@@ -479,11 +447,11 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
                     wg_mma<NT>(acc[term * 2 + (k & 1)], a,
                                wg_desc(xb + term * wg_term_bytes(NT) + k * 256 * NT, 128 * NT, 128));
             }
-            asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+            wg_commit();
 #pragma unroll
             for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
         }
-        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        wg_wait<0>();
 #pragma unroll
         for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
         float sum[4 * NT]; /* the small terms first */
