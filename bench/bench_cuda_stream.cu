@@ -35,8 +35,6 @@
  * slice of the buffer so none is an L2 hit: microseconds per launch and
  * TB/s, i.e. what the ramp and the tail of a short kernel cost.
  */
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +43,7 @@
 
 #include "../kernels/cuda/cuda_common.cuh"
 #include "../kernels/cuda/hopper.cuh"
+#include "tensor_map.h"
 
 namespace {
 
@@ -268,22 +267,6 @@ void run_small(const char *name, const unsigned char *w, int64_t all_items, doub
     printf("| %-14s | %5.1f | %7.2f | %5.2f |\n", name, mb, us, (double)items * kItem / (us * 1e-6) / 1e12);
 }
 
-/* A tensor map over the weights as rows of 576 bf16 (kRow bytes), box 128 x 32; false if the
- * driver has no tensor maps */
-bool make_map(CUtensorMap *map, void *w, int64_t rows) {
-    void *fn = nullptr;
-    cudaDriverEntryPointQueryResult q;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess || !fn)
-        return false;
-    const cuuint64_t dims[2] = {(cuuint64_t)(kRow / 2), (cuuint64_t)rows}, strides[1] = {(cuuint64_t)kRow};
-    const cuuint32_t box[2] = {128, (cuuint32_t)kRows}, estr[2] = {1, 1};
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)(
-               map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, w, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-               CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
-           CUDA_SUCCESS;
-}
-
 template <int NS>
 void run_tma(const CUtensorMap &map, int64_t items, uint4 *out, int sms, size_t smem_max) {
     const size_t smem = (size_t)NS * kStageW;
@@ -349,7 +332,7 @@ int main(int argc, char **argv) {
     run_bulk<P_BSLAB, 8>("bslab", w, items, out, sms, smem_max);
 
     CUtensorMap map;
-    const bool have_map = make_map(&map, w, items * kRows);
+    const bool have_map = bench_tensor_map_2d(&map, w, kRow / 2, (uint64_t)(items * kRows), kRow, 128, kRows);
     if (have_map) {
         run_tma<4>(map, items, out, sms, smem_max);
         run_tma<6>(map, items, out, sms, smem_max);

@@ -12,6 +12,7 @@
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
 #     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
+#     wgmma     prototype warpgroup GEMM fed by tensor copies: host-checked, then timed (bench_cuda_wgmma)
 #     wgcheck   the streamed GEMM's warpgroup form: test_cuda_ops, then model tests with it forced
 #     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tile kernels vs ring
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
@@ -208,6 +209,10 @@ ringsrc)
   $NCU -i "$W/ring.ncu-rep" --page source --csv --print-source sass > "$W/ring-source.csv" 2>&1
   echo "details $(wc -l < "$W/ring-details.csv") lines, source $(wc -l < "$W/ring-source.csv") lines"
   grep -iE "Duration|Stall|Warp Cycles|Issued Ipc|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers" "$W/ring-details.csv" | cut -c1-220 | head -60
+  ;;
+wgmma)
+  # prototype: the warpgroup GEMM fed by tensor copies (checked against a host reference, then timed)
+  timeout 400 $B/bench_cuda_wgmma > "$W/wgmma.log" 2>&1; echo "== bench_cuda_wgmma (rc=$?)"; cat "$W/wgmma.log"
   ;;
 ring)
   # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2);

@@ -90,6 +90,16 @@ __device__ __forceinline__ void wg_mma<2>(float (&d)[8], uint64_t a, uint64_t b)
                  : "l"(a), "l"(b), "r"(1));
 }
 
+/* The same with d = A B (the old d ignored) when !accumulate: no separate
+ * zeroing instruction touches accumulators that products may still write. */
+__device__ __forceinline__ void wg_mma_sd(float (&d)[8], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, "
+                 "1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
+
 /* The accumulators are written by the tensor cores until wgmma.wait_group:
  * this keeps the compiler from moving their reads or writes across it. */
 template <int N>
