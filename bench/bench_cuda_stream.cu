@@ -150,7 +150,8 @@ __global__ void __launch_bounds__(kThreads) bulk_kernel(const unsigned char *__r
 template <int NS>
 __global__ void __launch_bounds__(kThreads) tma_kernel(const __grid_constant__ CUtensorMap map, int64_t row0,
                                                        int64_t items, uint4 *out) {
-    extern __shared__ __align__(128) unsigned char tsmem[];
+    extern __shared__ __align__(128) unsigned char tsmem_raw[];
+    unsigned char *tsmem = smem_align128(tsmem_raw); /* 128 bytes reserved for this */
     __shared__ uint64_t bar[NS];
     const int64_t i0 = (int64_t)blockIdx.x * items / gridDim.x, i1 = ((int64_t)blockIdx.x + 1) * items / gridDim.x;
     const int64_t total = (i1 - i0) * kSlabs;
@@ -269,7 +270,7 @@ void run_small(const char *name, const unsigned char *w, int64_t all_items, doub
 
 template <int NS>
 void run_tma(const CUtensorMap &map, int64_t items, uint4 *out, int sms, size_t smem_max) {
-    const size_t smem = (size_t)NS * kStageW;
+    const size_t smem = (size_t)NS * kStageW + 128;
     check(cudaFuncSetAttribute(tma_kernel<NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem");
     for (int bps = 1; bps <= 4; bps++) {
         if ((smem + 1024) * (size_t)bps > smem_max) break;
@@ -368,7 +369,7 @@ int main(int argc, char **argv) {
         });
         if (have_map)
             run_small("tma 6st 2/SM", w, items, mb, [&](const unsigned char *ws, int64_t n) {
-                tma_kernel<6><<<sms * 2, kThreads, 6 * kStageW>>>(map, (ws - w) / kItem, n, out);
+                tma_kernel<6><<<sms * 2, kThreads, 6 * kStageW + 128>>>(map, (ws - w) / kItem, n, out);
             });
         run_small("regs 4/SM", w, items, mb,
                   [&](const unsigned char *ws, int64_t n) { regs_kernel<<<sms * 4, kThreads>>>(ws, n, out); });

@@ -67,7 +67,8 @@ template <int NS>
 __global__ void __launch_bounds__(kThreads) gemm_tma_kernel(const __grid_constant__ CUtensorMap wmap,
                                                             const unsigned char *__restrict__ xb, int N, int K,
                                                             int items, float *y) {
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *smem = smem_align128(smem_raw); /* 128 bytes reserved for this */
     __shared__ uint64_t full[NS], xbar[1];
     unsigned char *bres = smem + NS * kStageBytes; /* resident terms */
     const int slabs = kpad(K) / kStageK, tb = term_bytes(K);
@@ -179,12 +180,12 @@ struct shape {
 template <int NS>
 void launch(const CUtensorMap &map, const unsigned char *xb, const shape &sh, float *y, int grid, cudaStream_t st) {
     const int items = sh.groups * sh.N / kRowsItem;
-    gemm_tma_kernel<NS><<<grid, kThreads, NS * kStageBytes + 3 * term_bytes(sh.K), st>>>(map, xb, sh.N, sh.K, items, y);
+    gemm_tma_kernel<NS><<<grid, kThreads, NS * kStageBytes + 3 * term_bytes(sh.K) + 128, st>>>(map, xb, sh.N, sh.K, items, y);
 }
 
 template <int NS>
 bool setup_kernel(const shape &sh, size_t smem_max) {
-    const size_t smem = (size_t)NS * kStageBytes + 3 * term_bytes(sh.K);
+    const size_t smem = (size_t)NS * kStageBytes + 3 * term_bytes(sh.K) + 128;
     if (smem + 1024 > smem_max) return false;
     check(cudaFuncSetAttribute(gemm_tma_kernel<NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem");
     return true;
@@ -194,7 +195,7 @@ template <int NS>
 void run_config(const shape &sh, const CUtensorMap *maps, int sets, const unsigned char *xb, float *y, int sms,
                 size_t smem_max, int bps, int trials) {
     if (!setup_kernel<NS>(sh, smem_max)) return;
-    const size_t smem = (size_t)NS * kStageBytes + 3 * term_bytes(sh.K);
+    const size_t smem = (size_t)NS * kStageBytes + 3 * term_bytes(sh.K) + 128;
     if ((smem + 1024) * (size_t)bps > smem_max) return;
     const int items = sh.groups * sh.N / kRowsItem;
     const int grid = items < sms * bps ? items : sms * bps;

@@ -8,6 +8,12 @@
 
 __device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
 
+/* p moved up to the next 128-byte boundary of the shared window (tensor
+ * copies need it; reserve 128 bytes more) */
+__device__ __forceinline__ unsigned char *smem_align128(unsigned char *p) {
+    return p + ((128u - (smem_u32(p) & 127u)) & 127u);
+}
+
 /* ---- mbarriers ---------------------------------------------------------- */
 
 __device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
