@@ -12,6 +12,18 @@
  * cuBLAS takes bf16 activations, so its results round x to bf16 — a numeric
  * change shoal's kernels avoid; the table shows what that buys. The
  * conversion of x itself is not timed (it would add to cuBLAS's side).
+ *
+ *   bench_cublas_gemm --single
+ *
+ * One model instead (a single group per call), the decode shapes of
+ * SmolLM-135M and GPT-2-124M at M = 16 and 64, 32 calls back to back over
+ * weight sets that together pass L2 twice, microseconds per call:
+ *   shoal    one backend call per GEMM, the 32 in one step (as the engine)
+ *   cublas3  cublasGemmEx on the three bf16 terms of x stacked as 3 M rows —
+ *            the exact form shoal's kernels compute (hi + mid + lo = x), so
+ *            a route through cuBLAS would lose nothing; the split of x and
+ *            the sum of the three row blocks (small kernels) are not timed
+ *   cublas1  the same on M rows of bf16 x (the peers' precision)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -66,6 +78,92 @@ static int cmpf(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* --single: see the top of the file */
+static int run_single(sh_backend *be, cublasHandle_t h, cudaStream_t st, const sh_cuda_device_info *di) {
+    static const struct { const char *what; int N, K; } shp[] = {
+        {"smollm QKV", 960, 576},   {"smollm o", 576, 576},     {"smollm gate+up", 3072, 576},
+        {"smollm down", 576, 1536}, {"smollm head", 49152, 576}, {"gpt2 QKV", 2304, 768},
+        {"gpt2 o", 768, 768},       {"gpt2 up", 3072, 768},     {"gpt2 down", 768, 3072},
+        {"gpt2 head", 50304, 768},
+    };
+    printf("# one model: shoal vs cuBLAS (%s)\n\nbf16 weights, 32 calls back to back, median of %d, us per call.\n\n",
+           di->name, TRIALS);
+    printf("| shape | N x K | M | shoal | cublas3 (exact) | cublas1 (bf16 x) | weights GB/s (shoal, cublas3) |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    const float alpha = 1.0f, beta = 0.0f;
+    cudaEvent_t e0, e1;
+    cu(cudaEventCreate(&e0), "event");
+    cu(cudaEventCreate(&e1), "event");
+    for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s++) {
+        const int N = shp[s].N, K = shp[s].K;
+        const size_t wbytes = (size_t)N * K * 2;
+        int sets = (int)((2 * (size_t)di->l2_bytes + wbytes - 1) / wbytes) + 1;
+        if (sets > 64) sets = 64;
+        void *W[64];
+        uint16_t *hw = malloc(wbytes);
+        for (size_t i = 0; i < (size_t)N * K; i++) hw[i] = bf16(frand() * 0.05f);
+        for (int i = 0; i < sets; i++) {
+            sh(sh_be_alloc(be, wbytes, &W[i]), "alloc w");
+            sh(sh_be_upload(be, W[i], hw, wbytes), "upload w");
+        }
+        free(hw);
+        for (int M = 16; M <= 64; M *= 4) {
+            float *X, *Y;
+            void *Xb;
+            float *hx = malloc((size_t)M * K * 4);
+            uint16_t *hxb = malloc((size_t)3 * M * K * 2);
+            for (size_t i = 0; i < (size_t)M * K; i++) hx[i] = frand();
+            for (int r = 0; r < 3 * M; r++) /* terms: rows [0, M) hi, [M, 2M) mid, [2M, 3M) lo (values irrelevant to timing) */
+                for (int k = 0; k < K; k++) hxb[(size_t)r * K + k] = bf16(hx[(size_t)(r % M) * K + k]);
+            sh(sh_be_alloc(be, (size_t)M * K * 4, (void **)&X), "alloc x");
+            sh(sh_be_alloc(be, (size_t)3 * M * K * 2, &Xb), "alloc xb");
+            sh(sh_be_alloc(be, (size_t)3 * M * N * 4, (void **)&Y), "alloc y");
+            sh(sh_be_upload(be, X, hx, (size_t)M * K * 4), "upload x");
+            sh(sh_be_upload(be, Xb, hxb, (size_t)3 * M * K * 2), "upload xb");
+            free(hx);
+            free(hxb);
+            float t[3][TRIALS];
+            for (int mode = 0; mode < 3; mode++) {
+                for (int tr = -2; tr < TRIALS; tr++) {
+                    cu(cudaEventRecord(e0, st), "record");
+                    if (mode == 0) sh(sh_be_step_begin(be), "step_begin");
+                    for (int c = 0; c < 32; c++) {
+                        void *w = W[(tr + 2 + c) % sets];
+                        if (mode == 0) {
+                            sh_gemm_group g = {{w, SH_BF16, N, K}, NULL, {X, M, K, K}, {Y, M, N, N}, 0};
+                            sh(sh_be_gemm(be, 1, &g), "gemm");
+                        } else {
+                            const int rows = mode == 1 ? 3 * M : M;
+                            cb(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, K, &alpha, w, CUDA_R_16BF, K, Xb,
+                                            CUDA_R_16BF, K, &beta, Y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT),
+                               "gemmex");
+                        }
+                    }
+                    if (mode == 0) sh(sh_be_step_end(be), "step_end");
+                    cu(cudaEventRecord(e1, st), "record");
+                    cu(cudaEventSynchronize(e1), "sync");
+                    float ms;
+                    cu(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+                    if (tr >= 0) t[mode][tr] = ms * 1000.0f / 32;
+                }
+                qsort(t[mode], TRIALS, sizeof(float), cmpf);
+            }
+            sh(sh_be_sync(be), "sync");
+            const double a = t[0][TRIALS / 2], b = t[1][TRIALS / 2], c = t[2][TRIALS / 2];
+            printf("| %s | %d x %d | %d | %.2f | %.2f | %.2f | %.0f, %.0f |\n", shp[s].what, N, K, M, a, b, c,
+                   (double)wbytes / (a * 1e3), (double)wbytes / (b * 1e3));
+            sh_be_free(be, X);
+            sh_be_free(be, Xb);
+            sh_be_free(be, Y);
+        }
+        for (int i = 0; i < sets; i++) sh_be_free(be, W[i]);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *out_md = argc > 2 && !strcmp(argv[1], "--out") ? argv[2] : NULL;
     int ndev = 0;
@@ -81,6 +179,12 @@ int main(int argc, char **argv) {
     cublasHandle_t h;
     cb(cublasCreate(&h), "create");
     cb(cublasSetStream(h, st), "stream");
+    if (argc > 1 && !strcmp(argv[1], "--single")) {
+        run_single(be, h, st, &di);
+        cublasDestroy(h);
+        sh_backend_free(be);
+        return 0;
+    }
 
     static const int NK[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
     static const int MS[5] = {1, 16, 64, 256, 1024};

@@ -13,8 +13,9 @@
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
 #     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
 #     wgmma     prototype warpgroup GEMM fed by tensor copies: host-checked, then timed (bench_cuda_wgmma)
+#     cublas1   one model's decode GEMMs: shoal vs cuBLAS on exact three-term / bf16 activations
 #     wgcheck   the streamed GEMM's warpgroup form: test_cuda_ops, then model tests with it forced
-#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tile kernels vs ring
+#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs warpgroup form
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
@@ -195,7 +196,7 @@ wgcheck)
   done
   ;;
 gemmdec)
-  # the decode step's GEMM shapes alone, 32 launches per step: tile kernels vs the streamed GEMM
+  # the decode step's GEMM shapes alone, 32 launches per step: tile kernels vs the streamed GEMM and its warpgroup form
   timeout 400 $B/bench_cuda_gemm --decode > "$W/gemmdec.log" 2>&1; echo "== bench_cuda_gemm --decode (rc=$?)"; cat "$W/gemmdec.log"
   ;;
 ringsrc)
@@ -213,6 +214,10 @@ ringsrc)
 wgmma)
   # prototype: the warpgroup GEMM fed by tensor copies (checked against a host reference, then timed)
   timeout 400 $B/bench_cuda_wgmma > "$W/wgmma.log" 2>&1; echo "== bench_cuda_wgmma (rc=$?)"; cat "$W/wgmma.log"
+  ;;
+cublas1)
+  # one model's decode GEMMs: shoal vs cuBLAS on the exact three-term activations and on bf16 ones
+  timeout 300 $B/bench_cublas_gemm --single > "$W/cublas1.log" 2>&1; echo "== bench_cublas_gemm --single (rc=$?)"; cat "$W/cublas1.log"
   ;;
 ring)
   # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2);
