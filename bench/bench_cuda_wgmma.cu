@@ -19,7 +19,8 @@
  *
  * Layouts (K-major core matrices of 8 rows x 16 bytes, no swizzle):
  *  - weight stage: 64 rows x 128 elements; box (8 elements x 64 rows) j of
- *    the 16 per stage lands at j * 1024 (row r at + 16 r);
+ *    the 16 per stage lands at j * 1024 (row r at + 16 r); a stage past K
+ *    gets only the boxes before K;
  *  - activation terms: [term][k / 8][16 rows][8], one plane of Kp / 8 x 256
  *    bytes per term, Kp = K rounded up to a stage (zeros past K, as the
  *    weights past K read as zeros), copied whole per group.
@@ -74,18 +75,26 @@ __global__ void __launch_bounds__(kThreads) gemm_tma_kernel(const __grid_constan
     const int slabs = kpad(K) / kStageK, tb = term_bytes(K);
     const int i0 = (int)((int64_t)blockIdx.x * items / gridDim.x), i1 = (int)((int64_t)(blockIdx.x + 1) * items / gridDim.x);
     const int total = (i1 - i0) * slabs;
-    if (threadIdx.x == 0) mbar_init(&xbar[0], 1);
-    mbar_init_all<NS>(full); /* its fence and barrier cover xbar too */
     if (total <= 0) return;
+    /* The stages start as zeros: a tail stage's copies stop at K (no box wholly past the tensor
+     * is issued), and what lies past K in a buffer is then zeros or an earlier stage's finite
+     * weights, multiplied by the terms' zero padding. Written by ordinary stores, read by the
+     * tensor cores: a proxy fence (once; no copy is in flight yet). */
+    for (int i = threadIdx.x; i < NS * kStageBytes / 16; i += kThreads)
+        reinterpret_cast<uint4 *>(smem)[i] = make_uint4(0, 0, 0, 0);
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    if (threadIdx.x == 0) mbar_init(&xbar[0], 1);
+    mbar_init_all<NS>(full); /* its fence and barrier cover xbar and the zeros too */
     /* stage n: item i0 + n / slabs, columns (n % slabs) * 128 .. */
     auto issue = [&](int n) {
         if (threadIdx.x != 0 || n >= total) return;
         uint64_t *bar = &full[n % NS];
         unsigned char *dst = smem + (n % NS) * kStageBytes;
         const int row = (i0 + n / slabs) * kRowsItem, c0 = (n % slabs) * kStageK;
-        mbar_expect_tx(bar, kStageBytes);
+        const int boxes = min(16, (K - c0) / 8); /* K is a multiple of 8 */
+        mbar_expect_tx(bar, (unsigned)boxes * 1024);
 #pragma unroll 1
-        for (int j = 0; j < 16; j++) tma_copy_2d(dst + j * 1024, &wmap, c0 + 8 * j, row, bar);
+        for (int j = 0; j < boxes; j++) tma_copy_2d(dst + j * 1024, &wmap, c0 + 8 * j, row, bar);
     };
     for (int n = 0; n < NS - 1; n++) issue(n);
 
