@@ -329,7 +329,7 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
 /* ---- warpgroup form ------------------------------------------------------
  *
  * The per-warp form above spends ~470 instructions per warp on each 8 KB
- * stage (bench/NOTES.md, "Streamed GEMM, instruction-bound"): every warp
+ * stage (bench/NOTES.md, "Why the streamed GEMM stalls"): every warp
  * loads its A fragments, splits its activations and issues 24 mma.sync per
  * chunk, and the warps' K partials meet in shared memory per item. Here the
  * block is one warpgroup and the tensor cores read both operands from shared
