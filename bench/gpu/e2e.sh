@@ -9,6 +9,7 @@
 #     cluster   issue 5 workload: 8 models x 16 sequences, fused vs unfused, peers
 #     quick     the single and cluster workloads without peers (graphs on; some also off: SHOAL_CUDA_GRAPH=0)
 #     profile   ncu per-kernel times of two decode steps (graphs off), smollm-135m 1/16/64, gpt2-124m 64
+#     profile64 the same with warm caches, smollm-135m and gpt2-124m at 64 sequences
 #     fusion    fused norm/act/RoPE vs separate ops (and vs binaries in $E2E_OLD), decode tok/s
 #     epi       the FFN activation as the up GEMM's epilogue vs before (SHOAL_FUSE_EPI=0), decode tok/s, twice
 #     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
@@ -264,6 +265,11 @@ profile1)
   # one sequence, warm caches: where a launch-bound step's time goes
   NCU_CACHE=none prof smollm-1x1 ${L_SMOLLM:-214} --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
   NCU_CACHE=none prof gpt2-1x1 ${L_GPT2:-101} --synthetic gpt2-124m --models 1 --seqs 1 --prompt 64 --tokens 24 --dtype bf16
+  ;;
+profile64)
+  # 64 sequences of one model, warm caches (weights of the previous step's kernels may sit in L2, as in a step)
+  NCU_CACHE=none prof smollm-1x64 ${L_SMOLLM:-214} --synthetic smollm-135m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof gpt2-1x64 ${L_GPT2:-101} --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
   ;;
 profile)
   for s in 1 16 64; do

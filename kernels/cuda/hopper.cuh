@@ -14,6 +14,12 @@ __device__ __forceinline__ unsigned char *smem_align128(unsigned char *p) {
     return p + ((128u - (smem_u32(p) & 127u)) & 127u);
 }
 
+/* p moved up to the next 1024-byte boundary (128-byte swizzled tensor
+ * copies read by wgmma; reserve 1024 bytes more) */
+__device__ __forceinline__ unsigned char *smem_align1024(unsigned char *p) {
+    return p + ((1024u - (smem_u32(p) & 1023u)) & 1023u);
+}
+
 /* ---- mbarriers ---------------------------------------------------------- */
 
 __device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
@@ -76,6 +82,15 @@ __device__ __forceinline__ uint64_t wg_desc(const void *smem, unsigned lead, uns
     return ((a & 0x3FFFFu) >> 4) | ((uint64_t)(lead >> 4) << 16) | ((uint64_t)(stride >> 4) << 32);
 }
 
+/* The same for a K-major operand of 128-byte rows stored by a tensor copy
+ * with 128-byte swizzle (8-row groups 1024 bytes apart; the 1024-byte
+ * pattern must start 1024-aligned). A k-step of 16 elements at byte b of
+ * the row (b < 128, a multiple of 32) is the descriptor of smem + b. */
+__device__ __forceinline__ uint64_t wg_desc_sw128(const void *smem) {
+    const uint64_t a = (uint64_t)__cvta_generic_to_shared(smem);
+    return ((a & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
 /* d += A B, A 64 x 16 and B 16 x 8 NT bf16 from shared memory, f32 d (the
  * mma.m16n8 accumulator layout per warp and 8 columns) */
 template <int NT>
@@ -103,6 +118,14 @@ __device__ __forceinline__ void wg_mma_sd(float (&d)[8], uint64_t a, uint64_t b,
                  "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, "
                  "1, 0, 0;\n}\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
+
+/* d (+)= A B with B 16 x 48 (three stacked 16-row operands): 24 f32 per thread */
+__device__ __forceinline__ void wg_mma_n48(float (&d)[24], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
                  : "l"(a), "l"(b), "r"(accumulate));
 }
 
