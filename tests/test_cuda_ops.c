@@ -750,8 +750,9 @@ static void test_gemm_ring_bitwise(const char *label, const gemm_case *cs, int n
     free(out);
 }
 
-/* only: every model's weights in this dtype (-1: the table's mix) */
-static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int only) {
+/* only: every model's weights in this dtype (-1: the table's mix); cap: at
+ * most this many rows per model (0: the table's) */
+static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int only, int cap) {
     opr_rng r = {0x9e0000u + (uint64_t)path};
     OK(sh_cuda_set_gemm_path(gpu, path));
     kvpool pools[2];
@@ -771,9 +772,10 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
     int perm[POOL_BLOCKS], used[8 * SH_KV_BLOCK];
     pool_perm(perm, &r);
     for (int i = 0; i < NM; i++) {
+        const int rows = cap > 0 && ms[i].rows > cap ? cap : ms[i].rows;
         int32_t p[64], sl[64];
         memset(used, 0, sizeof used);
-        for (int j = 0; j < ms[i].rows; j++) {
+        for (int j = 0; j < rows; j++) {
             int s;
             do s = opr_int(&r, 8 * SH_KV_BLOCK);
             while (used[s]);
@@ -781,16 +783,16 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
             sl[j] = perm[8 * i + s / SH_KV_BLOCK] * SH_KV_BLOCK + s % SH_KV_BLOCK;
             p[j] = opr_int(&r, 4096);
         }
-        mb_new(&pos[i], p, (size_t)ms[i].rows * 4);
-        mb_new(&slot[i], sl, (size_t)ms[i].rows * 4);
-        fv_new(&x[i], &r, ms[i].rows, ms[i].k, ms[i].k, 0, -1, 1, 0);
+        mb_new(&pos[i], p, (size_t)rows * 4);
+        mb_new(&slot[i], sl, (size_t)rows * 4);
+        fv_new(&x[i], &r, rows, ms[i].k, ms[i].k, 0, -1, 1, 0);
         const sh_dtype dt = only >= 0 ? (sh_dtype)only : ms[i].dt;
         for (int j = 0; j < 3; j++) {
             const int c = 3 * i + j, n = (j ? ms[i].nkv : ms[i].nh) * ms[i].hd;
             uint8_t *wb = opr_weight_bytes(&r, dt, n, ms[i].k);
             mb_new(&w[c], wb, opr_row_bytes(dt, ms[i].k) * (size_t)n);
             free(wb);
-            fv_new(&y[c], &r, ms[i].rows, n, n + 2, 1, -1, 1, 1);
+            fv_new(&y[c], &r, rows, n, n + 2, 1, -1, 1, 1);
             const kvpool *pl = &pools[ms[i].f16];
             for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
                 sh_gemm_group *e = &(on_gpu ? gg : gc)[c];
@@ -1402,7 +1404,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), gp[i].p);
-        test_gemm_qkv_mixed(gp[i].name, gp[i].p, -1);
+        test_gemm_qkv_mixed(gp[i].name, gp[i].p, -1, 0);
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
@@ -1413,7 +1415,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), SH_CUDA_GEMM_MMA);
-        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA, -1);
+        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA, -1, 0);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
     /* the streamed GEMM forced onto every eligible call: the reference suite,
@@ -1429,29 +1431,29 @@ int main(int argc, char **argv) {
         printf("op_ref suite [cuda/ring]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
         test_gemm_mixed("ring", gemm_ring_bf16, nb, SH_CUDA_GEMM_AUTO);
         test_gemm_mixed("ring", gemm_ring_f16, nf, SH_CUDA_GEMM_AUTO);
-        test_gemm_qkv_mixed("ring", SH_CUDA_GEMM_AUTO, SH_BF16);
+        test_gemm_qkv_mixed("ring", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
         OK(sh_cuda_set_gemm_ring(gpu, 1));
         test_gemm_ring_bitwise("bf16", gemm_ring_bf16, nb);
         test_gemm_ring_bitwise("f16", gemm_ring_f16, nf);
         CHECK(sh_cuda_set_gemm_ring(gpu, 5) == SHOAL_ERR_INVALID_ARG, "set_gemm_ring took 5");
     }
-    /* its warpgroup form (wgmma; bf16 weights, M <= 16) forced the same way,
-     * against the double reference and the CPU (not bitwise the tile
-     * kernels: it sums in another order) */
+    /* its tensor-copy form (wgmma; bf16 weights, M <= 16, sm_90) forced the
+     * same way, against the double reference and the CPU (not bitwise the
+     * tile kernels: it sums in another order); elsewhere mode 4 falls back
+     * to the per-warp form and these repeat the sections above */
     {
         const int nw = (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]);
         OK(sh_cuda_set_gemm_ring(gpu, 4));
         f0 = check_fail_;
-        opref_run_all(gpu, "cuda/ring-wg");
-        opref_grouped_run_all(gpu, "cuda/ring-wg");
-        printf("op_ref suite [cuda/ring-wg]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
-        test_gemm_mixed("ring-wg", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
-        for (int i = 0; i < nw; i++) test_gemm_mixed("ring-wg (one group)", &gemm_ring_wg[i], 1, SH_CUDA_GEMM_AUTO);
-        /* this call has up to 40 rows per group, so it takes the per-warp
-         * form; the RoPE / KV-store epilogue through the warpgroup form is
-         * covered by the model tests with SHOAL_CUDA_GEMM_RING=4
-         * (bench/gpu/e2e.sh wgcheck) */
-        test_gemm_qkv_mixed("ring-wg", SH_CUDA_GEMM_AUTO, SH_BF16);
+        opref_run_all(gpu, "cuda/ring-tma");
+        opref_grouped_run_all(gpu, "cuda/ring-tma");
+        printf("op_ref suite [cuda/ring-tma]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+        test_gemm_mixed("ring-tma", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
+        for (int i = 0; i < nw; i++) test_gemm_mixed("ring-tma (one group)", &gemm_ring_wg[i], 1, SH_CUDA_GEMM_AUTO);
+        /* RoPE (both pair orders) with the KV store: at 16 rows per model
+         * the call takes the tensor-copy form; at up to 40 the per-warp one */
+        test_gemm_qkv_mixed("ring-tma", SH_CUDA_GEMM_AUTO, SH_BF16, 16);
+        test_gemm_qkv_mixed("ring-tma (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
         OK(sh_cuda_set_gemm_ring(gpu, 1));
     }
     test_get_rows_mixed();

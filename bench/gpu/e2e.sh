@@ -15,8 +15,9 @@
 #     stream    weight streaming alone through cp.async rings vs register batches (bench_cuda_stream)
 #     wgmma     prototype warpgroup GEMM fed by tensor copies: host-checked, then timed (bench_cuda_wgmma)
 #     cublas1   one model's decode GEMMs: shoal vs cuBLAS on exact three-term / bf16 activations
-#     wgcheck   the streamed GEMM's warpgroup form: test_cuda_ops, then model tests with it forced
-#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs warpgroup form
+#     wgcheck   the streamed GEMM's tensor-copy form: test_cuda_ops, then model tests with it forced
+#     tma       decode tok/s with the tensor-copy form (SHOAL_CUDA_GEMM_RING=3) vs the default, 8x16, 1x16
+#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs tensor-copy form
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
@@ -187,17 +188,17 @@ stream)
   timeout 300 $B/bench_cuda_stream > "$W/stream.log" 2>&1; echo "== bench_cuda_stream (rc=$?)"; cat "$W/stream.log"
   ;;
 wgcheck)
-  # the warpgroup form of the streamed GEMM: conformance (test_cuda_ops has a forced section), then the
+  # the tensor-copy form of the streamed GEMM: conformance (test_cuda_ops has a forced section), then the
   # model-level tests with it forced onto every eligible GEMM (SHOAL_CUDA_GEMM_RING=4)
   SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
   echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
   for t in test_reference test_fused_ops test_sched_fixtures; do
     SHOAL_CUDA_GEMM_RING=4 SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-wg.log" 2>&1
-    echo "== $t --device cuda, warpgroup form forced (rc=$?)"; grep -E "FAIL|passed" "$W/$t-wg.log" | head -10
+    echo "== $t --device cuda, tensor-copy form forced (rc=$?)"; grep -E "FAIL|passed" "$W/$t-wg.log" | head -10
   done
   ;;
 gemmdec)
-  # the decode step's GEMM shapes alone, 32 launches per step: tile kernels vs the streamed GEMM and its warpgroup form
+  # the decode step's GEMM shapes alone, 32 launches per step: tile kernels vs the streamed GEMM and its tensor-copy form
   timeout 400 $B/bench_cuda_gemm --decode > "$W/gemmdec.log" 2>&1; echo "== bench_cuda_gemm --decode (rc=$?)"; cat "$W/gemmdec.log"
   ;;
 ringsrc)
@@ -219,6 +220,16 @@ wgmma)
 cublas1)
   # one model's decode GEMMs: shoal vs cuBLAS on the exact three-term activations and on bf16 ones
   timeout 300 $B/bench_cublas_gemm --single > "$W/cublas1.log" 2>&1; echo "== bench_cublas_gemm --single (rc=$?)"; cat "$W/cublas1.log"
+  ;;
+tma)
+  # the streamed GEMM's tensor-copy form (SHOAL_CUDA_GEMM_RING=3) against the default (1), decode tok/s, once
+  for w in "smollm-135m 8 16" "smollm-135m 1 16" "gpt2-124m 1 16"; do
+    read -r shape models seqs <<< "$w"
+    for v in 1 3; do
+      (export SHOAL_CUDA_GEMM_RING=$v; BENCH_GREP="decode:|launches" BENCH_LINES=2 bench "tma$v-$shape-${models}x$seqs" \
+        --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16)
+    done
+  done
   ;;
 ring)
   # the streamed GEMM: never (0), launches of a 32-row tile per SM (1, the default), whenever eligible (2);

@@ -48,6 +48,7 @@
 #include "backend.h"
 #include "cuda_backend.h"
 #include "cuda_internal.h"
+#include "cuda_tmap.h"
 #include "dtype.h"
 #include "error.h"
 
@@ -105,7 +106,8 @@ typedef struct sh_cu_backend {
     int32_t *gemm_count;     /* GEMM row norms: counters (SH_CU_GEMM_COUNTS), zero between launches */
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
     int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of a 32-row item per SM, 2 whenever
-                                  eligible; 3, 4: as 1, 2 with the warpgroup form where it applies */
+                                  eligible; 3, 4: as 1, 2 with the tensor-copy form where it applies */
+    sh_cu_tmaps *tmaps;        /* tensor maps of weights (the streamed GEMM's tensor-copy form) */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -637,8 +639,8 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
  * that gives an item per SM). Mode 1, the default, takes launches with at
  * least one 32-row item per SM: on the H200 the ring lost with 16-row items
  * (a single-model M = 16 FFN) (bench/NOTES.md, "Streamed GEMM"). Modes 3
- * and 4 are 1 and 2 with the warpgroup form (WM = 4) for bf16 weights at
- * M <= 16. */
+ * and 4 are 1 and 2 with the tensor-copy form (WM = 4) where it applies
+ * (cu_tma_ok). */
 static int64_t cu_ring_items(int S, int wm, int n, const sh_gemm_group *g) {
     const int nt = sh_cu_ring_nt(S);
     int64_t items = 0;
@@ -649,8 +651,53 @@ static int64_t cu_ring_items(int S, int wm, int n, const sh_gemm_group *g) {
     return items;
 }
 
-static int cu_ring_config(const sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g,
-                          const unsigned char *mma) {
+/* The tensor-copy form's two tensor maps of group e (the first and second
+ * rows of its output pairs; both the one map without a pair epilogue);
+ * 0 when it cannot take the group. */
+static int cu_tma_maps(sh_cu_backend *cb, const sh_gemm_group *e, const void **a, const void **b) {
+    const uint64_t k = (uint64_t)e->w.n_in, n = (uint64_t)e->w.n_out, rb = sh_dtype_row_bytes(SH_BF16, k);
+    sh_cu_tmaps **tm = &cb->tmaps;
+    *a = *b = NULL;
+    if (e->epi == SH_EPI_SILU_PAIR) {
+        *a = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 8);
+        *b = sh_cu_tmap(tm, cb->stream, e->w2.data, k, n, rb, 8);
+    } else if (e->epi == SH_EPI_ROPE && e->rope.mode == SH_ROPE_NORM) { /* even rows, odd rows */
+        if (n % 2) return 0;
+        *a = sh_cu_tmap(tm, cb->stream, e->w.data, k, n / 2, 2 * rb, 8);
+        *b = sh_cu_tmap(tm, cb->stream, (const unsigned char *)e->w.data + rb, k, n / 2, 2 * rb, 8);
+    } else if (e->epi == SH_EPI_ROPE) { /* 8 pairs in a row of one half of a head */
+        if (e->rope.head_dim % 16) return 0;
+        *a = *b = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 8);
+    } else {
+        *a = *b = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 64);
+    }
+    return *a && *b;
+}
+
+/* The tensor-copy form's blocks per SM for the launch (its K up to kp), or
+ * 0 when it does not apply: sm_90, bf16 weights, M <= 16, the activations'
+ * terms and 3 stages in one block's shared memory, a tensor map for every
+ * group. */
+static int cu_tma_ok(sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, int *kp_out) {
+    if (cb->info.cc_major != 9 || g[0].w.dtype != SH_BF16 || sh_cu_ring_nt(S) > 2) return 0;
+    int kp = 128;
+    for (int i = 0; i < n; i++) {
+        const int k = (g[i].w.n_in + 127) / 128 * 128;
+        if (k > kp) kp = k;
+    }
+    const int smem = SH_CU_TMA_SMEM(sh_cu_ring_nt(S), kp), optin = cb->info.smem_per_block_optin;
+    if (kp / 128 > 0x7f || smem > (optin > 0 ? optin : 232448)) return 0;
+    for (int i = 0; i < n; i++) {
+        const void *a, *b;
+        if (!cu_tma_maps(cb, &g[i], &a, &b)) return 0;
+    }
+    *kp_out = kp;
+    return 2 * (smem + 2048) <= 233472 ? 2 : 1; /* an SM's 228 KB, 1 KB of it reserved per block */
+}
+
+static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,
+                          int *tma_kp, int *tma_per_sm) {
+    *tma_kp = *tma_per_sm = 0;
     if (!cb->gemm_ring || S < 2 || xk) return 0;
     const sh_dtype dt = g[0].w.dtype;
     if (dt != SH_BF16 && dt != SH_F16) return 0;
@@ -658,9 +705,10 @@ static int cu_ring_config(const sh_cu_backend *cb, int S, int xk, int n, const s
         if (!mma[i] || g[i].w.dtype != dt || g[i].norm_out.data) return 0;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int64_t items = cu_ring_items(S, 2, n, g);
-    const int wg = cb->gemm_ring >= 3 && dt == SH_BF16 && sh_cu_ring_nt(S) <= 2; /* the warpgroup form */
-    if (cb->gemm_ring == 2 || cb->gemm_ring == 4) return wg ? 4 : items >= sms ? 2 : 1;
-    return items >= sms ? (wg ? 4 : 2) : 0;
+    if (cb->gemm_ring == 1 || cb->gemm_ring == 3)
+        if (items < sms) return 0;
+    if (cb->gemm_ring >= 3 && (*tma_per_sm = cu_tma_ok(cb, S, n, g, tma_kp)) > 0) return 4;
+    return cb->gemm_ring == 2 || cb->gemm_ring == 4 ? (items >= sms ? 2 : 1) : 2;
 }
 
 /* SILU_MUL's second operand allows the 16-byte loads x does */
@@ -753,7 +801,8 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
-    const int ring_wm = cu_ring_config(cb, S, xk, n, g, mma);
+    int tma_kp = 0, tma_per_sm = 0;
+    const int ring_wm = cu_ring_config(cb, S, xk, n, g, mma, &tma_kp, &tma_per_sm);
     const int C = ring_wm ? 0 : cu_mma_config(cb, S, n, g, mma);
     const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S, C);
     const int mma_rows = 16 * sh_cu_mma_wm(S, C), mma_cols = 8 * sh_cu_mma_nt(S, C);
@@ -805,6 +854,10 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             d[i].x2 = e->x2.data;
             d[i].x2_stride = e->x2.stride;
         }
+        if (ring_wm == 4 && !cu_tma_maps(cb, e, &d[i].tma_a, &d[i].tma_b)) {
+            if (mma != mma_small) free(mma);
+            return sh_fail(SHOAL_ERR_DEVICE, "cuda: gemm: group %d: its tensor map was lost", i);
+        }
         int64_t blocks;
         if (ring_wm) {
             /* work = stages: items x 4-chunk slabs */
@@ -846,6 +899,9 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     if (ring_wm) {
         const int nt = sh_cu_ring_nt(S);
         const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+        if (ring_wm == 4)
+            return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tma_per_sm,
+                                 nt | 4 << 4 | (tma_kp / 128) << 9, "gemm");
         return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
                              nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
     }
@@ -1298,6 +1354,7 @@ static void cu_destroy(sh_backend *be) {
         if (cb->attn_part) (void)cudaFree(cb->attn_part);
         if (cb->attn_count) (void)cudaFree(cb->attn_count);
         if (cb->gemm_count) (void)cudaFree(cb->gemm_count);
+        sh_cu_tmaps_free(cb->tmaps);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
         for (int i = 0; i < 2; i++) {
             if (cb->bounce[i]) (void)cudaFreeHost(cb->bounce[i]);
@@ -1384,7 +1441,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 2;
     /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of a 32-row item per SM, 2 whenever eligible;
-     * 3, 4: as 1, 2 with the warpgroup form (wgmma) for bf16 weights at M <= 16 (slower on the H200 so far)
+     * 3, 4: as 1, 2 with the tensor-copy form (wgmma, sm_90) for bf16 weights at M <= 16
      * (bench/NOTES.md, "Streamed GEMM") */
     const char *gr = getenv("SHOAL_CUDA_GEMM_RING");
     cb->gemm_ring = gr && atoi(gr) >= 0 && atoi(gr) <= 4 ? atoi(gr) : 1;

@@ -65,6 +65,10 @@ typedef struct sh_cu_gemm_desc {
     sh_cu_kv kv;
     int32_t kv_which, pad2_;
     int *err;            /* device error word (a negative slot) */
+    /* the streamed GEMM's tensor-copy form: CUtensorMaps (in the backend's
+     * table) of the weights, boxes of 64 x 64 elements, or with a pair
+     * epilogue of 64 x 8 for the first (tma_a) and second (tma_b) rows */
+    const void *tma_a, *tma_b;
     /* row norm (nrm_kind 1 RMS, 2 LAYER; 0 none): the last of the nrm_per
      * blocks of an m tile to store (counter nrm_count[tile]) normalises the
      * tile's rows of y into nrm_out */
@@ -214,12 +218,12 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
 #define SH_CU_RING_SMEM(nt, wm)                                                          \
     (((nt) <= 2 ? 6 * (16 * (wm) * 256 + 8 * (nt) * 528) : 8 * 16 * (wm) * 256) + \
      SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
-/* Its warpgroup form (WM = 4, NT <= 2, bf16): 4 stages of 64 weight rows x
- * 256 bytes and 8 NT activation rows x 528, and the stage's activations as
- * three bf16 terms (8 NT rows x 128 x 2 bytes each). */
-#define SH_CU_WG_SMEM(nt) (4 * (64 * 256 + 8 * (nt) * 528) + 3 * 8 * (nt) * 128 * 2)
+/* Its tensor-copy form (WM = 4, NT <= 2, bf16, sm_90a): 3 stages of 16 KB
+ * and the activations' three bf16 terms (8 NT rows each) up to kp elements
+ * of K, plus 1024 bytes to align the stages. */
+#define SH_CU_TMA_SMEM(nt, kp) (3 * 16384 + (kp) / 8 * 384 * (nt) + 1024)
 #define SH_CU_RING_PER_SM 2
-static inline int sh_cu_ring_smem(int nt, int wm) { return wm == 4 ? SH_CU_WG_SMEM(nt) : SH_CU_RING_SMEM(nt, wm); }
+static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
 
 /* ---- launches ---------------------------------------------------------- */
 

@@ -140,41 +140,32 @@ __device__ __forceinline__ void ring_src_rows(const sh_cu_gemm_desc *__restrict_
 }
 
 /* The weight rows of the producer's stage into buffer buf: rows of 256
- * bytes (units swizzled as above), or (WG) the warpgroup form's core
- * matrices: unit j of row r at j * 1024 + r * 16. */
-template <int NT, int WM, bool WG = false>
+ * bytes (units swizzled as above). */
+template <int NT, int WM>
 __device__ __forceinline__ void ring_issue_w(const ring_src<NT, WM> &p, unsigned char *buf) {
     if (!p.live) return;
     const int j = threadIdx.x & 15, c = p.slab * 4 + (j >> 2);
-    if (!WG && c >= p.it.chunks) return;
+    if (c >= p.it.chunks) return;
 #pragma unroll
     for (int q = 0; q < 2 * WM; q++) {
         const int r = (threadIdx.x >> 4) + 8 * q;
-        if (WG) /* past K: zeros, so every k-step of a stage can run */
-            cp_async16_zfill(buf + j * 1024 + r * 16, p.row[q] + min(c, p.it.chunks - 1) * 64 + (j & 3) * 16,
-                             c < p.it.chunks);
-        else
-            cp_async16(buf + r * kRowBytes + ((j ^ ((r & 1) << 2)) << 4), p.row[q] + c * 64 + (j & 3) * 16);
+        cp_async16(buf + r * kRowBytes + ((j ^ ((r & 1) << 2)) << 4), p.row[q] + c * 64 + (j & 3) * 16);
     }
 }
 
 /* The activation rows of the producer's stage into buffer buf (after the
  * weights: 8 NT rows of kXRow bytes; rows past M repeat the last). */
-template <int NT, int WM, bool WG = false>
+template <int NT, int WM>
 __device__ __forceinline__ void ring_issue_x(const ring_src<NT, WM> &p, unsigned char *buf) {
     if (!ring_xs(NT) || !p.live) return;
     const int j = threadIdx.x & 31, c = p.slab * 4 + (j >> 3);
-    if (!WG && c >= p.it.chunks) return;
+    if (c >= p.it.chunks) return;
     unsigned char *xb = buf + 16 * WM * kRowBytes;
 #pragma unroll
     for (int q = 0; q < 2 * NT; q++) {
         const int r = (threadIdx.x >> 5) + 4 * q;
         const float *src = p.x + (int64_t)min(p.m0 + r, p.m - 1) * p.x_stride;
-        if (WG) /* past K: zeros (see ring_issue_w) */
-            cp_async16_zfill(xb + r * kXRow + j * 16, src + min(c, p.it.chunks - 1) * 32 + (j & 7) * 4,
-                             c < p.it.chunks);
-        else
-            cp_async16(xb + r * kXRow + j * 16, src + p.slab * 128 + j * 4);
+        cp_async16(xb + r * kXRow + j * 16, src + p.slab * 128 + j * 4);
     }
 }
 
@@ -196,7 +187,7 @@ __device__ __forceinline__ void ring_advance(const sh_cu_gemm_desc *__restrict__
  * after it (a group each; none at NT = 4); then every stage's group holds
  * both, so stage s is complete once at most NS - 2 groups are pending.
  * p: the producer, left at stage NS - 1. */
-template <int NT, int WM, int NS, int kStage, bool WG>
+template <int NT, int WM, int NS, int kStage>
 __device__ __forceinline__ void ring_prologue(const sh_cu_gemm_desc *__restrict__ descs,
                                               const int32_t *__restrict__ starts, int n_groups, int64_t hi,
                                               const ring_it &it, unsigned char *smem, ring_src<NT, WM> &p) {
@@ -207,14 +198,14 @@ __device__ __forceinline__ void ring_prologue(const sh_cu_gemm_desc *__restrict_
     ring_src<NT, WM> px = p;
 #pragma unroll 1
     for (int s = 0; s < NS - 1; s++) {
-        ring_issue_w<NT, WM, WG>(p, smem + s * kStage);
+        ring_issue_w<NT, WM>(p, smem + s * kStage);
         cp_async_commit();
         ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
     }
     pdl_wait();
 #pragma unroll 1
     for (int s = 0; ring_xs(NT) && s < NS - 1; s++) {
-        ring_issue_x<NT, WM, WG>(px, smem + s * kStage);
+        ring_issue_x<NT, WM>(px, smem + s * kStage);
         cp_async_commit();
         ring_advance<NT, WM>(descs, starts, n_groups, hi, px);
     }
@@ -223,7 +214,7 @@ __device__ __forceinline__ void ring_prologue(const sh_cu_gemm_desc *__restrict_
 /* The block's share of the launch's T stages, [b T / G, (b + 1) T / G)
  * (hi: its end): its first item (it) and prologue (p); false when it has
  * none. */
-template <int NT, int WM, int NS, int kStage, bool WG>
+template <int NT, int WM, int NS, int kStage>
 __device__ __forceinline__ bool ring_start(const sh_cu_gemm_desc *__restrict__ descs,
                                            const int32_t *__restrict__ starts, int n_groups, unsigned char *smem,
                                            ring_it &it, ring_src<NT, WM> &p, int64_t &hi) {
@@ -231,7 +222,7 @@ __device__ __forceinline__ bool ring_start(const sh_cu_gemm_desc *__restrict__ d
     const int64_t lo = (int64_t)blockIdx.x * T / G;
     hi = ((int64_t)blockIdx.x + 1) * T / G;
     if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return false;
-    ring_prologue<NT, WM, NS, kStage, WG>(descs, starts, n_groups, hi, it, smem, p);
+    ring_prologue<NT, WM, NS, kStage>(descs, starts, n_groups, hi, it, smem, p);
     return true;
 }
 
@@ -255,7 +246,7 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     ring_it it;
     ring_src<NT, WM> p;
     int64_t hi;
-    if (!ring_start<NT, WM, NS, kStage, false>(descs, starts, n_groups, ring_smem, it, p, hi)) return;
+    if (!ring_start<NT, WM, NS, kStage>(descs, starts, n_groups, ring_smem, it, p, hi)) return;
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int o0 = 8 * t, o1 = 8 * t + 4;
@@ -326,49 +317,97 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     cp_async_wait<0>(); /* the empty tail groups */
 }
 
-/* ---- warpgroup form ------------------------------------------------------
+/* ---- tensor-copy form (sm_90a) ---------------------------------------------
  *
  * The per-warp form above spends ~470 instructions per warp on each 8 KB
- * stage (bench/NOTES.md, "Why the streamed GEMM stalls"): every warp
- * loads its A fragments, splits its activations and issues 24 mma.sync per
- * chunk, and the warps' K partials meet in shared memory per item. Here the
- * block is one warpgroup and the tensor cores read both operands from shared
- * memory (wgmma, sm_90a): an item is 64 weight rows (warp w owns rows
- * 16w .. 16w + 15 of the result) x 8 NT activation rows over the whole K,
- * so no partials are exchanged; per 16 KB stage the block splits the
- * stage's activations once into three bf16 terms (hi + mid + lo = x, as the
- * other kernels do) and issues 8 k-steps x 3 terms of m64n(8 NT)k16 into six
- * independent accumulators; they run while the block waits for the next
- * stage's copies.
+ * stage (bench/NOTES.md, "Why the streamed GEMM stalls"): every warp loads
+ * its A fragments, splits its activations and issues 24 mma.sync per chunk,
+ * and the warps' K partials meet in shared memory per item. Here the block
+ * is one warpgroup, the copy engine fills the stages and the tensor cores
+ * read both operands from shared memory (wgmma):
+ *  - an item is 64 weight rows (32 output pairs with a pair epilogue) x
+ *    8 NT activation rows over the whole K; warp w owns result rows
+ *    16w .. 16w + 15, so no partial sums are exchanged;
+ *  - a stage is 128 elements of K: two 8 KB chunks of 64 rows x 64
+ *    elements, each brought by tensor copies with 128-byte swizzle (one box
+ *    of 64 rows, or with a pair epilogue eight boxes of 8 rows: the first
+ *    and second rows of 8 pairs in turn, from the descriptor's two tensor
+ *    maps), completing on the stage's mbarrier; thread 0 issues them, the
+ *    first stages before the wait for the previous kernel;
+ *  - the activations of the item's rows are split once per group into
+ *    three bf16 terms (hi + mid + lo = x, as the other kernels do) and stay
+ *    in shared memory for all of the group's items, stacked as 24 NT rows:
+ *    one m64n(24 NT)k16 product per k-step takes all three terms.
  * Results differ from the tile kernels' only in the order of the f32 sums.
+ * The tensor maps live in the backend's table (cuda_tmap.c). Past K: a
+ * chunk wholly past K is not copied (its buffer holds zeros or earlier
+ * finite weights), a partial one reads zeros (the tensor copy's fill), and
+ * the terms are zeros up to K rounded to 128, so every k-step can run.
  *
- * Shared layouts (no swizzle, K-major core matrices of 8 rows x 16 bytes):
- * weights: unit j (8 elements) of row r at j * 1024 + r * 16, so core
- * matrices are 1024 bytes apart along K and 128 along the rows; the terms:
- * unit j of activation row n at j * 128 NT + n * 16 (128 NT along K, 128
- * along the rows), one 2048 NT-byte plane per term. */
-constexpr int kWgStages = 4;
-__host__ __device__ constexpr int wg_stage_bytes(int nt) { return 64 * kRowBytes + 8 * nt * kXRow; }
-__host__ __device__ constexpr int wg_term_bytes(int nt) { return 8 * nt * 128 * 2; }
+ * Shared layouts: a chunk's 8-row groups 1024 bytes apart (the 128-byte
+ * swizzle's unit); the terms: unit j (8 elements) of stacked row n at
+ * j * 384 NT + n * 16 (core matrices 384 NT bytes apart along K, 128 along
+ * the rows). bench_cuda_wgmma is this kernel's stand-alone prototype. */
+constexpr int kTmaStages = 3, kTmaChunk = 8192;
 
-/* The stage's f32 activations (8 NT rows of kXRow bytes) as three bf16 term
- * planes; unit u of the stage = (row u % 8 NT, 8 elements u / 8 NT). */
+/* Output rows, from the pair index p of a pair epilogue's box (h: second
+ * rows): the row coordinate in the box's tensor map. SILU_PAIR and
+ * adjacent-pair RoPE have maps of their own for the second rows (w2, or
+ * the odd rows); half-split RoPE reads both from one map. */
+__device__ __forceinline__ int tma_pair_coord(const sh_cu_gemm_desc &d, int p, int h) {
+    p = min(p, d.np - 1);
+    if (d.epi == EPI_ROPE && d.rope_mode != 0) {
+        int o0, o1;
+        rope_pair(p, d.head_dim, d.head_dim, d.rope_mode, o0, o1);
+        return h ? o1 : o0;
+    }
+    return p;
+}
+
+/* Thread 0's stage of item it, slab `slab` into buf (two chunks). */
 template <int NT>
-__device__ __forceinline__ void wg_split_x(const unsigned char *xs, unsigned char *xb) {
-#pragma unroll
-    for (int i = 0; i < NT; i++) {
-        const int u = threadIdx.x + kThreads * i, n = u % (8 * NT), j = u / (8 * NT);
-        const float4 a = *reinterpret_cast<const float4 *>(xs + n * kXRow + j * 32);
-        const float4 b = *reinterpret_cast<const float4 *>(xs + n * kXRow + j * 32 + 16);
-        uint4 h, m, l;
-        split3(a.x, a.y, h.x, m.x, l.x);
-        split3(a.z, a.w, h.y, m.y, l.y);
-        split3(b.x, b.y, h.z, m.z, l.z);
-        split3(b.z, b.w, h.w, m.w, l.w);
-        const int off = j * 128 * NT + n * 16;
-        *reinterpret_cast<uint4 *>(xb + off) = h;
-        *reinterpret_cast<uint4 *>(xb + wg_term_bytes(NT) + off) = m;
-        *reinterpret_cast<uint4 *>(xb + 2 * wg_term_bytes(NT) + off) = l;
+__device__ __forceinline__ void tma_issue(const sh_cu_gemm_desc &d, const ring_it &it, int slab, unsigned char *buf,
+                                          uint64_t *bar) {
+    int n0, m0;
+    ring_tile<NT, 4>(d, it, n0, m0);
+    const int c0 = slab * 128, chunks = min(2, (d.k - c0 + 63) / 64);
+    mbar_expect_tx(bar, (unsigned)(chunks * kTmaChunk));
+    for (int c = 0; c < chunks; c++) {
+        unsigned char *dst = buf + c * kTmaChunk;
+        if (!epi_pair(d)) {
+            tma_copy_2d(dst, d.tma_a, c0 + 64 * c, n0, bar);
+        } else {
+#pragma unroll 1
+            for (int b = 0; b < 8; b++)
+                tma_copy_2d(dst + b * 1024, (b & 1) ? d.tma_b : d.tma_a, c0 + 64 * c,
+                            tma_pair_coord(d, n0 + 8 * (b >> 1), b & 1), bar);
+        }
+    }
+}
+
+/* Rows m0 .. m0 + 8 NT - 1 of the group's activations (zeros past M and
+ * past K, up to kp) as three stacked bf16 term planes in xb. */
+template <int NT>
+__device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, int kp, unsigned char *xb) {
+    constexpr int R = 8 * NT;
+    const int units = R * (kp / 8);
+    for (int u = threadIdx.x; u < units; u += kThreads) {
+        const int n = u % R, j = u / R, m = m0 + n;
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
+        if (m < d.m && 8 * j < d.k) {
+            const float *src = d.x + (int64_t)m * d.x_stride + 8 * j;
+            a = __ldg(reinterpret_cast<const float4 *>(src));
+            b = __ldg(reinterpret_cast<const float4 *>(src + 4));
+        }
+        uint4 h, md, l;
+        split3(a.x, a.y, h.x, md.x, l.x);
+        split3(a.z, a.w, h.y, md.y, l.y);
+        split3(b.x, b.y, h.z, md.z, l.z);
+        split3(b.z, b.w, h.w, md.w, l.w);
+        unsigned char *o = xb + j * (3 * R * 16) + n * 16;
+        *reinterpret_cast<uint4 *>(o) = h;
+        *reinterpret_cast<uint4 *>(o + R * 16) = md;
+        *reinterpret_cast<uint4 *>(o + 2 * R * 16) = l;
     }
 }
 
@@ -394,85 +433,110 @@ __device__ __forceinline__ void wg_store(const sh_cu_gemm_desc &d, int n0, int m
 }
 
 template <int NT>
-__global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
-    gemm_wg_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
-    extern __shared__ __align__(128) unsigned char ring_smem[];
-    constexpr int NS = kWgStages, kStage = wg_stage_bytes(NT), WM = 4;
-    unsigned char *xb = ring_smem + NS * kStage;
-    pdl_trigger();
-    ring_it it;
-    ring_src<NT, WM> p;
-    int64_t hi;
-    if (!ring_start<NT, WM, NS, kStage, true>(descs, starts, n_groups, ring_smem, it, p, hi)) return;
+__device__ __forceinline__ void tma_mma(float (&acc)[12 * NT], uint64_t a, uint64_t b, int accumulate);
+template <>
+__device__ __forceinline__ void tma_mma<1>(float (&acc)[12], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n24(acc, a, b, accumulate);
+}
+template <>
+__device__ __forceinline__ void tma_mma<2>(float (&acc)[24], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n48(acc, a, b, accumulate);
+}
 
-    int s = 0;
+/* kp: the launch's largest K rounded up to 128 (the terms' capacity) */
+template <int NT>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_tma_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
+                    int kp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int NS = kTmaStages, SB = 2 * kTmaChunk, R3 = 24 * NT;
+    extern __shared__ __align__(1024) unsigned char tma_smem_raw[];
+    unsigned char *smem = smem_align1024(tma_smem_raw);
+    unsigned char *xb = smem + NS * SB;
+    __shared__ uint64_t full[NS];
+    pdl_trigger();
+    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
+    const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
+    ring_it it;
+    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
+    /* The stages start as zeros: a chunk wholly past K is not copied, and
+     * its buffer then holds zeros or an earlier chunk's finite weights, which
+     * meet the terms' zeros past K. Written by ordinary stores, read by the
+     * tensor cores: a proxy fence (no copy is in flight yet). */
+    for (int i = threadIdx.x; i < NS * SB / 16; i += kThreads)
+        reinterpret_cast<uint4 *>(smem)[i] = make_uint4(0u, 0u, 0u, 0u);
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    mbar_init_all<NS>(full); /* its barrier also orders the zeros before the first copies */
+    /* the producer (thread 0): its own walk, NS - 1 stages ahead */
+    ring_it pit = it;
+    int pslab = 0;
+    bool plive = true;
+    auto produce = [&](int stage) {
+        if (!plive) return;
+        tma_issue<NT>(descs[pit.g], pit, pslab, smem + (stage % NS) * SB, &full[stage % NS]);
+        if (++pslab == pit.slabs) {
+            pslab = 0;
+            plive = ring_next<NT>(descs, starts, n_groups, hi, pit);
+        }
+    };
+    if (threadIdx.x == 0)
+        for (int s = 0; s < NS - 1; s++) produce(s);
+    pdl_wait();
+
+    int s = 0, cur_g = -1, cur_m0 = -1;
     do {
         const sh_cu_gemm_desc &d = descs[it.g];
         int n0, m0;
-        ring_tile<NT, WM>(d, it, n0, m0);
-        /* six independent accumulator chains (term x k-step parity), so the
-         * tensor cores are not held to one dependent chain per stage */
-        float acc[6][4 * NT];
+        ring_tile<NT, 4>(d, it, n0, m0);
+        if (it.g != cur_g || m0 != cur_m0) { /* after every product that reads the old terms */
+            __syncthreads();
+            tma_split_x<NT>(d, m0, (d.k + 127) / 128 * 128, xb);
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            __syncthreads();
+            cur_g = it.g;
+            cur_m0 = m0;
+        }
+        float acc[12 * NT]; /* the item's first product overwrites it */
 #pragma unroll
-        for (int c = 0; c < 6; c++)
-#pragma unroll
-            for (int i = 0; i < 4 * NT; i++) acc[c][i] = 0.0f;
+        for (int i = 0; i < 12 * NT; i++) acc[i] = 0.0f;
 #pragma unroll 1
         for (int slab = 0; slab < it.slabs; slab++, s++) {
-            cp_async_wait<NS - 2>();
-            wg_wait<0>(); /* the previous stage's products */
-#pragma unroll
-            for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-            __syncthreads(); /* stage s is in; the previous stage's tensor-core reads are done */
-            {
-                unsigned char *nb = ring_smem + ((s + NS - 1) % NS) * kStage;
-                ring_issue_w<NT, WM, true>(p, nb);
-                ring_issue_x<NT, WM, true>(p, nb);
-                cp_async_commit();
-                ring_advance<NT, WM>(descs, starts, n_groups, hi, p);
-            }
-            const unsigned char *buf = ring_smem + (s % NS) * kStage;
-            wg_split_x<NT>(buf + 64 * kRowBytes, xb);
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-            __syncthreads(); /* the terms are written */
-#pragma unroll
-            for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
+            mbar_wait(&full[s % NS], (unsigned)((s / NS) & 1));
+            const unsigned char *buf = smem + (s % NS) * SB;
+            wg_fence_regs(acc);
             wg_fence();
 #pragma unroll
-            for (int k = 0; k < 8; k++) { /* k-steps past K multiply zeros */
-                const uint64_t a = wg_desc(buf + k * 2048, 1024, 128);
-#pragma unroll
-                for (int term = 0; term < 3; term++)
-                    wg_mma<NT>(acc[term * 2 + (k & 1)], a,
-                               wg_desc(xb + term * wg_term_bytes(NT) + k * 256 * NT, 128 * NT, 128));
-            }
+            for (int k = 0; k < 8; k++) /* a chunk past K: finite weights times zero terms */
+                tma_mma<NT>(acc, wg_desc_sw128(buf + (k >> 2) * kTmaChunk + (k & 3) * 32),
+                            wg_desc(xb + (slab * 16 + 2 * k) * R3 * 16, R3 * 16, 128), slab > 0 || k > 0);
             wg_commit();
-#pragma unroll
-            for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
+            /* the stage's products done before the loop goes on (products in
+             * flight across the loop's back edge make the compiler wait at
+             * every use anyway); the next stages' copies stay in flight */
+            wg_wait<0>();
+            wg_fence_regs(acc);
+            __syncthreads(); /* every warp is done with the buffer: refill it */
+            if (threadIdx.x == 0) produce(s + NS - 1);
         }
-        wg_wait<0>();
-#pragma unroll
-        for (int c = 0; c < 6; c++) wg_fence_regs(acc[c]);
         float sum[4 * NT]; /* the small terms first */
 #pragma unroll
-        for (int i = 0; i < 4 * NT; i++)
-            sum[i] = ((acc[4][i] + acc[5][i]) + (acc[2][i] + acc[3][i])) + (acc[0][i] + acc[1][i]);
-        wg_store<NT>(descs[it.g], n0, m0, sum);
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
+        wg_store<NT>(d, n0, m0, sum);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
-    cp_async_wait<0>();
+#endif
 }
 
 template <int NT>
-cudaError_t launch_wg(cudaStream_t s, const sh_cu_launch_args *a) {
+cudaError_t launch_tma(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
-    const int smem = sh_cu_ring_smem(NT, 4);
-    static_assert(kWgStages * wg_stage_bytes(NT) + 3 * wg_term_bytes(NT) == SH_CU_WG_SMEM(NT),
-                  "host and kernel disagree on the warpgroup form's shared memory");
-    const cudaError_t e = sh_cu_smem_optin(gemm_wg_kernel<NT>, smem, set_bytes);
+    const int kp = ((a->variant >> 9) & 0x7f) * 128, smem = SH_CU_TMA_SMEM(NT, kp);
+    const cudaError_t e = sh_cu_smem_optin(gemm_tma_kernel<NT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
-    return sh_cu_launch_ks(gemm_wg_kernel<NT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
-                           static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups);
+    return sh_cu_launch_ks(gemm_tma_kernel<NT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
+                           static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups, kp);
 }
 
 template <int NT, int WM, int DT>
@@ -494,11 +558,12 @@ cudaError_t launch_ring_dt(cudaStream_t s, const sh_cu_launch_args *a) {
 
 } // namespace
 
-/* variant = NT | WM << 4 | (f16 weights) << 8; WM = 4: the warpgroup form (bf16, NT <= 2) */
+/* variant = NT | WM << 4 | (f16 weights) << 8; WM = 4: the tensor-copy form (bf16, NT <= 2),
+ * with the launch's largest K in units of 128 at bit 9 */
 extern "C" cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     switch (a->variant & 0xff) {
-    case 1 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_wg<1>(s, a);
-    case 2 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_wg<2>(s, a);
+    case 1 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_tma<1>(s, a);
+    case 2 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_tma<2>(s, a);
     case 1 | 1 << 4: return launch_ring_dt<1, 1>(s, a);
     case 2 | 1 << 4: return launch_ring_dt<2, 1>(s, a);
     case 4 | 1 << 4: return launch_ring_dt<4, 1>(s, a);

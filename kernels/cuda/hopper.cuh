@@ -121,7 +121,14 @@ __device__ __forceinline__ void wg_mma_sd(float (&d)[8], uint64_t a, uint64_t b,
                  : "l"(a), "l"(b), "r"(accumulate));
 }
 
-/* d (+)= A B with B 16 x 48 (three stacked 16-row operands): 24 f32 per thread */
+/* d (+)= A B (d = A B when !accumulate) with B 16 x 24 or 16 x 48: three
+ * stacked operands of 8 or 16 rows; 12 or 24 f32 per thread */
+__device__ __forceinline__ void wg_mma_n24(float (&d)[12], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %14, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n24k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}, %12, %13, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11])
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
 __device__ __forceinline__ void wg_mma_n48(float (&d)[24], uint64_t a, uint64_t b, int accumulate) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, 0, 0;\n}\n"
