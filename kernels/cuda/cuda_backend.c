@@ -659,15 +659,15 @@ static int cu_tma_maps(sh_cu_backend *cb, const sh_gemm_group *e, const void **a
     sh_cu_tmaps **tm = &cb->tmaps;
     *a = *b = NULL;
     if (e->epi == SH_EPI_SILU_PAIR) {
-        *a = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 8);
-        *b = sh_cu_tmap(tm, cb->stream, e->w2.data, k, n, rb, 8);
+        *a = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 32);
+        *b = sh_cu_tmap(tm, cb->stream, e->w2.data, k, n, rb, 32);
     } else if (e->epi == SH_EPI_ROPE && e->rope.mode == SH_ROPE_NORM) { /* even rows, odd rows */
         if (n % 2) return 0;
-        *a = sh_cu_tmap(tm, cb->stream, e->w.data, k, n / 2, 2 * rb, 8);
-        *b = sh_cu_tmap(tm, cb->stream, (const unsigned char *)e->w.data + rb, k, n / 2, 2 * rb, 8);
-    } else if (e->epi == SH_EPI_ROPE) { /* 8 pairs in a row of one half of a head */
-        if (e->rope.head_dim % 16) return 0;
-        *a = *b = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 8);
+        *a = sh_cu_tmap(tm, cb->stream, e->w.data, k, n / 2, 2 * rb, 32);
+        *b = sh_cu_tmap(tm, cb->stream, (const unsigned char *)e->w.data + rb, k, n / 2, 2 * rb, 32);
+    } else if (e->epi == SH_EPI_ROPE) { /* 32 pairs in a row of one half of a head */
+        if (e->rope.head_dim % 64) return 0;
+        *a = *b = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 32);
     } else {
         *a = *b = sh_cu_tmap(tm, cb->stream, e->w.data, k, n, rb, 64);
     }
@@ -676,8 +676,9 @@ static int cu_tma_maps(sh_cu_backend *cb, const sh_gemm_group *e, const void **a
 
 /* The tensor-copy form's blocks per SM for the launch (its K up to kp), or
  * 0 when it does not apply: sm_90, bf16 weights, M <= 16, the activations'
- * terms and 3 stages in one block's shared memory, a tensor map for every
- * group. */
+ * terms and 3 stages in half an SM's shared memory (at one block per SM
+ * the 8 x 16 down projection ran at half the ring's speed: too few stages in
+ * flight), a tensor map for every group. */
 static int cu_tma_ok(sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, int *kp_out) {
     if (cb->info.cc_major != 9 || g[0].w.dtype != SH_BF16 || sh_cu_ring_nt(S) > 2) return 0;
     int kp = 128;
@@ -685,14 +686,15 @@ static int cu_tma_ok(sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, in
         const int k = (g[i].w.n_in + 127) / 128 * 128;
         if (k > kp) kp = k;
     }
-    const int smem = SH_CU_TMA_SMEM(sh_cu_ring_nt(S), kp), optin = cb->info.smem_per_block_optin;
-    if (kp / 128 > 0x7f || smem > (optin > 0 ? optin : 232448)) return 0;
+    const int smem = SH_CU_TMA_SMEM(sh_cu_ring_nt(S), kp);
+    /* an SM's 228 KB: per block 1 KB reserved, the pair exchange (<= 4.3 KB) and barriers */
+    if (kp / 128 > 0x7f || 2 * (smem + 6144) > 233472) return 0;
     for (int i = 0; i < n; i++) {
         const void *a, *b;
         if (!cu_tma_maps(cb, &g[i], &a, &b)) return 0;
     }
     *kp_out = kp;
-    return 2 * (smem + 2048) <= 233472 ? 2 : 1; /* an SM's 228 KB, 1 KB of it reserved per block */
+    return 2;
 }
 
 static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,

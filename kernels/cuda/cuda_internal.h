@@ -67,7 +67,7 @@ typedef struct sh_cu_gemm_desc {
     int *err;            /* device error word (a negative slot) */
     /* the streamed GEMM's tensor-copy form: CUtensorMaps (in the backend's
      * table) of the weights, boxes of 64 x 64 elements, or with a pair
-     * epilogue of 64 x 8 for the first (tma_a) and second (tma_b) rows */
+     * epilogue of 64 x 32 for the first (tma_a) and second (tma_b) rows */
     const void *tma_a, *tma_b;
     /* row norm (nrm_kind 1 RMS, 2 LAYER; 0 none): the last of the nrm_per
      * blocks of an m tile to store (counter nrm_count[tile]) normalises the

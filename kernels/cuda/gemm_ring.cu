@@ -330,10 +330,11 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
  *    16w .. 16w + 15, so no partial sums are exchanged;
  *  - a stage is 128 elements of K: two 8 KB chunks of 64 rows x 64
  *    elements, each brought by tensor copies with 128-byte swizzle (one box
- *    of 64 rows, or with a pair epilogue eight boxes of 8 rows: the first
- *    and second rows of 8 pairs in turn, from the descriptor's two tensor
- *    maps), completing on the stage's mbarrier; thread 0 issues them, the
- *    first stages before the wait for the previous kernel;
+ *    of 64 rows, or with a pair epilogue two of 32: the first and the
+ *    second rows of 32 pairs, from the descriptor's two tensor maps; the
+ *    pairs' sums meet in shared memory before the epilogue), completing on
+ *    the stage's mbarrier; thread 0 issues them, the first stages before
+ *    the wait for the previous kernel;
  *  - the activations of the item's rows are split once per group into
  *    three bf16 terms (hi + mid + lo = x, as the other kernels do) and stay
  *    in shared memory for all of the group's items, stacked as 24 NT rows:
@@ -350,10 +351,10 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
  * the rows). bench_cuda_wgmma is this kernel's stand-alone prototype. */
 constexpr int kTmaStages = 3, kTmaChunk = 8192;
 
-/* Output rows, from the pair index p of a pair epilogue's box (h: second
- * rows): the row coordinate in the box's tensor map. SILU_PAIR and
- * adjacent-pair RoPE have maps of their own for the second rows (w2, or
- * the odd rows); half-split RoPE reads both from one map. */
+/* The row coordinate of the box of pairs p .. p + 31 of a pair epilogue in
+ * its tensor map (h: their second rows). SILU_PAIR and adjacent-pair RoPE
+ * have maps of their own for the second rows (w2, or the odd rows);
+ * half-split RoPE (half a multiple of 32) reads both from one map. */
 __device__ __forceinline__ int tma_pair_coord(const sh_cu_gemm_desc &d, int p, int h) {
     p = min(p, d.np - 1);
     if (d.epi == EPI_ROPE && d.rope_mode != 0) {
@@ -377,59 +378,79 @@ __device__ __forceinline__ void tma_issue(const sh_cu_gemm_desc &d, const ring_i
         if (!epi_pair(d)) {
             tma_copy_2d(dst, d.tma_a, c0 + 64 * c, n0, bar);
         } else {
-#pragma unroll 1
-            for (int b = 0; b < 8; b++)
-                tma_copy_2d(dst + b * 1024, (b & 1) ? d.tma_b : d.tma_a, c0 + 64 * c,
-                            tma_pair_coord(d, n0 + 8 * (b >> 1), b & 1), bar);
+            tma_copy_2d(dst, d.tma_a, c0 + 64 * c, tma_pair_coord(d, n0, 0), bar);
+            tma_copy_2d(dst + 4096, d.tma_b, c0 + 64 * c, tma_pair_coord(d, n0, 1), bar);
         }
     }
 }
 
 /* Rows m0 .. m0 + 8 NT - 1 of the group's activations (zeros past M and
- * past K, up to kp) as three stacked bf16 term planes in xb. */
+ * past K, up to kp) as three stacked bf16 term planes in xb. The loads of
+ * 8 units per thread are issued together: one L2 round trip per batch. */
 template <int NT>
 __device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, int kp, unsigned char *xb) {
-    constexpr int R = 8 * NT;
+    constexpr int R = 8 * NT, B = 8;
     const int units = R * (kp / 8);
-    for (int u = threadIdx.x; u < units; u += kThreads) {
-        const int n = u % R, j = u / R, m = m0 + n;
-        float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
-        if (m < d.m && 8 * j < d.k) {
-            const float *src = d.x + (int64_t)m * d.x_stride + 8 * j;
-            a = __ldg(reinterpret_cast<const float4 *>(src));
-            b = __ldg(reinterpret_cast<const float4 *>(src + 4));
+    for (int u0 = threadIdx.x; u0 < units; u0 += B * kThreads) {
+        float4 a[B], b[B];
+#pragma unroll
+        for (int q = 0; q < B; q++) {
+            const int u = u0 + q * kThreads, n = u % R, j = u / R, m = m0 + n;
+            a[q] = b[q] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (u < units && m < d.m && 8 * j < d.k) {
+                const float *src = d.x + (int64_t)m * d.x_stride + 8 * j;
+                a[q] = __ldg(reinterpret_cast<const float4 *>(src));
+                b[q] = __ldg(reinterpret_cast<const float4 *>(src + 4));
+            }
         }
-        uint4 h, md, l;
-        split3(a.x, a.y, h.x, md.x, l.x);
-        split3(a.z, a.w, h.y, md.y, l.y);
-        split3(b.x, b.y, h.z, md.z, l.z);
-        split3(b.z, b.w, h.w, md.w, l.w);
-        unsigned char *o = xb + j * (3 * R * 16) + n * 16;
-        *reinterpret_cast<uint4 *>(o) = h;
-        *reinterpret_cast<uint4 *>(o + R * 16) = md;
-        *reinterpret_cast<uint4 *>(o + 2 * R * 16) = l;
+#pragma unroll
+        for (int q = 0; q < B; q++) {
+            const int u = u0 + q * kThreads, n = u % R, j = u / R;
+            if (u >= units) break;
+            uint4 h, md, l;
+            split3(a[q].x, a[q].y, h.x, md.x, l.x);
+            split3(a[q].z, a[q].w, h.y, md.y, l.y);
+            split3(b[q].x, b[q].y, h.z, md.z, l.z);
+            split3(b[q].z, b[q].w, h.w, md.w, l.w);
+            unsigned char *o = xb + j * (3 * R * 16) + n * 16;
+            *reinterpret_cast<uint4 *>(o) = h;
+            *reinterpret_cast<uint4 *>(o + R * 16) = md;
+            *reinterpret_cast<uint4 *>(o + 2 * R * 16) = l;
+        }
     }
 }
 
-/* Warp w's rows of the item's result, straight from its accumulators:
- * d[4j + i] is row g (i < 2) or g + 8 of the warp's 16, activation row
- * 8 j + 2 t + (i & 1) (the mma.m16n8 layout per 8 columns). */
+/* Warp w's rows of the item's result (no pair epilogue), straight from its
+ * accumulators: d[4j + i] is row g (i < 2) or g + 8 of the warp's 16,
+ * activation row 8 j + 2 t + (i & 1) (the mma.m16n8 layout per 8 columns). */
 template <int NT>
 __device__ __forceinline__ void wg_store(const sh_cu_gemm_desc &d, int n0, int m0, const float (&acc)[4 * NT]) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    if (epi_pair(d)) {
 #pragma unroll
-        for (int j = 0; j < NT; j++)
+    for (int j = 0; j < NT; j++)
 #pragma unroll
-            for (int i = 0; i < 2; i++)
-                store_pair(d, m0 + j * 8 + 2 * t + i, n0 + warp * 8 + g, acc[4 * j + i], acc[4 * j + 2 + i]);
-    } else {
+        for (int i = 0; i < 4; i++)
+            store_y(d, m0 + j * 8 + 2 * t + (i & 1), n0 + warp * 16 + g + ((i & 2) ? 8 : 0), acc[4 * j + i]);
+}
+
+/* The item's result with a pair epilogue: rows 0-31 are the first rows of
+ * pairs n0 .. n0 + 31, rows 32-63 their second rows (warps 0-1 and 2-3), so
+ * the sums meet in shared memory (ex: 64 x 8 NT floats) first. */
+template <int NT>
+__device__ __forceinline__ void tma_store_pairs(const sh_cu_gemm_desc &d, int n0, int m0, const float (&sum)[4 * NT],
+                                                float *ex) {
+    constexpr int C = 8 * NT + 1; /* padded row */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-        for (int j = 0; j < NT; j++)
+    for (int j = 0; j < NT; j++)
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-                store_y(d, m0 + j * 8 + 2 * t + (i & 1), n0 + warp * 16 + g + ((i & 2) ? 8 : 0), acc[4 * j + i]);
+        for (int i = 0; i < 4; i++) ex[(warp * 16 + g + ((i & 2) ? 8 : 0)) * C + 8 * j + 2 * t + (i & 1)] = sum[4 * j + i];
+    __syncthreads();
+    for (int e = threadIdx.x; e < 32 * 8 * NT; e += kThreads) {
+        const int p = e & 31, m = e >> 5;
+        store_pair(d, m0 + m, n0 + p, ex[p * C + m], ex[(p + 32) * C + m]);
     }
+    /* the next item's writes to ex come after its stages' block barriers */
 }
 
 template <int NT>
@@ -454,6 +475,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     unsigned char *smem = smem_align1024(tma_smem_raw);
     unsigned char *xb = smem + NS * SB;
     __shared__ uint64_t full[NS];
+    __shared__ float ex[64 * (8 * NT + 1)]; /* pair epilogues' exchange */
     pdl_trigger();
     const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
     const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
@@ -524,7 +546,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int i = 0; i < 4; i++)
                 sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
-        wg_store<NT>(d, n0, m0, sum);
+        if (epi_pair(d))
+            tma_store_pairs<NT>(d, n0, m0, sum, ex);
+        else
+            wg_store<NT>(d, n0, m0, sum);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
 #endif
 }
