@@ -681,14 +681,14 @@ static int cu_tma_maps(sh_cu_backend *cb, const sh_gemm_group *e, const void **a
  * flight), a tensor map for every group. */
 static int cu_tma_ok(sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, int *kp_out) {
     if (cb->info.cc_major != 9 || g[0].w.dtype != SH_BF16 || sh_cu_ring_nt(S) > 2) return 0;
-    int kp = 128;
+    int kp = 64;
     for (int i = 0; i < n; i++) {
-        const int k = (g[i].w.n_in + 127) / 128 * 128;
+        const int k = (g[i].w.n_in + 63) / 64 * 64;
         if (k > kp) kp = k;
     }
     const int smem = SH_CU_TMA_SMEM(sh_cu_ring_nt(S), kp);
     /* an SM's 228 KB: per block 1 KB reserved, the pair exchange (<= 4.3 KB) and barriers */
-    if (kp / 128 > 0x7f || 2 * (smem + 6144) > 233472) return 0;
+    if (kp / 64 > 0x7f || 2 * (smem + 6144) > 233472) return 0;
     for (int i = 0; i < n; i++) {
         const void *a, *b;
         if (!cu_tma_maps(cb, &g[i], &a, &b)) return 0;
@@ -903,7 +903,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
         if (ring_wm == 4)
             return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tma_per_sm,
-                                 nt | 4 << 4 | (tma_kp / 128) << 9, "gemm");
+                                 nt | 4 << 4 | (tma_kp / 64) << 9, "gemm");
         return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
                              nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
     }

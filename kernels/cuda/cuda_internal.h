@@ -218,10 +218,11 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
 #define SH_CU_RING_SMEM(nt, wm)                                                          \
     (((nt) <= 2 ? 6 * (16 * (wm) * 256 + 8 * (nt) * 528) : 8 * 16 * (wm) * 256) + \
      SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
-/* Its tensor-copy form (WM = 4, NT <= 2, bf16, sm_90a): 3 stages of 16 KB
- * and the activations' three bf16 terms (8 NT rows each) up to kp elements
- * of K, plus 1024 bytes to align the stages. */
-#define SH_CU_TMA_SMEM(nt, kp) (3 * 16384 + (kp) / 8 * 384 * (nt) + 1024)
+/* Its tensor-copy form (WM = 4, NT <= 2, bf16, sm_90a): 3 stages of 16 KB,
+ * the activations' three bf16 terms (8 NT rows each) up to kp elements of K
+ * (a multiple of 64) and 16 elements of zeros, plus 1024 bytes to align the
+ * stages. */
+#define SH_CU_TMA_SMEM(nt, kp) (3 * 16384 + ((kp) / 8 + 2) * 384 * (nt) + 1024)
 #define SH_CU_RING_PER_SM 2
 static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
 

@@ -343,7 +343,8 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
  * The tensor maps live in the backend's table (cuda_tmap.c). Past K: a
  * chunk wholly past K is not copied (its buffer holds zeros or earlier
  * finite weights), a partial one reads zeros (the tensor copy's fill), and
- * the terms are zeros up to K rounded to 128, so every k-step can run.
+ * the terms are zeros up to K rounded to 64 and read as zeros past that,
+ * so every k-step can run.
  *
  * Shared layouts: a chunk's 8-row groups 1024 bytes apart (the 128-byte
  * swizzle's unit); the terms: unit j (8 elements) of stacked row n at
@@ -464,7 +465,10 @@ __device__ __forceinline__ void tma_mma<2>(float (&acc)[24], uint64_t a, uint64_
     wg_mma_n48(acc, a, b, accumulate);
 }
 
-/* kp: the launch's largest K rounded up to 128 (the terms' capacity) */
+/* kp: the launch's largest K rounded up to 64 (the terms' capacity); past
+ * it two units of zeros, which the k-steps of a stage's second chunk read
+ * when it lies wholly past the group's K (a select, not a branch: wgmma in
+ * a conditional path would be serialised) */
 template <int NT>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_tma_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
@@ -487,6 +491,8 @@ __global__ void __launch_bounds__(kThreads, 1)
      * tensor cores: a proxy fence (no copy is in flight yet). */
     for (int i = threadIdx.x; i < NS * SB / 16; i += kThreads)
         reinterpret_cast<uint4 *>(smem)[i] = make_uint4(0u, 0u, 0u, 0u);
+    unsigned char *xzero = xb + (kp / 8) * R3 * 16;
+    for (int i = threadIdx.x; i < 2 * R3; i += kThreads) reinterpret_cast<uint4 *>(xzero)[i] = make_uint4(0u, 0u, 0u, 0u);
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     mbar_init_all<NS>(full); /* its barrier also orders the zeros before the first copies */
     /* the producer (thread 0): its own walk, NS - 1 stages ahead */
@@ -512,7 +518,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         ring_tile<NT, 4>(d, it, n0, m0);
         if (it.g != cur_g || m0 != cur_m0) { /* after every product that reads the old terms */
             __syncthreads();
-            tma_split_x<NT>(d, m0, (d.k + 127) / 128 * 128, xb);
+            tma_split_x<NT>(d, m0, (d.k + 63) / 64 * 64, xb);
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncthreads();
             cur_g = it.g;
@@ -525,12 +531,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int slab = 0; slab < it.slabs; slab++, s++) {
             mbar_wait(&full[s % NS], (unsigned)((s / NS) & 1));
             const unsigned char *buf = smem + (s % NS) * SB;
+            const int units = (d.k + 63) / 64 * 8; /* the group's terms */
             wg_fence_regs(acc);
             wg_fence();
 #pragma unroll
-            for (int k = 0; k < 8; k++) /* a chunk past K: finite weights times zero terms */
+            for (int k = 0; k < 8; k++) { /* a chunk past K: finite weights times zero terms */
+                const int j = slab * 16 + 2 * k;
                 tma_mma<NT>(acc, wg_desc_sw128(buf + (k >> 2) * kTmaChunk + (k & 3) * 32),
-                            wg_desc(xb + (slab * 16 + 2 * k) * R3 * 16, R3 * 16, 128), slab > 0 || k > 0);
+                            wg_desc(j < units ? xb + j * R3 * 16 : xzero, R3 * 16, 128), slab > 0 || k > 0);
+            }
             wg_commit();
             /* the stage's products done before the loop goes on (products in
              * flight across the loop's back edge make the compiler wait at
@@ -557,7 +566,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int NT>
 cudaError_t launch_tma(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
-    const int kp = ((a->variant >> 9) & 0x7f) * 128, smem = SH_CU_TMA_SMEM(NT, kp);
+    const int kp = ((a->variant >> 9) & 0x7f) * 64, smem = SH_CU_TMA_SMEM(NT, kp);
     const cudaError_t e = sh_cu_smem_optin(gemm_tma_kernel<NT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
     return sh_cu_launch_ks(gemm_tma_kernel<NT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
@@ -584,7 +593,7 @@ cudaError_t launch_ring_dt(cudaStream_t s, const sh_cu_launch_args *a) {
 } // namespace
 
 /* variant = NT | WM << 4 | (f16 weights) << 8; WM = 4: the tensor-copy form (bf16, NT <= 2),
- * with the launch's largest K in units of 128 at bit 9 */
+ * with the launch's largest K in units of 64 at bit 9 */
 extern "C" cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     switch (a->variant & 0xff) {
     case 1 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_tma<1>(s, a);
