@@ -341,24 +341,36 @@ static void run_profile(void) {
 /* --decode: the GEMM shapes of a SmolLM-135M layer and its LM head (QKV,
  * o, gate+up as one 3072-row matrix, down, head), grouped as the fused step
  * issues them, 32 launches per step (kernel time plus the gaps PDL leaves),
- * through the tile kernels (ring 0), the streamed GEMM (ring 2) and its
- * warpgroup form (ring 4; M <= 16). */
+ * and those of GPT-2-124M at 64 rows: through the tile kernels (ring 0),
+ * the streamed GEMM (ring 2), at M <= 16 its tensor-copy form (ring 4),
+ * the default rules (ring 1, tensor-copy forms by launch size) and at
+ * M > 16 the form with streamed terms forced (tmx 2). */
 static void run_decode(int trials, int reps, size_t l2) {
-    static const int shp[][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
-    static const int cfg[][2] = {{N_MODELS, 16}, {1, 16}, {1, 64}}; /* models, rows per model */
-    for (int ci = 0; ci < 3; ci++)
-        for (int si = 0; si < 5; si++) {
-            layer_sets L;
-            layer_init(&L, cfg[ci][0], SH_BF16, shp[si][0], shp[si][1], (size_t)4 * l2);
-            static const char *what[] = {"tiles, 32 per step", "ring, 32 per step", "ring wgmma, 32 per step"};
-            for (int ring = 0; ring <= 4; ring += 2) {
-                if (sh_cuda_set_gemm_ring(be, ring) != SHOAL_OK) die("set_gemm_ring");
-                const double t = time_layer(&L, cfg[ci][1], MODE_GROUPED_32, trials, reps);
-                add_row(&L, cfg[ci][1], what[ring / 2], t, 0);
-            }
-            if (sh_cuda_set_gemm_ring(be, 1) != SHOAL_OK) die("set_gemm_ring");
-            layer_free(&L);
+    static const struct { int models, n, k, m; } cs[] = {
+        {N_MODELS, 960, 576, 16}, {N_MODELS, 576, 576, 16}, {N_MODELS, 3072, 576, 16}, {N_MODELS, 576, 1536, 16},
+        {N_MODELS, 49152, 576, 16}, {1, 960, 576, 16}, {1, 576, 576, 16}, {1, 3072, 576, 16},
+        {1, 576, 1536, 16}, {1, 49152, 576, 16}, {1, 960, 576, 64}, {1, 576, 576, 64},
+        {1, 3072, 576, 64}, {1, 576, 1536, 64}, {1, 49152, 576, 64}, {1, 2304, 768, 64},
+        {1, 768, 768, 64}, {1, 3072, 768, 64}, {1, 768, 3072, 64}, {1, 50304, 768, 64},
+        {N_MODELS, 960, 576, 64}, {N_MODELS, 3072, 576, 64}, {N_MODELS, 576, 1536, 64},
+    };
+    static const struct { int ring, tmx; const char *what; } md[] = {
+        {0, 0, "tiles, 32 per step"}, {2, 0, "ring, 32 per step"}, {4, 0, "ring wgmma, 32 per step"},
+        {1, 1, "default, 32 per step"}, {1, 2, "tmx forced, 32 per step"},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        layer_sets L;
+        layer_init(&L, cs[ci].models, SH_BF16, cs[ci].n, cs[ci].k, (size_t)4 * l2);
+        for (size_t mi = 0; mi < sizeof md / sizeof md[0]; mi++) {
+            if ((md[mi].ring == 4 && cs[ci].m > 16) || (md[mi].tmx == 2 && cs[ci].m <= 16)) continue;
+            if (sh_cuda_set_gemm_ring(be, md[mi].ring) != SHOAL_OK || sh_cuda_set_gemm_tmx(be, md[mi].tmx) != SHOAL_OK)
+                die("set_gemm_ring / set_gemm_tmx");
+            const double t = time_layer(&L, cs[ci].m, MODE_GROUPED_32, trials, reps);
+            add_row(&L, cs[ci].m, md[mi].what, t, 0);
         }
+        if (sh_cuda_set_gemm_ring(be, 1) != SHOAL_OK || sh_cuda_set_gemm_tmx(be, 1) != SHOAL_OK) die("set_gemm_ring");
+        layer_free(&L);
+    }
 }
 
 int main(int argc, char **argv) {

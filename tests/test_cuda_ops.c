@@ -689,6 +689,22 @@ static const gemm_case gemm_ring_wg[] = {
     {SH_BF16, 576, 1536, 8, 0, 0, 0, 1, 1},
 };
 enum { TMA_CASES = 7 };
+/* 17 to 64 rows per group (the form with streamed terms): K not a multiple
+ * of its 64-element stages, rows not a multiple of its m tiles (8, 16, 32
+ * or 64 rows), outputs not a multiple of 64, pair and GELU epilogues,
+ * padded and offset views, accumulation, a long K; an LM-head-sized group
+ * gives the launch an item per SM at 64-row tiles. */
+static const gemm_case gemm_tmx[] = {
+    {SH_BF16, 1536, 576, 64, 4, 1, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 960, 576, 33, 4, 1, 3, 1, 0},
+    {SH_BF16, 333, 96, 17, 0, 0, 0, 1, 0},
+    {SH_BF16, 40, 160, 64, 0, 2, 1, 0, 1},
+    {SH_BF16, 17, 32, 20, 0, 0, 0, 0, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
+    {SH_BF16, 100, 224, 48, 0, 1, 0, 0, 0, SH_XF_NONE, SH_EPI_GELU_ERF},
+    {SH_BF16, 3072, 768, 64, 0, 0, 0, 1, 0, SH_XF_NONE, SH_EPI_GELU_TANH},
+    {SH_BF16, 768, 3072, 40, 0, 0, 0, 1, 1},
+    {SH_BF16, 9000, 576, 64, 0, 0, 0, 0, 0},
+};
 static const gemm_case gemm_ring_f16[] = {
     {SH_F16, 1536, 576, 16, 4, 0, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
     {SH_F16, 576, 576, 8, 0, 0, 0, 1, 1},
@@ -1395,9 +1411,14 @@ int main(int argc, char **argv) {
         printf("op_ref suite [%s]: %s\n", paths[i].name, check_fail_ == f0 ? "ok" : "FAILED");
     }
     OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
+    /* bitwise needs the same kernel for a group alone and in company: the
+     * tensor-copy forms, chosen by launch size, sum in another order (their
+     * own section below checks them forced) */
+    OK(sh_cuda_set_gemm_tmx(gpu, 0));
     int f0 = check_fail_;
     opref_grouped_run_all(gpu, "cuda");
     printf("grouped == separate calls (bitwise): %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+    OK(sh_cuda_set_gemm_tmx(gpu, 1));
 
     /* ragged calls against the CPU backend */
     static const struct { sh_cuda_gemm_path p; const char *name; } gp[] = {
@@ -1414,6 +1435,7 @@ int main(int argc, char **argv) {
     }
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
+    OK(sh_cuda_set_gemm_tmx(gpu, 0));
     for (int t = 0; t < 5; t++) {
         OK(sh_cuda_set_mma_tile(gpu, t));
         test_gemm_mixed(tiles[t], gemm_decode, (int)(sizeof gemm_decode / sizeof gemm_decode[0]), SH_CUDA_GEMM_MMA);
@@ -1424,12 +1446,14 @@ int main(int argc, char **argv) {
         test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA, -1, 0);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
+    OK(sh_cuda_set_gemm_tmx(gpu, 1));
     /* the streamed GEMM forced onto every eligible call: the reference suite,
      * grouped == separate, ragged calls against the CPU, bitwise the tile
      * kernels' results */
     {
         const int nb = (int)(sizeof gemm_ring_bf16 / sizeof gemm_ring_bf16[0]);
         const int nf = (int)(sizeof gemm_ring_f16 / sizeof gemm_ring_f16[0]);
+        OK(sh_cuda_set_gemm_tmx(gpu, 0));
         OK(sh_cuda_set_gemm_ring(gpu, 2));
         f0 = check_fail_;
         opref_run_all(gpu, "cuda/ring");
@@ -1449,6 +1473,7 @@ int main(int argc, char **argv) {
      * to the per-warp form and these repeat the sections above */
     {
         const int nw = (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]);
+        OK(sh_cuda_set_gemm_tmx(gpu, 0));
         OK(sh_cuda_set_gemm_ring(gpu, 4));
         f0 = check_fail_;
         opref_run_all(gpu, "cuda/ring-tma");
@@ -1462,6 +1487,24 @@ int main(int argc, char **argv) {
         test_gemm_qkv_mixed("ring-tma", SH_CUDA_GEMM_AUTO, SH_BF16, 16);
         test_gemm_qkv_mixed("ring-tma (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
         OK(sh_cuda_set_gemm_ring(gpu, 1));
+        OK(sh_cuda_set_gemm_tmx(gpu, 1));
+    }
+    /* the form with streamed terms (bf16, 17 to 64 rows per group, sm_90)
+     * forced onto every call it can take, then by launch size (the default);
+     * elsewhere these repeat the sections above with the other kernels */
+    {
+        const int nx = (int)(sizeof gemm_tmx / sizeof gemm_tmx[0]);
+        OK(sh_cuda_set_gemm_tmx(gpu, 2));
+        f0 = check_fail_;
+        opref_run_all(gpu, "cuda/tmx");
+        opref_grouped_run_all(gpu, "cuda/tmx");
+        printf("op_ref suite [cuda/tmx]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+        test_gemm_mixed("tmx", gemm_tmx, nx, SH_CUDA_GEMM_AUTO);
+        for (int i = 0; i < nx; i++) test_gemm_mixed("tmx (one group)", &gemm_tmx[i], 1, SH_CUDA_GEMM_AUTO);
+        test_gemm_qkv_mixed("tmx (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
+        OK(sh_cuda_set_gemm_tmx(gpu, 1));
+        test_gemm_mixed("tmx by size", gemm_tmx, nx, SH_CUDA_GEMM_AUTO);
+        CHECK(sh_cuda_set_gemm_tmx(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_tmx took 3");
     }
     test_get_rows_mixed();
     test_norm_mixed();

@@ -17,7 +17,9 @@
 #     cublas1   one model's decode GEMMs: shoal vs cuBLAS on exact three-term / bf16 activations
 #     wgcheck   the streamed GEMM's tensor-copy form: test_cuda_ops, then model tests with it forced
 #     tma       decode tok/s with the tensor-copy form (SHOAL_CUDA_GEMM_RING=3) vs the default, 8x16, 1x16
-#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs tensor-copy form
+#     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs tensor-copy forms
+#     tmxcheck  the tensor-copy forms by default: test_cuda_ops, then model tests with SHOAL_CUDA_GEMM_TMX=1 and 2
+#     tmx       decode tok/s with SHOAL_CUDA_GEMM_TMX=0 / 1 / 2, 1x64, 8x16, 1x16 workloads, twice
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
@@ -195,6 +197,31 @@ wgcheck)
   for t in test_reference test_fused_ops test_sched_fixtures; do
     SHOAL_CUDA_GEMM_RING=4 SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-wg.log" 2>&1
     echo "== $t --device cuda, tensor-copy form forced (rc=$?)"; grep -E "FAIL|passed" "$W/$t-wg.log" | head -10
+  done
+  ;;
+tmxcheck)
+  # the tensor-copy forms by default (M > 16: streamed terms): conformance (test_cuda_ops has a forced section),
+  # then the model-level tests with the default rules and with the form forced (SHOAL_CUDA_GEMM_TMX=2)
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
+  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
+  for t in test_reference test_fused_ops test_sched_fixtures; do
+    for v in 1 2; do
+      SHOAL_CUDA_GEMM_TMX=$v SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-tmx$v.log" 2>&1
+      echo "== $t --device cuda, SHOAL_CUDA_GEMM_TMX=$v (rc=$?)"; grep -E "FAIL|passed" "$W/$t-tmx$v.log" | head -10
+    done
+  done
+  ;;
+tmx)
+  # decode tok/s with the tensor-copy forms off (SHOAL_CUDA_GEMM_TMX=0: the session-6 rules), by launch (1, default),
+  # forced at M > 16 (2); twice
+  for rep in 1 2; do
+    for w in "smollm-135m 1 64" "gpt2-124m 1 64" "smollm-135m 8 16" "smollm-135m 1 16" "gpt2-124m 1 16"; do
+      read -r shape models seqs <<< "$w"
+      for v in 0 1 2; do
+        (export SHOAL_CUDA_GEMM_TMX=$v; BENCH_GREP="decode:" BENCH_LINES=1 bench "tmx$v-$shape-${models}x$seqs-r$rep" \
+          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16)
+      done
+    done
   done
   ;;
 gemmdec)

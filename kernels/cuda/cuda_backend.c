@@ -107,7 +107,9 @@ typedef struct sh_cu_backend {
     int64_t attn_split_blocks; /* split attention: blocks a launch may grow to (SHOAL_CUDA_ATTN_SPLIT) */
     int gemm_ring;             /* streamed GEMM (gemm_ring.cu): 0 never, 1 launches of a 32-row item per SM, 2 whenever
                                   eligible; 3, 4: as 1, 2 with the tensor-copy form where it applies */
-    sh_cu_tmaps *tmaps;        /* tensor maps of weights (the streamed GEMM's tensor-copy form) */
+    sh_cu_tmaps *tmaps;        /* tensor maps of weights and terms (the streamed GEMM's tensor-copy forms) */
+    int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
+    void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -709,8 +711,66 @@ static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm
     const int64_t items = cu_ring_items(S, 2, n, g);
     if (cb->gemm_ring == 1 || cb->gemm_ring == 3)
         if (items < sms) return 0;
-    if (cb->gemm_ring >= 3 && (*tma_per_sm = cu_tma_ok(cb, S, n, g, tma_kp)) > 0) return 4;
+    /* mode 1 with the forms on: the tensor-copy form for launches of 4
+     * items per SM (LM heads; bench/NOTES.md, "Tensor-copy form") */
+    const int tma = cb->gemm_ring >= 3 || (cb->gemm_ring == 1 && cb->gemm_tmx && items >= 4 * sms);
+    if (tma && (*tma_per_sm = cu_tma_ok(cb, S, n, g, tma_kp)) > 0) return 4;
     return cb->gemm_ring == 2 || cb->gemm_ring == 4 ? (items >= sms ? 2 : 1) : 2;
+}
+
+/* The form with streamed terms: items of 64 weight rows x 8 NT activation
+ * rows, and each group's place in the term buffer (its first row, in rows
+ * of K rounded up to 64; 0 when the buffer is full). */
+static int64_t cu_tmx_items(int nt, int n, const sh_gemm_group *g) {
+    int64_t items = 0;
+    for (int i = 0; i < n; i++)
+        items += (int64_t)((cu_np(&g[i]) + (cu_pair(&g[i]) ? 31 : 63)) / (cu_pair(&g[i]) ? 32 : 64)) *
+                 ((g[i].x.rows + 8 * nt - 1) / (8 * nt));
+    return items;
+}
+static int cu_tmx_place(int nt, int n, const sh_gemm_group *g, int32_t *row0) {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t pitch = (size_t)(g[i].w.n_in + 63) / 64 * 128, rows = (size_t)((g[i].x.rows + 8 * nt - 1) / (8 * nt)) * 24 * nt;
+        const size_t r0 = (off + pitch - 1) / pitch;
+        off = (r0 + rows) * pitch;
+        if (off > SH_CU_XTERMS_BYTES || r0 > INT32_MAX) return 0;
+        if (row0) row0[i] = (int32_t)r0;
+    }
+    return 1;
+}
+/* The term buffer's map for rows of K = kp (a multiple of 64) and m tiles of 8 NT rows. */
+static const void *cu_tmx_map(sh_cu_backend *cb, int kp, int nt) {
+    const uint64_t pitch = (uint64_t)kp * 2;
+    return sh_cu_tmap(&cb->tmaps, cb->stream, cb->xterms, (uint64_t)kp, SH_CU_XTERMS_BYTES / pitch, pitch,
+                      (uint32_t)(24 * nt));
+}
+
+/* The tensor-copy form with streamed terms (gemm_ring.cu) for a launch of
+ * more than 16 rows per group: its NT (8, 4 or 2) and blocks per SM, or 0
+ * for the other kernels. Eligible: sm_90, every group on the tensor-core
+ * path with bf16 weights, no activation transform and no row norm, the
+ * weights' tensor maps, the terms within the term buffer. NT: the widest
+ * the rows allow whose items still give every SM one (else 2); mode 1
+ * takes launches where that holds, mode 2 every eligible one; neither
+ * with the streamed GEMM off (sh_cuda_set_gemm_ring 0). */
+static int cu_tmx_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,
+                         int *per_sm) {
+    *per_sm = 0;
+    if (!cb->gemm_tmx || !cb->gemm_ring || !cb->xterms || cb->info.cc_major != 9 || xk || S < 32 || S > 64) return 0;
+    for (int i = 0; i < n; i++)
+        if (!mma[i] || g[i].w.dtype != SH_BF16 || g[i].norm_out.data) return 0;
+    const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+    int nt = S >= 64 ? 8 : 4;
+    while (nt > 2 && cu_tmx_items(nt, n, g) < sms) nt /= 2;
+    if (cb->gemm_tmx == 1 && cu_tmx_items(nt, n, g) < sms) return 0;
+    if (!cu_tmx_place(nt, n, g, NULL)) return 0;
+    for (int i = 0; i < n; i++) {
+        const void *a, *b;
+        if (!cu_tma_maps(cb, &g[i], &a, &b) || !cu_tmx_map(cb, (g[i].w.n_in + 63) / 64 * 64, nt)) return 0;
+    }
+    *per_sm = nt == 8 ? 1 : nt == 4 ? 2 : 3;
+    return nt;
 }
 
 /* SILU_MUL's second operand allows the 16-byte loads x does */
@@ -803,8 +863,15 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
-    int tma_kp = 0, tma_per_sm = 0;
-    const int ring_wm = cu_ring_config(cb, S, xk, n, g, mma, &tma_kp, &tma_per_sm);
+    int tma_kp = 0, tma_per_sm = 0, tmx_per_sm = 0;
+    const int tmx_nt = cu_tmx_config(cb, S, xk, n, g, mma, &tmx_per_sm);
+    const int ring_wm = tmx_nt ? 4 : cu_ring_config(cb, S, xk, n, g, mma, &tma_kp, &tma_per_sm);
+    int32_t *tmx_row0 = NULL;
+    if (tmx_nt && (!(tmx_row0 = malloc((size_t)n * sizeof *tmx_row0)) || !cu_tmx_place(tmx_nt, n, g, tmx_row0))) {
+        free(tmx_row0);
+        if (mma != mma_small) free(mma);
+        return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+    }
     const int C = ring_wm ? 0 : cu_mma_config(cb, S, n, g, mma);
     const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S, C);
     const int mma_rows = 16 * sh_cu_mma_wm(S, C), mma_cols = 8 * sh_cu_mma_nt(S, C);
@@ -812,6 +879,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     shoal_status st = cu_pack(cb, n, sizeof(sh_cu_gemm_desc), &pk);
     if (st != SHOAL_OK) {
         if (mma != mma_small) free(mma);
+        free(tmx_row0);
         return st;
     }
     sh_cu_gemm_desc *d = pk.desc;
@@ -856,14 +924,21 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             d[i].x2 = e->x2.data;
             d[i].x2_stride = e->x2.stride;
         }
-        if (ring_wm == 4 && !cu_tma_maps(cb, e, &d[i].tma_a, &d[i].tma_b)) {
+        if (tmx_nt) {
+            const int kp = (e->w.n_in + 63) / 64 * 64;
+            d[i].xt = (unsigned char *)cb->xterms + (size_t)tmx_row0[i] * (size_t)kp * 2;
+            d[i].xt_row0 = tmx_row0[i];
+            d[i].tma_x = cu_tmx_map(cb, kp, tmx_nt);
+        }
+        if (ring_wm == 4 && (!cu_tma_maps(cb, e, &d[i].tma_a, &d[i].tma_b) || (tmx_nt && !d[i].tma_x))) {
             if (mma != mma_small) free(mma);
+            free(tmx_row0);
             return sh_fail(SHOAL_ERR_DEVICE, "cuda: gemm: group %d: its tensor map was lost", i);
         }
         int64_t blocks;
         if (ring_wm) {
             /* work = stages: items x 4-chunk slabs */
-            const int nt = sh_cu_ring_nt(S), r = 16 * ring_wm / pair_div;
+            const int nt = tmx_nt ? tmx_nt : sh_cu_ring_nt(S), r = 16 * ring_wm / pair_div;
             d[i].path = SH_CU_PATH_MMA;
             d[i].tiles_n = (cu_np(e) + r - 1) / r;
             blocks = (int64_t)d[i].tiles_n * ((e->x.rows + 8 * nt - 1) / (8 * nt)) * ((e->w.n_in / 32 + 3) / 4);
@@ -893,14 +968,19 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         total += blocks;
         if (total > INT_MAX) {
             if (mma != mma_small) free(mma);
+            free(tmx_row0);
             return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: too many blocks in one call");
         }
     }
     if (mma != mma_small) free(mma);
+    free(tmx_row0);
     pk.starts[n] = (int32_t)total;
     if (ring_wm) {
         const int nt = sh_cu_ring_nt(S);
         const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
+        if (tmx_nt)
+            return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tmx_per_sm,
+                                 tmx_nt | 5 << 4 | (int)(sms * SH_CU_TMX_SPLIT_PER_SM) << 9, "gemm");
         if (ring_wm == 4)
             return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tma_per_sm,
                                  nt | 4 << 4 | (tma_kp / 64) << 9, "gemm");
@@ -1356,6 +1436,7 @@ static void cu_destroy(sh_backend *be) {
         if (cb->attn_part) (void)cudaFree(cb->attn_part);
         if (cb->attn_count) (void)cudaFree(cb->attn_count);
         if (cb->gemm_count) (void)cudaFree(cb->gemm_count);
+        if (cb->xterms) (void)cudaFree(cb->xterms);
         sh_cu_tmaps_free(cb->tmaps);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
         for (int i = 0; i < 2; i++) {
@@ -1447,6 +1528,9 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * (bench/NOTES.md, "Streamed GEMM") */
     const char *gr = getenv("SHOAL_CUDA_GEMM_RING");
     cb->gemm_ring = gr && atoi(gr) >= 0 && atoi(gr) <= 4 ? atoi(gr) : 1;
+    /* SHOAL_CUDA_GEMM_TMX: the tensor-copy forms in the default rules (sh_cuda_set_gemm_tmx) */
+    const char *gx = getenv("SHOAL_CUDA_GEMM_TMX");
+    cb->gemm_tmx = gx && atoi(gx) >= 0 && atoi(gx) <= 2 ? atoi(gx) : 1;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;
@@ -1475,6 +1559,10 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         (e = cudaMemset(cb->gemm_count, 0, SH_CU_GEMM_COUNTS * sizeof(int32_t))) != cudaSuccess ||
         (e = cudaHostAlloc((void **)&cb->h_err, sizeof(int), cudaHostAllocDefault)) != cudaSuccess) {
         s = cu_fail(e, "error word");
+        goto fail;
+    }
+    if (cb->info.cc_major == 9 && (e = cudaMalloc(&cb->xterms, SH_CU_XTERMS_BYTES)) != cudaSuccess) {
+        s = cu_fail(e, "cudaMalloc (term buffer)");
         goto fail;
     }
     *cb->h_err = 0;
@@ -1531,6 +1619,14 @@ shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode) {
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: not a CUDA backend");
     if (mode < 0 || mode > 4) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_ring: unknown mode %d", mode);
     cb->gemm_ring = mode;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_tmx: not a CUDA backend");
+    if (mode < 0 || mode > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_tmx: unknown mode %d", mode);
+    cb->gemm_tmx = mode;
     return SHOAL_OK;
 }
 

@@ -80,6 +80,15 @@ shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
  * order. SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode);
 
+/* The tensor-copy forms (sm_90, bf16 weights; see gemm_ring.cu) in the
+ * default rules: 0 never (the rules of sh_cuda_set_gemm_ring alone), 1 (the
+ * default unless SHOAL_CUDA_GEMM_TMX says otherwise) for launches of more
+ * than 16 rows per group with an item per SM and, in ring mode 1, launches
+ * of at most 16 rows with 4 items per SM (LM heads), 2 for every launch of
+ * more than 16 rows it can take. Results sum in another order than the tile
+ * kernels'. SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
+shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode);
+
 /* Programmatic dependent launch on (1, the default unless the environment
  * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes
  * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */

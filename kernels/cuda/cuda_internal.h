@@ -69,6 +69,14 @@ typedef struct sh_cu_gemm_desc {
      * table) of the weights, boxes of 64 x 64 elements, or with a pair
      * epilogue of 64 x 32 for the first (tma_a) and second (tma_b) rows */
     const void *tma_a, *tma_b;
+    /* its form with streamed terms (M up to 64): the activations' three bf16
+     * terms, written by the launch's split kernel at xt (K rounded up to 64
+     * per row; per m tile of 8 NT rows the hi, mid and lo rows), read by
+     * tensor copies through tma_x, a map of the whole term buffer, from its
+     * row xt_row0 */
+    void *xt;
+    const void *tma_x;
+    int32_t xt_row0, pad3_;
     /* row norm (nrm_kind 1 RMS, 2 LAYER; 0 none): the last of the nrm_per
      * blocks of an m tile to store (counter nrm_count[tile]) normalises the
      * tile's rows of y into nrm_out */
@@ -224,6 +232,13 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
  * stages. */
 #define SH_CU_TMA_SMEM(nt, kp) (3 * 16384 + ((kp) / 8 + 2) * 384 * (nt) + 1024)
 #define SH_CU_RING_PER_SM 2
+/* The form with streamed terms (NT 2, 4 or 8): 4 stages of a 64 x 64
+ * weight chunk (8 KB) and 64 elements of the 24 NT term rows, plus 1024
+ * bytes to align them; its split kernel's grid is SH_CU_TMX_SPLIT_PER_SM
+ * blocks of 256 threads per SM. The term buffer: SH_CU_XTERMS_BYTES. */
+#define SH_CU_TMX_SMEM(nt) (4 * (8192 + 24 * (nt) * 128) + 1024)
+#define SH_CU_TMX_SPLIT_PER_SM 2
+#define SH_CU_XTERMS_BYTES ((size_t)32 << 20)
 static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
 
 /* ---- launches ---------------------------------------------------------- */
@@ -241,7 +256,9 @@ typedef struct sh_cu_launch_args {
 typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);
 
 cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
-/* streamed weights (gemm_ring.cu): variant = NT | WM << 4 | (f16) << 8; grid fixed, work in starts */
+/* streamed weights (gemm_ring.cu): variant = NT | WM << 4 | (f16) << 8; grid fixed, work in starts;
+ * WM = 4: the tensor-copy form (bf16, NT <= 2), the launch's largest K in units of 64 at bit 9;
+ * WM = 5: the tensor-copy form with streamed terms (bf16, NT 2, 4 or 8), the split grid at bit 9 */
 cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_norm(cudaStream_t s, const sh_cu_launch_args *a);

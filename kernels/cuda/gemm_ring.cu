@@ -573,6 +573,194 @@ cudaError_t launch_tma(cudaStream_t s, const sh_cu_launch_args *a) {
                            static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups, kp);
 }
 
+/* ---- tensor-copy form with streamed terms (M up to 64) ---------------------
+ *
+ * At 32-64 activation rows per group the terms of the form above no longer
+ * fit beside its stages (64 rows x K = 576 x 3 terms x 2 bytes = 221 KB),
+ * and the tile kernels re-read each weight tile from L2 once per 16 rows
+ * (bench/NOTES.md, "Tensor-copy form with streamed terms"). Here a split
+ * kernel first writes every group's terms once to a buffer in global memory
+ * (tmx_split_kernel: rows padded to m tiles of 8 NT, K padded to 64 with
+ * zeros), and the GEMM brings them by tensor copies beside the weights:
+ *  - an item is 64 weight rows (32 pairs) x 8 NT activation rows, NT = 2, 4
+ *    or 8 (the host picks the widest that still gives every SM an item), so
+ *    at NT = 8 each weight tile is read once for 64 rows;
+ *  - a stage is 64 elements of K: the 8 KB weight chunk (as above) and the
+ *    24 NT term rows of the item's m tile, both 128-byte swizzled, one
+ *    m64n(24 NT)k16 product per k-step; weights past K arrive as zeros;
+ *  - thread 0 issues the first stages' weight copies before the wait for
+ *    the previous kernel (the split kernel), their term copies after it.
+ * Sums, epilogues and stores are the form's above. */
+constexpr int kTmxStages = 4;
+__host__ __device__ constexpr int tmx_stage_bytes(int nt) { return kTmaChunk + 24 * nt * 128; }
+
+template <int NT>
+__global__ void __launch_bounds__(256) tmx_split_kernel(const sh_cu_gemm_desc *__restrict__ descs, int n_groups) {
+    constexpr int R = 8 * NT;
+    pdl_trigger();
+    pdl_wait();
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int gi = 0; gi < n_groups; gi++) {
+        const sh_cu_gemm_desc &d = descs[gi];
+        const int kp8 = (d.k + 63) / 64 * 8, mt = (d.m + R - 1) / R;
+        const int64_t units = (int64_t)mt * R * kp8, pitch = (int64_t)kp8 * 16;
+        unsigned char *xt = static_cast<unsigned char *>(d.xt);
+        for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units; u += step) {
+            const int row = (int)(u / kp8), j = (int)(u - (int64_t)row * kp8);
+            float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
+            if (row < d.m && 8 * j < d.k) {
+                const float *src = d.x + (int64_t)row * d.x_stride + 8 * j;
+                a = __ldg(reinterpret_cast<const float4 *>(src));
+                b = __ldg(reinterpret_cast<const float4 *>(src + 4));
+            }
+            uint4 h, md, l;
+            split3(a.x, a.y, h.x, md.x, l.x);
+            split3(a.z, a.w, h.y, md.y, l.y);
+            split3(b.x, b.y, h.z, md.z, l.z);
+            split3(b.z, b.w, h.w, md.w, l.w);
+            const int t = row / R, r = row - t * R;
+            unsigned char *o = xt + ((int64_t)(3 * t) * R + r) * pitch + 16 * j;
+            *reinterpret_cast<uint4 *>(o) = h;
+            *reinterpret_cast<uint4 *>(o + R * pitch) = md;
+            *reinterpret_cast<uint4 *>(o + 2 * R * pitch) = l;
+        }
+    }
+}
+
+template <int NT>
+__device__ __forceinline__ void tmx_mma(float (&acc)[12 * NT], uint64_t a, uint64_t b, int accumulate);
+template <>
+__device__ __forceinline__ void tmx_mma<2>(float (&acc)[24], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n48(acc, a, b, accumulate);
+}
+template <>
+__device__ __forceinline__ void tmx_mma<4>(float (&acc)[48], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n96(acc, a, b, accumulate);
+}
+template <>
+__device__ __forceinline__ void tmx_mma<8>(float (&acc)[96], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n192(acc, a, b, accumulate);
+}
+
+/* Thread 0's copies of chunk c (64 elements of K) of item it into buf: the
+ * weights (announcing the whole stage's bytes on bar) and/or the terms. */
+template <int NT>
+__device__ __forceinline__ void tmx_issue(const sh_cu_gemm_desc &d, const ring_it &it, int c, unsigned char *buf,
+                                          uint64_t *bar, bool weights, bool terms) {
+    int n0, m0;
+    ring_tile<NT, 4>(d, it, n0, m0);
+    if (weights) {
+        mbar_expect_tx(bar, (unsigned)tmx_stage_bytes(NT));
+        if (!epi_pair(d)) {
+            tma_copy_2d(buf, d.tma_a, 64 * c, n0, bar);
+        } else {
+            tma_copy_2d(buf, d.tma_a, 64 * c, tma_pair_coord(d, n0, 0), bar);
+            tma_copy_2d(buf + 4096, d.tma_b, 64 * c, tma_pair_coord(d, n0, 1), bar);
+        }
+    }
+    if (terms) tma_copy_2d(buf + kTmaChunk, d.tma_x, 64 * c, d.xt_row0 + (m0 / (8 * NT)) * 24 * NT, bar);
+}
+
+template <int NT>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_tmx_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int NS = kTmxStages, SB = tmx_stage_bytes(NT);
+    static_assert(SB % 1024 == 0, "stages keep the 1024-byte swizzle alignment");
+    extern __shared__ __align__(1024) unsigned char tmx_smem_raw[];
+    unsigned char *smem = smem_align1024(tmx_smem_raw);
+    __shared__ uint64_t full[NS];
+    __shared__ float ex[64 * (8 * NT + 1)]; /* pair epilogues' exchange */
+    pdl_trigger();
+    const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
+    const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
+    ring_it it;
+    if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
+    mbar_init_all<NS>(full);
+    /* the producer (thread 0): its own walk over (item, chunk), NS stages ahead */
+    auto advance = [&](ring_it &w, int &c, bool &live) {
+        if (++c == (descs[w.g].k + 63) / 64) {
+            c = 0;
+            live = ring_next<NT>(descs, starts, n_groups, hi, w);
+        }
+    };
+    ring_it pit = it;
+    int pc = 0;
+    bool plive = true;
+    if (threadIdx.x == 0) { /* weights of the first stages: before the split kernel ends */
+        ring_it w = it;
+        int c = 0;
+        bool live = true;
+        for (int s = 0; s < NS && live; s++) {
+            tmx_issue<NT>(descs[w.g], w, c, smem + s * SB, &full[s], true, false);
+            advance(w, c, live);
+        }
+    }
+    pdl_wait();
+    if (threadIdx.x == 0)
+        for (int s = 0; s < NS && plive; s++) {
+            tmx_issue<NT>(descs[pit.g], pit, pc, smem + s * SB, &full[s], false, true);
+            advance(pit, pc, plive);
+        }
+
+    int s = 0;
+    do {
+        const sh_cu_gemm_desc &d = descs[it.g];
+        int n0, m0;
+        ring_tile<NT, 4>(d, it, n0, m0);
+        const int nc = (d.k + 63) / 64;
+        float acc[12 * NT]; /* the item's first product overwrites it */
+#pragma unroll
+        for (int i = 0; i < 12 * NT; i++) acc[i] = 0.0f;
+#pragma unroll 1
+        for (int c = 0; c < nc; c++, s++) {
+            mbar_wait(&full[s % NS], (unsigned)((s / NS) & 1));
+            unsigned char *buf = smem + (s % NS) * SB;
+            wg_fence_regs(acc);
+            wg_fence();
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                tmx_mma<NT>(acc, wg_desc_sw128(buf + 32 * k), wg_desc_sw128(buf + kTmaChunk + 32 * k), c > 0 || k > 0);
+            wg_commit();
+            wg_wait<0>();
+            wg_fence_regs(acc);
+            __syncthreads(); /* every warp is done with the buffer: refill it */
+            if (threadIdx.x == 0 && plive) {
+                tmx_issue<NT>(descs[pit.g], pit, pc, buf, &full[s % NS], true, true);
+                advance(pit, pc, plive);
+            }
+        }
+        float sum[4 * NT]; /* the small terms first */
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
+        if (epi_pair(d))
+            tma_store_pairs<NT>(d, n0, m0, sum, ex);
+        else
+            wg_store<NT>(d, n0, m0, sum);
+    } while (ring_next<NT>(descs, starts, n_groups, hi, it));
+#endif
+}
+
+/* the split kernel, then the GEMM (variant >> 9: the split grid) */
+template <int NT>
+cudaError_t launch_tmx(cudaStream_t s, const sh_cu_launch_args *a) {
+    static int set_bytes[64];
+    const int smem = SH_CU_TMX_SMEM(NT), split_blocks = (a->variant >> 9) & 0xfffff;
+    static_assert(kTmxStages * tmx_stage_bytes(NT) + 1024 == SH_CU_TMX_SMEM(NT),
+                  "host and kernel disagree on the form's shared memory");
+    cudaError_t e = sh_cu_smem_optin(gemm_tmx_kernel<NT>, smem, set_bytes);
+    if (e != cudaSuccess) return e;
+    const sh_cu_gemm_desc *desc = static_cast<const sh_cu_gemm_desc *>(a->desc);
+    e = sh_cu_launch_ks(tmx_split_kernel<NT>, split_blocks > 0 ? split_blocks : 1, 256, 0, s, a->pdl, desc,
+                        a->n_groups);
+    if (e != cudaSuccess) return e;
+    return sh_cu_launch_ks(gemm_tmx_kernel<NT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl, desc, a->starts,
+                           a->n_groups);
+}
+
 template <int NT, int WM, int DT>
 cudaError_t launch_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
@@ -592,12 +780,14 @@ cudaError_t launch_ring_dt(cudaStream_t s, const sh_cu_launch_args *a) {
 
 } // namespace
 
-/* variant = NT | WM << 4 | (f16 weights) << 8; WM = 4: the tensor-copy form (bf16, NT <= 2),
- * with the launch's largest K in units of 64 at bit 9 */
+/* variant: see cuda_internal.h */
 extern "C" cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     switch (a->variant & 0xff) {
     case 1 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_tma<1>(s, a);
     case 2 | 4 << 4: return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_tma<2>(s, a);
+    case 2 | 5 << 4: return launch_tmx<2>(s, a);
+    case 4 | 5 << 4: return launch_tmx<4>(s, a);
+    case 8 | 5 << 4: return launch_tmx<8>(s, a);
     case 1 | 1 << 4: return launch_ring_dt<1, 1>(s, a);
     case 2 | 1 << 4: return launch_ring_dt<2, 1>(s, a);
     case 4 | 1 << 4: return launch_ring_dt<4, 1>(s, a);
