@@ -712,6 +712,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         float acc[12 * NT]; /* the item's first product overwrites it */
 #pragma unroll
         for (int i = 0; i < 12 * NT; i++) acc[i] = 0.0f;
+        /* the stage before the current one is refilled once its products
+         * are done, while the current stage's run (one group in flight) */
+        auto refill = [&](int st) {
+            __syncthreads(); /* every warp is done with stage st */
+            if (threadIdx.x == 0 && plive) {
+                tmx_issue<NT>(descs[pit.g], pit, pc, smem + (st % NS) * SB, &full[st % NS], true, true);
+                advance(pit, pc, plive);
+            }
+        };
 #pragma unroll 1
         for (int c = 0; c < nc; c++, s++) {
             mbar_wait(&full[s % NS], (unsigned)((s / NS) & 1));
@@ -722,14 +731,13 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int k = 0; k < 4; k++)
                 tmx_mma<NT>(acc, wg_desc_sw128(buf + 32 * k), wg_desc_sw128(buf + kTmaChunk + 32 * k), c > 0 || k > 0);
             wg_commit();
-            wg_wait<0>();
+            wg_wait<1>();
             wg_fence_regs(acc);
-            __syncthreads(); /* every warp is done with the buffer: refill it */
-            if (threadIdx.x == 0 && plive) {
-                tmx_issue<NT>(descs[pit.g], pit, pc, buf, &full[s % NS], true, true);
-                advance(pit, pc, plive);
-            }
+            if (c > 0) refill(s - 1 + NS);
         }
+        wg_wait<0>();
+        wg_fence_regs(acc);
+        refill(s - 1 + NS);
         float sum[4 * NT]; /* the small terms first */
 #pragma unroll
         for (int j = 0; j < NT; j++)
