@@ -232,11 +232,11 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
  * stages. */
 #define SH_CU_TMA_SMEM(nt, kp) (3 * 16384 + ((kp) / 8 + 2) * 384 * (nt) + 1024)
 #define SH_CU_RING_PER_SM 2
-/* The form with streamed terms (NT 2, 4 or 8): 4 stages (6 at NT = 8) of
- * a 64 x 64 weight chunk (8 KB) and 64 elements of the 24 NT term rows,
- * plus 1024 bytes to align them; its split kernel's grid is SH_CU_TMX_SPLIT_PER_SM
+/* The form with streamed terms (NT 2, 4 or 8): 4 stages of a 64 x 64
+ * weight chunk (8 KB) and 64 elements of the 24 NT term rows, plus 1024
+ * bytes to align them; its split kernel's grid is SH_CU_TMX_SPLIT_PER_SM
  * blocks of 256 threads per SM. The term buffer: SH_CU_XTERMS_BYTES. */
-#define SH_CU_TMX_SMEM(nt) (((nt) == 8 ? 6 : 4) * (8192 + 24 * (nt) * 128) + 1024)
+#define SH_CU_TMX_SMEM(nt) (4 * (8192 + 24 * (nt) * 128) + 1024)
 #define SH_CU_TMX_SPLIT_PER_SM 2
 #define SH_CU_XTERMS_BYTES ((size_t)32 << 20)
 static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }

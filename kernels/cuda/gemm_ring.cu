@@ -591,8 +591,7 @@ cudaError_t launch_tma(cudaStream_t s, const sh_cu_launch_args *a) {
  *  - thread 0 issues the first stages' weight copies before the wait for
  *    the previous kernel (the split kernel), their term copies after it.
  * Sums, epilogues and stores are the form's above. */
-/* stages: 6 at NT = 8 (one block per SM), else 4 (two or three per SM) */
-__host__ __device__ constexpr int tmx_stages(int nt) { return nt == 8 ? 6 : 4; }
+constexpr int kTmxStages = 4;
 __host__ __device__ constexpr int tmx_stage_bytes(int nt) { return kTmaChunk + 24 * nt * 128; }
 
 template <int NT>
@@ -666,7 +665,7 @@ template <int NT>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_tmx_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int NS = tmx_stages(NT), SB = tmx_stage_bytes(NT);
+    constexpr int NS = kTmxStages, SB = tmx_stage_bytes(NT);
     static_assert(SB % 1024 == 0, "stages keep the 1024-byte swizzle alignment");
     extern __shared__ __align__(1024) unsigned char tmx_smem_raw[];
     unsigned char *smem = smem_align1024(tmx_smem_raw);
@@ -758,7 +757,7 @@ template <int NT>
 cudaError_t launch_tmx(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
     const int smem = SH_CU_TMX_SMEM(NT), split_blocks = (a->variant >> 9) & 0xfffff;
-    static_assert(tmx_stages(NT) * tmx_stage_bytes(NT) + 1024 == SH_CU_TMX_SMEM(NT),
+    static_assert(kTmxStages * tmx_stage_bytes(NT) + 1024 == SH_CU_TMX_SMEM(NT),
                   "host and kernel disagree on the form's shared memory");
     cudaError_t e = sh_cu_smem_optin(gemm_tmx_kernel<NT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
