@@ -464,6 +464,31 @@ template <>
 __device__ __forceinline__ void tma_mma<2>(float (&acc)[24], uint64_t a, uint64_t b, int accumulate) {
     wg_mma_n48(acc, a, b, accumulate);
 }
+template <>
+__device__ __forceinline__ void tma_mma<4>(float (&acc)[48], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n96(acc, a, b, accumulate);
+}
+template <>
+__device__ __forceinline__ void tma_mma<8>(float (&acc)[96], uint64_t a, uint64_t b, int accumulate) {
+    wg_mma_n192(acc, a, b, accumulate);
+}
+
+/* The item's result: the three terms' products summed (the small terms
+ * first), then stored through the epilogue. */
+template <int NT>
+__device__ __forceinline__ void tma_finish(const sh_cu_gemm_desc &d, int n0, int m0, const float (&acc)[12 * NT],
+                                           float *ex) {
+    float sum[4 * NT];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
+    if (epi_pair(d))
+        tma_store_pairs<NT>(d, n0, m0, sum, ex);
+    else
+        wg_store<NT>(d, n0, m0, sum);
+}
 
 /* kp: the launch's largest K rounded up to 64 (the terms' capacity); past
  * it two units of zeros, which the k-steps of a stage's second chunk read
@@ -549,16 +574,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             __syncthreads(); /* every warp is done with the buffer: refill it */
             if (threadIdx.x == 0) produce(s + NS - 1);
         }
-        float sum[4 * NT]; /* the small terms first */
-#pragma unroll
-        for (int j = 0; j < NT; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
-        if (epi_pair(d))
-            tma_store_pairs<NT>(d, n0, m0, sum, ex);
-        else
-            wg_store<NT>(d, n0, m0, sum);
+        tma_finish<NT>(d, n0, m0, acc, ex);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
 #endif
 }
@@ -625,21 +641,6 @@ __global__ void __launch_bounds__(256) tmx_split_kernel(const sh_cu_gemm_desc *_
             *reinterpret_cast<uint4 *>(o + 2 * R * pitch) = l;
         }
     }
-}
-
-template <int NT>
-__device__ __forceinline__ void tmx_mma(float (&acc)[12 * NT], uint64_t a, uint64_t b, int accumulate);
-template <>
-__device__ __forceinline__ void tmx_mma<2>(float (&acc)[24], uint64_t a, uint64_t b, int accumulate) {
-    wg_mma_n48(acc, a, b, accumulate);
-}
-template <>
-__device__ __forceinline__ void tmx_mma<4>(float (&acc)[48], uint64_t a, uint64_t b, int accumulate) {
-    wg_mma_n96(acc, a, b, accumulate);
-}
-template <>
-__device__ __forceinline__ void tmx_mma<8>(float (&acc)[96], uint64_t a, uint64_t b, int accumulate) {
-    wg_mma_n192(acc, a, b, accumulate);
 }
 
 /* Thread 0's copies of chunk c (64 elements of K) of item it into buf: the
@@ -729,7 +730,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             wg_fence();
 #pragma unroll
             for (int k = 0; k < 4; k++)
-                tmx_mma<NT>(acc, wg_desc_sw128(buf + 32 * k), wg_desc_sw128(buf + kTmaChunk + 32 * k), c > 0 || k > 0);
+                tma_mma<NT>(acc, wg_desc_sw128(buf + 32 * k), wg_desc_sw128(buf + kTmaChunk + 32 * k), c > 0 || k > 0);
             wg_commit();
             wg_wait<1>();
             wg_fence_regs(acc);
@@ -738,16 +739,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         wg_wait<0>();
         wg_fence_regs(acc);
         refill(s - 1 + NS);
-        float sum[4 * NT]; /* the small terms first */
-#pragma unroll
-        for (int j = 0; j < NT; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
-        if (epi_pair(d))
-            tma_store_pairs<NT>(d, n0, m0, sum, ex);
-        else
-            wg_store<NT>(d, n0, m0, sum);
+        tma_finish<NT>(d, n0, m0, acc, ex);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
 #endif
 }
