@@ -1489,6 +1489,23 @@ int main(int argc, char **argv) {
         OK(sh_cuda_set_gemm_ring(gpu, 1));
         OK(sh_cuda_set_gemm_tmx(gpu, 1));
     }
+    /* its deep form (one block per SM, up to 12 stages: chunks wholly past K
+     * copy an earlier chunk instead of zeroed stages) forced onto every call
+     * of 2 to 16 rows below the LM-head rule, then by launch size */
+    {
+        const int nw = (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]);
+        OK(sh_cuda_set_gemm_deep(gpu, 2));
+        f0 = check_fail_;
+        opref_run_all(gpu, "cuda/deep");
+        opref_grouped_run_all(gpu, "cuda/deep");
+        printf("op_ref suite [cuda/deep]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
+        test_gemm_mixed("deep", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
+        for (int i = 0; i < nw; i++) test_gemm_mixed("deep (one group)", &gemm_ring_wg[i], 1, SH_CUDA_GEMM_AUTO);
+        test_gemm_qkv_mixed("deep", SH_CUDA_GEMM_AUTO, SH_BF16, 16);
+        OK(sh_cuda_set_gemm_deep(gpu, 1));
+        test_gemm_mixed("deep by size", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
+        CHECK(sh_cuda_set_gemm_deep(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_deep took 3");
+    }
     /* the form with streamed terms (bf16, 17 to 64 rows per group, sm_90)
      * forced onto every call it can take, then by launch size (the default);
      * elsewhere these repeat the sections above with the other kernels */

@@ -19,6 +19,8 @@
 #     tma       decode tok/s with the tensor-copy form (SHOAL_CUDA_GEMM_RING=3) vs the default, 8x16, 1x16
 #     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs tensor-copy forms
 #     tmxcheck  the tensor-copy forms by default: test_cuda_ops, then model tests with SHOAL_CUDA_GEMM_TMX=1 and 2
+#     deepcheck the deep tensor-copy form (M <= 16): test_cuda_ops, then model tests with SHOAL_CUDA_GEMM_DEEP=1 and 2
+#     deep      decode tok/s with SHOAL_CUDA_GEMM_DEEP=0 / 1 / 2, 8x16, 4x16, 1x16, gpt2 8x16, twice
 #     tmx       decode tok/s with SHOAL_CUDA_GEMM_TMX=0 / 1 / 2, 1x64, 8x16, 1x16 workloads, twice
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
@@ -211,6 +213,30 @@ tmxcheck)
     done
   done
   ;;
+deepcheck)
+  # the deep tensor-copy form (M <= 16, one block per SM): conformance (test_cuda_ops has a forced section),
+  # then the model-level tests with the default rules and with the form forced (SHOAL_CUDA_GEMM_DEEP=2)
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
+  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
+  for t in test_reference test_fused_ops test_sched_fixtures; do
+    for v in 1 2; do
+      SHOAL_CUDA_GEMM_DEEP=$v SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-deep$v.log" 2>&1
+      echo "== $t --device cuda, SHOAL_CUDA_GEMM_DEEP=$v (rc=$?)"; grep -E "FAIL|passed" "$W/$t-deep$v.log" | head -10
+    done
+  done
+  ;;
+deep)
+  # decode tok/s with the deep tensor-copy form off (SHOAL_CUDA_GEMM_DEEP=0), by launch (1, default), forced (2); twice
+  for rep in 1 2; do
+    for w in "smollm-135m 8 16" "smollm-135m 4 16" "smollm-135m 1 16" "gpt2-124m 8 16"; do
+      read -r shape models seqs <<< "$w"
+      for v in 0 1 2; do
+        (export SHOAL_CUDA_GEMM_DEEP=$v; BENCH_GREP="decode:" BENCH_LINES=1 bench "deep$v-$shape-${models}x$seqs-r$rep" \
+          --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16)
+      done
+    done
+  done
+  ;;
 tmx)
   # decode tok/s with the tensor-copy forms off (SHOAL_CUDA_GEMM_TMX=0: the session-6 rules), by launch (1, default),
   # forced at M > 16 (2); twice
@@ -297,7 +323,7 @@ tiles)
 profile-cluster)
   # 8 models x 16 sequences: skip the prefill steps (128 x 64 prompt rows in
   # 512-row steps) and a few decode steps, then two decode steps
-  NCU_SKIP_STEPS=26 prof smollm-8x16 ${L_SMOLLM:-214} --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens 40 --dtype bf16
+  NCU_SKIP_STEPS=${NCU_SKIP_STEPS:-26} prof smollm-8x16 ${L_SMOLLM:-214} --synthetic smollm-135m --models 8 --seqs 16 --prompt 64 --tokens ${NCU_TOKENS:-40} --dtype bf16
   ;;
 profile1)
   # one sequence, warm caches: where a launch-bound step's time goes
@@ -306,8 +332,8 @@ profile1)
   ;;
 profile64)
   # 64 sequences of one model, warm caches (weights of the previous step's kernels may sit in L2, as in a step)
-  NCU_CACHE=none prof smollm-1x64 ${L_SMOLLM:-214} --synthetic smollm-135m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
-  NCU_CACHE=none prof gpt2-1x64 ${L_GPT2:-101} --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens 24 --dtype bf16
+  NCU_CACHE=none prof smollm-1x64 ${L_SMOLLM:-214} --synthetic smollm-135m --models 1 --seqs 64 --prompt 64 --tokens ${NCU_TOKENS:-24} --dtype bf16
+  NCU_CACHE=none prof gpt2-1x64 ${L_GPT2:-101} --synthetic gpt2-124m --models 1 --seqs 64 --prompt 64 --tokens ${NCU_TOKENS:-24} --dtype bf16
   ;;
 profile)
   for s in 1 16 64; do

@@ -109,6 +109,7 @@ typedef struct sh_cu_backend {
                                   eligible; 3, 4: as 1, 2 with the tensor-copy form where it applies */
     sh_cu_tmaps *tmaps;        /* tensor maps of weights and terms (the streamed GEMM's tensor-copy forms) */
     int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
+    int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
@@ -681,27 +682,39 @@ static int cu_tma_maps(sh_cu_backend *cb, const sh_gemm_group *e, const void **a
  * terms and 3 stages in half an SM's shared memory (at one block per SM
  * the 8 x 16 down projection ran at half the ring's speed: too few stages in
  * flight), a tensor map for every group. */
-static int cu_tma_ok(sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, int *kp_out) {
+static int cu_tma_ok(sh_cu_backend *cb, int S, int n, const sh_gemm_group *g, int deep, int *kp_out, int *ns_out) {
     if (cb->info.cc_major != 9 || g[0].w.dtype != SH_BF16 || sh_cu_ring_nt(S) > 2) return 0;
     int kp = 64;
     for (int i = 0; i < n; i++) {
         const int k = (g[i].w.n_in + 63) / 64 * 64;
         if (k > kp) kp = k;
     }
-    const int smem = SH_CU_TMA_SMEM(sh_cu_ring_nt(S), kp);
-    /* an SM's 228 KB: per block 1 KB reserved, the pair exchange (<= 4.3 KB) and barriers */
-    if (kp / 64 > 0x7f || 2 * (smem + 6144) > 233472) return 0;
+    /* an SM's 228 KB: per block 1 KB reserved, the pair exchange (<= 4.3 KB)
+     * and barriers. Two blocks of 3 stages, or one of as many stages as fit
+     * (at most a block's slabs: one item's K in slabs of 128, times 2) */
+    const int per_sm = deep ? 1 : 2;
+    int ns = 3;
+    if (deep) {
+        const int want = 2 * ((kp + 127) / 128);
+        while (ns < SH_CU_TMA_MAX_STAGES && ns < want &&
+               SH_CU_TMA_SMEM(ns + 1, sh_cu_ring_nt(S), kp) + 6144 <= 233472)
+            ns++;
+    }
+    if (kp / 64 > 0x7f || per_sm * (SH_CU_TMA_SMEM(ns, sh_cu_ring_nt(S), kp) + 6144) > 233472) return 0;
     for (int i = 0; i < n; i++) {
         const void *a, *b;
         if (!cu_tma_maps(cb, &g[i], &a, &b)) return 0;
     }
     *kp_out = kp;
-    return 2;
+    *ns_out = ns;
+    return per_sm;
 }
 
+static int64_t cu_tmx_items(int nt, int n, const sh_gemm_group *g);
+
 static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,
-                          int *tma_kp, int *tma_per_sm) {
-    *tma_kp = *tma_per_sm = 0;
+                          int *tma_kp, int *tma_per_sm, int *tma_ns) {
+    *tma_kp = *tma_per_sm = *tma_ns = 0;
     if (!cb->gemm_ring || S < 2 || xk) return 0;
     const sh_dtype dt = g[0].w.dtype;
     if (dt != SH_BF16 && dt != SH_F16) return 0;
@@ -709,12 +722,20 @@ static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm
         if (!mma[i] || g[i].w.dtype != dt || g[i].norm_out.data) return 0;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
     const int64_t items = cu_ring_items(S, 2, n, g);
+    /* mode 1 with the forms on: the tensor-copy form for launches of 4
+     * items per SM (LM heads; bench/NOTES.md, "Tensor-copy form"), and its
+     * deep form (one block per SM, all of its weights requested before the
+     * wait) for launches of 64-row items for at least half the SMs and at
+     * most one per SM ("Deep tensor-copy form") */
+    if (cb->gemm_ring == 1 && cb->gemm_tmx && items < 4 * sms && cb->gemm_deep && S >= 2 && S <= 16) {
+        const int64_t items64 = cu_tmx_items(sh_cu_ring_nt(S), n, g);
+        if (cb->gemm_deep == 2 || (2 * items64 >= sms && items64 <= sms))
+            if ((*tma_per_sm = cu_tma_ok(cb, S, n, g, 1, tma_kp, tma_ns)) > 0) return 4;
+    }
     if (cb->gemm_ring == 1 || cb->gemm_ring == 3)
         if (items < sms) return 0;
-    /* mode 1 with the forms on: the tensor-copy form for launches of 4
-     * items per SM (LM heads; bench/NOTES.md, "Tensor-copy form") */
     const int tma = cb->gemm_ring >= 3 || (cb->gemm_ring == 1 && cb->gemm_tmx && items >= 4 * sms);
-    if (tma && (*tma_per_sm = cu_tma_ok(cb, S, n, g, tma_kp)) > 0) return 4;
+    if (tma && (*tma_per_sm = cu_tma_ok(cb, S, n, g, 0, tma_kp, tma_ns)) > 0) return 4;
     return cb->gemm_ring == 2 || cb->gemm_ring == 4 ? (items >= sms ? 2 : 1) : 2;
 }
 
@@ -863,9 +884,9 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
-    int tma_kp = 0, tma_per_sm = 0, tmx_per_sm = 0;
+    int tma_kp = 0, tma_per_sm = 0, tma_ns = 0, tmx_per_sm = 0;
     const int tmx_nt = cu_tmx_config(cb, S, xk, n, g, mma, &tmx_per_sm);
-    const int ring_wm = tmx_nt ? 4 : cu_ring_config(cb, S, xk, n, g, mma, &tma_kp, &tma_per_sm);
+    const int ring_wm = tmx_nt ? 4 : cu_ring_config(cb, S, xk, n, g, mma, &tma_kp, &tma_per_sm, &tma_ns);
     int32_t *tmx_row0 = NULL;
     if (tmx_nt && (!(tmx_row0 = malloc((size_t)n * sizeof *tmx_row0)) || !cu_tmx_place(tmx_nt, n, g, tmx_row0))) {
         free(tmx_row0);
@@ -983,7 +1004,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
                                  tmx_nt | 5 << 4 | (int)(sms * SH_CU_TMX_SPLIT_PER_SM) << 9, "gemm");
         if (ring_wm == 4)
             return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tma_per_sm,
-                                 nt | 4 << 4 | (tma_kp / 64) << 9, "gemm");
+                                 nt | 4 << 4 | (tma_kp / 64) << 9 | tma_ns << 16, "gemm");
         return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
                              nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
     }
@@ -1531,6 +1552,9 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     /* SHOAL_CUDA_GEMM_TMX: the tensor-copy forms in the default rules (sh_cuda_set_gemm_tmx) */
     const char *gx = getenv("SHOAL_CUDA_GEMM_TMX");
     cb->gemm_tmx = gx && atoi(gx) >= 0 && atoi(gx) <= 2 ? atoi(gx) : 1;
+    /* SHOAL_CUDA_GEMM_DEEP: the deep tensor-copy form in the default rules (sh_cuda_set_gemm_deep) */
+    const char *gd = getenv("SHOAL_CUDA_GEMM_DEEP");
+    cb->gemm_deep = gd && atoi(gd) >= 0 && atoi(gd) <= 2 ? atoi(gd) : 1;
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;
@@ -1627,6 +1651,14 @@ shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode) {
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_tmx: not a CUDA backend");
     if (mode < 0 || mode > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_tmx: unknown mode %d", mode);
     cb->gemm_tmx = mode;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_deep: not a CUDA backend");
+    if (mode < 0 || mode > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_deep: unknown mode %d", mode);
+    cb->gemm_deep = mode;
     return SHOAL_OK;
 }
 

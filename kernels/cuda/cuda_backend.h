@@ -89,6 +89,16 @@ shoal_status sh_cuda_set_gemm_ring(sh_backend *be, int mode);
  * kernels'. SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode);
 
+/* The deep tensor-copy form (one block per SM holding up to 12 stages of
+ * 16 KB, so that a block's weights are requested before the wait for the
+ * previous kernel) for launches of 2 to 16 rows per group with bf16
+ * weights, inside the default rules (ring mode 1 with the tensor-copy forms
+ * on): 1 (the default unless SHOAL_CUDA_GEMM_DEEP says otherwise) for
+ * launches whose 64-row items cover half to all of the SMs, 2 for every
+ * such launch below the LM-head rule, 0 never. SHOAL_ERR_INVALID_ARG for
+ * other values or a non-CUDA backend. */
+shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode);
+
 /* Programmatic dependent launch on (1, the default unless the environment
  * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes
  * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */

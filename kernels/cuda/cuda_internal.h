@@ -226,11 +226,14 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
 #define SH_CU_RING_SMEM(nt, wm)                                                          \
     (((nt) <= 2 ? 6 * (16 * (wm) * 256 + 8 * (nt) * 528) : 8 * 16 * (wm) * 256) + \
      SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
-/* Its tensor-copy form (WM = 4, NT <= 2, bf16, sm_90a): 3 stages of 16 KB,
- * the activations' three bf16 terms (8 NT rows each) up to kp elements of K
- * (a multiple of 64) and 16 elements of zeros, plus 1024 bytes to align the
+/* Its tensor-copy form (WM = 4, NT <= 2, bf16, sm_90a): ns stages of 16 KB
+ * (3 at two blocks per SM; up to SH_CU_TMA_MAX_STAGES at one, so that a
+ * small launch requests all of a block's weights before the wait), the
+ * activations' three bf16 terms (8 NT rows each) up to kp elements of K (a
+ * multiple of 64) and 16 elements of zeros, plus 1024 bytes to align the
  * stages. */
-#define SH_CU_TMA_SMEM(nt, kp) (3 * 16384 + ((kp) / 8 + 2) * 384 * (nt) + 1024)
+#define SH_CU_TMA_SMEM(ns, nt, kp) ((ns) * 16384 + ((kp) / 8 + 2) * 384 * (nt) + 1024)
+#define SH_CU_TMA_MAX_STAGES 12
 #define SH_CU_RING_PER_SM 2
 /* The form with streamed terms (NT 2, 4 or 8): 4 stages of a 64 x 64
  * weight chunk (8 KB) and 64 elements of the 24 NT term rows, plus 1024
@@ -257,7 +260,7 @@ typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *
 
 cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
 /* streamed weights (gemm_ring.cu): variant = NT | WM << 4 | (f16) << 8; grid fixed, work in starts;
- * WM = 4: the tensor-copy form (bf16, NT <= 2), the launch's largest K in units of 64 at bit 9;
+ * WM = 4: the tensor-copy form (bf16, NT <= 2), the launch's largest K in units of 64 at bit 9, its stages at bit 16;
  * WM = 5: the tensor-copy form with streamed terms (bf16, NT 2, 4 or 8), the split grid at bit 9 */
 cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a);

@@ -341,8 +341,8 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
  *    one m64n(24 NT)k16 product per k-step takes all three terms.
  * Results differ from the tile kernels' only in the order of the f32 sums.
  * The tensor maps live in the backend's table (cuda_tmap.c). Past K: a
- * chunk wholly past K is not copied (its buffer holds zeros or earlier
- * finite weights), a partial one reads zeros (the tensor copy's fill), and
+ * chunk wholly past K holds a copy of an earlier one (finite weights), a
+ * partial one reads zeros (the tensor copy's fill), and
  * the terms are zeros up to K rounded to 64 and read as zeros past that,
  * so every k-step can run.
  *
@@ -350,7 +350,7 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
  * swizzle's unit); the terms: unit j (8 elements) of stacked row n at
  * j * 384 NT + n * 16 (core matrices 384 NT bytes apart along K, 128 along
  * the rows). bench_cuda_wgmma is this kernel's stand-alone prototype. */
-constexpr int kTmaStages = 3, kTmaChunk = 8192;
+constexpr int kTmaChunk = 8192;
 
 /* The row coordinate of the box of pairs p .. p + 31 of a pair epilogue in
  * its tensor map (h: their second rows). SILU_PAIR and adjacent-pair RoPE
@@ -366,21 +366,24 @@ __device__ __forceinline__ int tma_pair_coord(const sh_cu_gemm_desc &d, int p, i
     return p;
 }
 
-/* Thread 0's stage of item it, slab `slab` into buf (two chunks). */
+/* Thread 0's stage of item it, slab `slab` into buf (two chunks). A chunk
+ * wholly past K copies the slab's first chunk again: finite weights, which
+ * meet the terms' zeros there, so no stage needs zeroing first. */
 template <int NT>
 __device__ __forceinline__ void tma_issue(const sh_cu_gemm_desc &d, const ring_it &it, int slab, unsigned char *buf,
                                           uint64_t *bar) {
     int n0, m0;
     ring_tile<NT, 4>(d, it, n0, m0);
-    const int c0 = slab * 128, chunks = min(2, (d.k - c0 + 63) / 64);
-    mbar_expect_tx(bar, (unsigned)(chunks * kTmaChunk));
-    for (int c = 0; c < chunks; c++) {
+    const int c0 = slab * 128;
+    mbar_expect_tx(bar, (unsigned)(2 * kTmaChunk));
+    for (int c = 0; c < 2; c++) {
         unsigned char *dst = buf + c * kTmaChunk;
+        const int k = c0 + 64 * c < d.k ? c0 + 64 * c : c0;
         if (!epi_pair(d)) {
-            tma_copy_2d(dst, d.tma_a, c0 + 64 * c, n0, bar);
+            tma_copy_2d(dst, d.tma_a, k, n0, bar);
         } else {
-            tma_copy_2d(dst, d.tma_a, c0 + 64 * c, tma_pair_coord(d, n0, 0), bar);
-            tma_copy_2d(dst + 4096, d.tma_b, c0 + 64 * c, tma_pair_coord(d, n0, 1), bar);
+            tma_copy_2d(dst, d.tma_a, k, tma_pair_coord(d, n0, 0), bar);
+            tma_copy_2d(dst + 4096, d.tma_b, k, tma_pair_coord(d, n0, 1), bar);
         }
     }
 }
@@ -497,43 +500,44 @@ __device__ __forceinline__ void tma_finish(const sh_cu_gemm_desc &d, int n0, int
 template <int NT>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_tma_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
-                    int kp) {
+                    int kp, int ns) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int NS = kTmaStages, SB = 2 * kTmaChunk, R3 = 24 * NT;
+    constexpr int SB = 2 * kTmaChunk, R3 = 24 * NT;
     extern __shared__ __align__(1024) unsigned char tma_smem_raw[];
     unsigned char *smem = smem_align1024(tma_smem_raw);
-    unsigned char *xb = smem + NS * SB;
-    __shared__ uint64_t full[NS];
+    unsigned char *xb = smem + ns * SB;
+    __shared__ uint64_t full[SH_CU_TMA_MAX_STAGES];
     __shared__ float ex[64 * (8 * NT + 1)]; /* pair epilogues' exchange */
     pdl_trigger();
     const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
     const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
     ring_it it;
     if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
-    /* The stages start as zeros: a chunk wholly past K is not copied, and
-     * its buffer then holds zeros or an earlier chunk's finite weights, which
-     * meet the terms' zeros past K. Written by ordinary stores, read by the
-     * tensor cores: a proxy fence (no copy is in flight yet). */
-    for (int i = threadIdx.x; i < NS * SB / 16; i += kThreads)
-        reinterpret_cast<uint4 *>(smem)[i] = make_uint4(0u, 0u, 0u, 0u);
-    unsigned char *xzero = xb + (kp / 8) * R3 * 16;
-    for (int i = threadIdx.x; i < 2 * R3; i += kThreads) reinterpret_cast<uint4 *>(xzero)[i] = make_uint4(0u, 0u, 0u, 0u);
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    mbar_init_all<NS>(full); /* its barrier also orders the zeros before the first copies */
-    /* the producer (thread 0): its own walk, NS - 1 stages ahead */
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < ns; i++) mbar_init(&full[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    /* the producer (thread 0): its own walk, ns - 1 stages ahead; the first
+     * stages' weights are requested before the wait for the previous kernel */
     ring_it pit = it;
     int pslab = 0;
     bool plive = true;
     auto produce = [&](int stage) {
         if (!plive) return;
-        tma_issue<NT>(descs[pit.g], pit, pslab, smem + (stage % NS) * SB, &full[stage % NS]);
+        tma_issue<NT>(descs[pit.g], pit, pslab, smem + (stage % ns) * SB, &full[stage % ns]);
         if (++pslab == pit.slabs) {
             pslab = 0;
             plive = ring_next<NT>(descs, starts, n_groups, hi, pit);
         }
     };
     if (threadIdx.x == 0)
-        for (int s = 0; s < NS - 1; s++) produce(s);
+        for (int s = 0; s < ns - 1; s++) produce(s);
+    /* zeros past the terms (k-steps of a second chunk wholly past K), by
+     * ordinary stores read by the tensor cores: ordered by the fence and
+     * barrier after the first split below */
+    unsigned char *xzero = xb + (kp / 8) * R3 * 16;
+    for (int i = threadIdx.x; i < 2 * R3; i += kThreads) reinterpret_cast<uint4 *>(xzero)[i] = make_uint4(0u, 0u, 0u, 0u);
     pdl_wait();
 
     int s = 0, cur_g = -1, cur_m0 = -1;
@@ -554,8 +558,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int i = 0; i < 12 * NT; i++) acc[i] = 0.0f;
 #pragma unroll 1
         for (int slab = 0; slab < it.slabs; slab++, s++) {
-            mbar_wait(&full[s % NS], (unsigned)((s / NS) & 1));
-            const unsigned char *buf = smem + (s % NS) * SB;
+            mbar_wait(&full[s % ns], (unsigned)((s / ns) & 1));
+            const unsigned char *buf = smem + (s % ns) * SB;
             const int units = (d.k + 63) / 64 * 8; /* the group's terms */
             wg_fence_regs(acc);
             wg_fence();
@@ -572,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             wg_wait<0>();
             wg_fence_regs(acc);
             __syncthreads(); /* every warp is done with the buffer: refill it */
-            if (threadIdx.x == 0) produce(s + NS - 1);
+            if (threadIdx.x == 0) produce(s + ns - 1);
         }
         tma_finish<NT>(d, n0, m0, acc, ex);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
@@ -582,11 +586,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int NT>
 cudaError_t launch_tma(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
-    const int kp = ((a->variant >> 9) & 0x7f) * 64, smem = SH_CU_TMA_SMEM(NT, kp);
+    const int kp = ((a->variant >> 9) & 0x7f) * 64, ns = (a->variant >> 16) & 0xf, smem = SH_CU_TMA_SMEM(ns, NT, kp);
+    if (ns < 2 || ns > SH_CU_TMA_MAX_STAGES) return cudaErrorInvalidValue;
     const cudaError_t e = sh_cu_smem_optin(gemm_tma_kernel<NT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
     return sh_cu_launch_ks(gemm_tma_kernel<NT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
-                           static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups, kp);
+                           static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups, kp, ns);
 }
 
 /* ---- tensor-copy form with streamed terms (M up to 64) ---------------------
