@@ -343,8 +343,8 @@ static void run_profile(void) {
  * issues them, 32 launches per step (kernel time plus the gaps PDL leaves),
  * and those of GPT-2-124M at 64 rows: through the tile kernels (ring 0),
  * the streamed GEMM (ring 2), at M <= 16 its tensor-copy form (ring 4),
- * the default rules (ring 1, tensor-copy forms by launch size) without and
- * with the deep form, at M <= 16 the deep form forced (deep 2), and at
+ * the default rules (ring 1, tensor-copy forms by launch size), at M <= 16
+ * the deep form by launch size and forced (deep 1, 2), and at
  * M > 16 the form with streamed terms forced (tmx 2). */
 static void run_decode(int trials, int reps, size_t l2) {
     static const struct { int models, n, k, m; } cs[] = {
@@ -357,14 +357,14 @@ static void run_decode(int trials, int reps, size_t l2) {
     };
     static const struct { int ring, tmx, deep; const char *what; } md[] = {
         {0, 0, 0, "tiles, 32 per step"}, {2, 0, 0, "ring, 32 per step"}, {4, 0, 0, "ring wgmma, 32 per step"},
-        {1, 1, 0, "default no deep, 32/step"}, {1, 1, 1, "default, 32 per step"}, {1, 1, 2, "deep forced, 32 per step"},
-        {1, 2, 1, "tmx forced, 32 per step"},
+        {1, 1, 0, "default, 32 per step"}, {1, 1, 1, "deep by size, 32 per step"}, {1, 1, 2, "deep forced, 32 per step"},
+        {1, 2, 0, "tmx forced, 32 per step"},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         layer_sets L;
         layer_init(&L, cs[ci].models, SH_BF16, cs[ci].n, cs[ci].k, (size_t)4 * l2);
         for (size_t mi = 0; mi < sizeof md / sizeof md[0]; mi++) {
-            if (((md[mi].ring == 4 || md[mi].deep != 1) && cs[ci].m > 16) || (md[mi].tmx == 2 && cs[ci].m <= 16)) continue;
+            if (((md[mi].ring == 4 || md[mi].deep) && cs[ci].m > 16) || (md[mi].tmx == 2 && cs[ci].m <= 16)) continue;
             if (sh_cuda_set_gemm_ring(be, md[mi].ring) != SHOAL_OK || sh_cuda_set_gemm_tmx(be, md[mi].tmx) != SHOAL_OK ||
                 sh_cuda_set_gemm_deep(be, md[mi].deep) != SHOAL_OK)
                 die("set_gemm_ring / set_gemm_tmx / set_gemm_deep");
@@ -372,7 +372,7 @@ static void run_decode(int trials, int reps, size_t l2) {
             add_row(&L, cs[ci].m, md[mi].what, t, 0);
         }
         if (sh_cuda_set_gemm_ring(be, 1) != SHOAL_OK || sh_cuda_set_gemm_tmx(be, 1) != SHOAL_OK ||
-            sh_cuda_set_gemm_deep(be, 1) != SHOAL_OK)
+            sh_cuda_set_gemm_deep(be, 0) != SHOAL_OK)
             die("set_gemm_ring");
         layer_free(&L);
     }

@@ -172,7 +172,15 @@ static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, 
 /* Whether a model's QKV GEMM applies RoPE and writes K and V to the pool
  * itself (the epilogue needs every dim rotated). */
 static int qkv_epi(const sh_exec *ex, sh_template t, const shoal_model *m) {
-    return ex->fuse_epi && t == SH_TMPL_LLAMA && m->hp.n_rot == m->hp.head_dim;
+    return ex->fuse_epi && ((t == SH_TMPL_LLAMA && m->hp.n_rot == m->hp.head_dim) || t == SH_TMPL_GPT2);
+}
+
+/* Rows r0 .. r0 + n - 1 of w (backend addresses are linear, as the
+ * activation views' are). */
+static sh_weight wrows(sh_weight w, int r0, int n) {
+    w.data = (const unsigned char *)w.data + (size_t)r0 * sh_dtype_row_bytes(w.dtype, (uint64_t)w.n_in);
+    w.n_out = n;
+    return w;
 }
 
 /* Emits every op of every layer slot for the segments of one template. */
@@ -283,7 +291,20 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         FOR_SEG {
             SEGV;
             size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
-            if (t == SH_TMPL_GPT2) {
+            if (t == SH_TMPL_GPT2 && qkv_epi(ex, t, m)) {
+                /* q, k and v as three groups, k and v also stored to the pool */
+                const int32_t *slot = I + off_slot + g->row0;
+                sh_kv_ref kv = kvref(ex, m, &Q[g->s0], l);
+                kv.block_table = NULL;
+                for (int j = 0; j < 3; j++) {
+                    gg[n] = GG(wrows(L->wqkv, j * d, d), L->bqkv ? L->bqkv + j * d : NULL, V(A, in, R, d, d),
+                               V(A, g->q + j * d, R, d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
+                    gg[n].kv_which = j; /* q: none, k: 1, v: 2 */
+                    gg[n].kv_slot = j ? slot : NULL;
+                    gg[n].kv = kv;
+                    n++;
+                }
+            } else if (t == SH_TMPL_GPT2) {
                 gg[n++] = GG(L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
             } else {
                 const sh_view x = fuse ? V(A, g->x, R, d, d) : V(A, in, R, d, d);

@@ -1504,6 +1504,7 @@ int main(int argc, char **argv) {
         test_gemm_qkv_mixed("deep", SH_CUDA_GEMM_AUTO, SH_BF16, 16);
         OK(sh_cuda_set_gemm_deep(gpu, 1));
         test_gemm_mixed("deep by size", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
+        OK(sh_cuda_set_gemm_deep(gpu, 0));
         CHECK(sh_cuda_set_gemm_deep(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_deep took 3");
     }
     /* the form with streamed terms (bf16, 17 to 64 rows per group, sm_90)

@@ -19,6 +19,8 @@
 #     tma       decode tok/s with the tensor-copy form (SHOAL_CUDA_GEMM_RING=3) vs the default, 8x16, 1x16
 #     gemmdec   the decode step's GEMM shapes alone (bench_cuda_gemm --decode): tiles vs ring vs tensor-copy forms
 #     tmxcheck  the tensor-copy forms by default: test_cuda_ops, then model tests with SHOAL_CUDA_GEMM_TMX=1 and 2
+#     models    test_reference, test_fused_ops, test_sched_fixtures through --device cuda
+#     sweep     decode tok/s of the six workloads for each value of \$SWEEP_VAR in \$SWEEP_VALS, twice
 #     deepcheck the deep tensor-copy form (M <= 16): test_cuda_ops, then model tests with SHOAL_CUDA_GEMM_DEEP=1 and 2
 #     deep      decode tok/s with SHOAL_CUDA_GEMM_DEEP=0 / 1 / 2, 8x16, 4x16, 1x16, gpt2 8x16, twice
 #     tmx       decode tok/s with SHOAL_CUDA_GEMM_TMX=0 / 1 / 2, 1x64, 8x16, 1x16 workloads, twice
@@ -212,6 +214,17 @@ tmxcheck)
       echo "== $t --device cuda, SHOAL_CUDA_GEMM_TMX=$v (rc=$?)"; grep -E "FAIL|passed" "$W/$t-tmx$v.log" | head -10
     done
   done
+  ;;
+models)
+  # the model-level tests through --device cuda with the default rules
+  for t in test_reference test_fused_ops test_sched_fixtures; do
+    SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t.log" 2>&1
+    echo "== $t --device cuda (rc=$?)"; grep -E "FAIL|passed" "$W/$t.log" | head -10
+  done
+  ;;
+sweep)
+  # one environment variable over the six decode workloads, twice: SWEEP_VAR, SWEEP_VALS
+  sweep "$SWEEP_VAR-" "$SWEEP_VAR" "$SWEEP_VALS"
   ;;
 deepcheck)
   # the deep tensor-copy form (M <= 16, one block per SM): conformance (test_cuda_ops has a forced section),

@@ -93,9 +93,10 @@ shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode);
  * 16 KB, so that a block's weights are requested before the wait for the
  * previous kernel) for launches of 2 to 16 rows per group with bf16
  * weights, inside the default rules (ring mode 1 with the tensor-copy forms
- * on): 1 (the default unless SHOAL_CUDA_GEMM_DEEP says otherwise) for
- * launches whose 64-row items cover half to all of the SMs, 2 for every
- * such launch below the LM-head rule, 0 never. SHOAL_ERR_INVALID_ARG for
+ * on): 1 for launches whose 64-row items cover half to all of the SMs, 2
+ * for every such launch below the LM-head rule, 0 never (the default unless
+ * SHOAL_CUDA_GEMM_DEEP says otherwise: it measured slower, bench/NOTES.md,
+ * "Session 10"). SHOAL_ERR_INVALID_ARG for
  * other values or a non-CUDA backend. */
 shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode);
 
