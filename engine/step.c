@@ -58,6 +58,7 @@ struct sh_exec {
     int fuse;           /* 1: norms, activations and RoPE fused into their neighbours */
     int fuse_epi;       /* 1: the FFN activation as the up GEMM's epilogue (with fuse) */
     int fuse_norm;      /* 1: each norm as the row norm of the GEMM that ends the residual rows (with fuse) */
+    int fuse_kv;        /* 1: the KV store (and llama's RoPE) as the QKV GEMM's epilogue (with fuse_epi) */
 };
 
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
@@ -80,6 +81,9 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
     /* SHOAL_FUSE_NORM=0: norms as their own calls, to measure the row norm */
     const char *fn = getenv("SHOAL_FUSE_NORM");
     ex->fuse_norm = ex->fuse && be->gemm_norm && !(fn && strcmp(fn, "0") == 0);
+    /* SHOAL_FUSE_KV=0: the KV store as its own call, to measure the epilogue */
+    const char *fk = getenv("SHOAL_FUSE_KV");
+    ex->fuse_kv = ex->fuse_epi && !(fk && strcmp(fk, "0") == 0);
     *out = ex;
     return SHOAL_OK;
 }
@@ -172,7 +176,7 @@ static inline sh_kv_ref kvref(sh_exec *ex, const shoal_model *m, const sseq *q, 
 /* Whether a model's QKV GEMM applies RoPE and writes K and V to the pool
  * itself (the epilogue needs every dim rotated). */
 static int qkv_epi(const sh_exec *ex, sh_template t, const shoal_model *m) {
-    return ex->fuse_epi && ((t == SH_TMPL_LLAMA && m->hp.n_rot == m->hp.head_dim) || t == SH_TMPL_GPT2);
+    return ex->fuse_kv && ((t == SH_TMPL_LLAMA && m->hp.n_rot == m->hp.head_dim) || t == SH_TMPL_GPT2);
 }
 
 /* Rows r0 .. r0 + n - 1 of w (backend addresses are linear, as the

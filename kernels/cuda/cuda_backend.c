@@ -109,7 +109,6 @@ typedef struct sh_cu_backend {
                                   eligible; 3, 4: as 1, 2 with the tensor-copy form where it applies */
     sh_cu_tmaps *tmaps;        /* tensor maps of weights and terms (the streamed GEMM's tensor-copy forms) */
     int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
-    int ring_per_sm;           /* blocks per SM of the streamed GEMM and its tensor-copy form (SHOAL_CUDA_RING_PER_SM: 2, or 1) */
     int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
@@ -1004,10 +1003,9 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tmx_per_sm,
                                  tmx_nt | 5 << 4 | (int)(sms * SH_CU_TMX_SPLIT_PER_SM) << 9, "gemm");
         if (ring_wm == 4)
-            return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total,
-                                 sms * (tma_per_sm < cb->ring_per_sm ? tma_per_sm : cb->ring_per_sm),
+            return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tma_per_sm,
                                  nt | 4 << 4 | (tma_kp / 64) << 9 | tma_ns << 16, "gemm");
-        return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * cb->ring_per_sm,
+        return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
                              nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
     }
     return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12), "gemm");
@@ -1555,10 +1553,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     /* SHOAL_CUDA_GEMM_TMX: the tensor-copy forms in the default rules (sh_cuda_set_gemm_tmx) */
     const char *gx = getenv("SHOAL_CUDA_GEMM_TMX");
     cb->gemm_tmx = gx && atoi(gx) >= 0 && atoi(gx) <= 2 ? atoi(gx) : 1;
-    /* SHOAL_CUDA_RING_PER_SM=1: one block per SM of the streamed GEMM, which
-     * leaves half of the SM to the next kernel's blocks (an experiment) */
-    const char *rp = getenv("SHOAL_CUDA_RING_PER_SM");
-    cb->ring_per_sm = rp && atoi(rp) == 1 ? 1 : SH_CU_RING_PER_SM;
     /* SHOAL_CUDA_GEMM_DEEP: the deep tensor-copy form in the default rules (sh_cuda_set_gemm_deep) */
     const char *gd = getenv("SHOAL_CUDA_GEMM_DEEP");
     cb->gemm_deep = gd && atoi(gd) >= 0 && atoi(gd) <= 2 ? atoi(gd) : 0;
