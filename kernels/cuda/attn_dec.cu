@@ -22,8 +22,7 @@
  * Shared memory (dynamic, sized by the host per launch, see
  * sh_cu_attn_dec_smem): K rows, V rows (rs bytes apart: the row plus 16, so
  * threads reading different rows at one offset hit different banks), the
- * queries, the scores / weights [G][keys], the partition sums, the keys'
- * block table.
+ * queries, the scores / weights [G][keys], the partition sums.
  */
 #include <math.h>
 
@@ -36,10 +35,9 @@ namespace {
 constexpr int kDecHeads = SH_CU_ATTN_DEC_HEADS;
 
 /* Issues the copies of the K and V rows of keys [k0, k1) into ks / vs
- * (blockDim.x threads); bt: the keys' physical blocks, staged in shared
- * memory so that no copy waits on a load of its own. */
-__device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, const int32_t *bt, int hk, unsigned char *ks,
-                                         unsigned char *vs, int rs, int k0, int k1, bool &bad) {
+ * (blockDim.x threads). */
+__device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsigned char *ks, unsigned char *vs,
+                                         int rs, int k0, int k1, bool &bad) {
     const int es = d.kv.dtype == DT_F16 ? 2 : 4;
     const int rb = d.head_dim * es, n16 = rb >> 4, nk = k1 - k0;
     const uint64_t row_bytes = (uint64_t)d.kv.kv_dim * es;
@@ -49,7 +47,7 @@ __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, const int32_t
         const int kv = c >= nk * n16;
         const int rem = c - kv * nk * n16;
         const int j = k0 + rem / n16, piece = rem % n16;
-        const int32_t blk = bt ? bt[j >> 4] : __ldg(d.kv.block_table + (j >> 4));
+        const int32_t blk = __ldg(d.kv.block_table + (j >> 4));
         unsigned char *dst = (kv ? vs : ks) + j * rs + 16 * piece;
         if (blk < 0) {
             bad = true;
@@ -64,7 +62,7 @@ __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, const int32_t
 template <int NT>
 __global__ void __launch_bounds__(NT)
     attn_dec_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
-                    int *err, int stage_bt) {
+                    int *err) {
     extern __shared__ __align__(16) unsigned char sm[];
     if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
@@ -82,19 +80,13 @@ __global__ void __launch_bounds__(NT)
     float *ps = qs + G * hd;                                         /* [G][nkp] */
     float *acc_s = ps + G * nkp;                                      /* [G][partition][D] */
     float *l_s = acc_s + G * SH_CU_ATTN_DEC_WIDE;                     /* [G] */
-    int32_t *bt = stage_bt ? reinterpret_cast<int32_t *>(l_s + G) : nullptr; /* [ceil(n_keys / 16)] */
 
-    /* the block table (written by the host before the step) in one round trip */
-    if (bt) {
-        for (int i = threadIdx.x; i < (n_keys + SH_KV_TOKENS - 1) / SH_KV_TOKENS; i += NT) bt[i] = __ldg(d.kv.block_table + i);
-        __syncthreads();
-    }
     bool bad = false;
     const int early = min(d.pos0, n_keys); /* keys of earlier steps */
-    dec_copy(d, bt, hk, ks, vs, rs, 0, early, bad);
+    dec_copy(d, hk, ks, vs, rs, 0, early, bad);
     cp_async_commit();
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
-    dec_copy(d, bt, hk, ks, vs, rs, early, n_keys, bad);
+    dec_copy(d, hk, ks, vs, rs, early, n_keys, bad);
     cp_async_commit();
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head0 * hd;
     for (int i = threadIdx.x; i < G * hd; i += NT) qs[i] = q[i];
@@ -142,7 +134,7 @@ __global__ void __launch_bounds__(NT)
                 s[h] = a;
             }
         }
-        const bool ok = (bt ? bt[j >> 4] : __ldg(d.kv.block_table + (j >> 4))) >= 0;
+        const bool ok = __ldg(d.kv.block_table + (j >> 4)) >= 0;
 #pragma unroll
         for (int h = 0; h < kDecHeads; h++)
             if (h < G) ps[h * nkp + j] = ok ? s[h] * d.scale : -INFINITY;
@@ -205,20 +197,18 @@ __global__ void __launch_bounds__(NT)
 
 } // namespace
 
-/* variant = 2 (128 threads) or 3 (512: launches of a few blocks) | (1: the
- * block table read from global memory per key, to measure its staging) << 4
- * | (shared bytes / 1024) << 8 */
+/* variant = 2 (128 threads) or 3 (512: launches of a few blocks) | (shared
+ * bytes / 1024) << 8 */
 template <int NT>
 static cudaError_t launch_dec(cudaStream_t s, const sh_cu_launch_args *a, int smem) {
     static int set_bytes[64];
     const cudaError_t e = sh_cu_smem_optin(attn_dec_kernel<NT>, smem, set_bytes);
     if (e != cudaSuccess) return e;
     return sh_cu_launch_ks(attn_dec_kernel<NT>, a->n_blocks, NT, (size_t)smem, s, a->pdl,
-                           static_cast<const sh_cu_attn_desc *>(a->desc), a->starts, a->n_groups, a->err,
-                           !((a->variant >> 4) & 1));
+                           static_cast<const sh_cu_attn_desc *>(a->desc), a->starts, a->n_groups, a->err);
 }
 
 extern "C" cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a) {
     const int smem = (a->variant >> 8) * 1024;
-    return (a->variant & 0xf) == 3 ? launch_dec<SH_CU_ATTN_DEC_WIDE>(s, a, smem) : launch_dec<kThreads>(s, a, smem);
+    return (a->variant & 0xff) == 3 ? launch_dec<SH_CU_ATTN_DEC_WIDE>(s, a, smem) : launch_dec<kThreads>(s, a, smem);
 }

@@ -111,7 +111,6 @@ typedef struct sh_cu_backend {
     int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
     int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
-    int attn_bt_global;        /* 1: attn_dec reads the block table per key (SHOAL_CUDA_ATTN_BT=0), to measure its staging */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -1159,8 +1158,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
                 CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv);
             }
             pk.starts[n] = (int32_t)total;
-            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total,
-                            (wide ? 3 : 2) | (cb->attn_bt_global << 4) | (int)(kb << 8), "attn");
+            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, (wide ? 3 : 2) | (int)(kb << 8), "attn");
         }
     }
     /* Split: the key tiles of each block's (row, heads) unit are dealt to up
@@ -1545,8 +1543,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->attn_split_blocks = (int64_t)(as ? atoi(as) : 4) * (cb->info.sm_count > 0 ? cb->info.sm_count : 132);
     /* SHOAL_CUDA_ATTN_DEC: 0 never, 1 launches of a (row, KV head) per SM, 2 (default) whenever the keys fit
      * (bench/NOTES.md, "Attention with every key in shared memory") */
-    const char *abt = getenv("SHOAL_CUDA_ATTN_BT");
-    cb->attn_bt_global = abt && strcmp(abt, "0") == 0;
     const char *ad = getenv("SHOAL_CUDA_ATTN_DEC");
     cb->attn_dec = ad ? atoi(ad) : 2;
     /* SHOAL_CUDA_GEMM_RING: 0 never, 1 (default) launches of a 32-row item per SM, 2 whenever eligible;

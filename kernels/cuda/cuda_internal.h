@@ -314,8 +314,7 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
 #define SH_CU_ATTN_DEC_SMEM_MAX (96 * 1024)
 #define SH_CU_ATTN_DEC_WIDE 512 /* threads per block in launches of a few blocks */
 static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads) {
-    return 2 * n_keys * (hd * es + 16) + 4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_WIDE + 1) +
-           4 * ((n_keys + 15) / 16);
+    return 2 * n_keys * (hd * es + 16) + 4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_WIDE + 1);
 }
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
