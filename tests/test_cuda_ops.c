@@ -867,6 +867,31 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
     OK(sh_cuda_set_gemm_path(gpu, SH_CUDA_GEMM_AUTO));
 }
 
+/* A GEMM form behind a mode setter (0 never, 1 by launch size, 2 forced):
+ * forced, the double reference suite, grouped == separate bitwise, the
+ * cases against the CPU together and one group each, RoPE + KV store at
+ * qkv_cap rows (0: up to 40); then by launch size; then mode dflt. */
+static void test_gemm_form(const char *name, shoal_status (*set)(sh_backend *, int), int dflt, const gemm_case *cs,
+                           int n, int qkv_cap) {
+    char lbl[64];
+    OK(set(gpu, 2));
+    const int f0 = check_fail_;
+    snprintf(lbl, sizeof lbl, "cuda/%s", name);
+    opref_run_all(gpu, lbl);
+    opref_grouped_run_all(gpu, lbl);
+    printf("op_ref suite [%s]: %s\n", lbl, check_fail_ == f0 ? "ok" : "FAILED");
+    test_gemm_mixed(name, cs, n, SH_CUDA_GEMM_AUTO);
+    snprintf(lbl, sizeof lbl, "%s (one group)", name);
+    for (int i = 0; i < n; i++) test_gemm_mixed(lbl, &cs[i], 1, SH_CUDA_GEMM_AUTO);
+    snprintf(lbl, sizeof lbl, "%s (%d rows)", name, qkv_cap ? qkv_cap : 40);
+    test_gemm_qkv_mixed(lbl, SH_CUDA_GEMM_AUTO, SH_BF16, qkv_cap);
+    OK(set(gpu, 1));
+    snprintf(lbl, sizeof lbl, "%s by size", name);
+    test_gemm_mixed(lbl, cs, n, SH_CUDA_GEMM_AUTO);
+    OK(set(gpu, dflt));
+    CHECK(set(gpu, 3) == SHOAL_ERR_INVALID_ARG, "%s: mode setter took 3", name);
+}
+
 /* split = 0: one call for all groups (enough (row, KV head) pairs that the
  * backend shares K/V tiles among up to 4 query heads per block); split = 1:
  * one call per group (small launches: one query head per block). */
@@ -1491,39 +1516,15 @@ int main(int argc, char **argv) {
     }
     /* its deep form (one block per SM, up to 12 stages: chunks wholly past K
      * copy an earlier chunk instead of zeroed stages) forced onto every call
-     * of 2 to 16 rows below the LM-head rule, then by launch size */
-    {
-        const int nw = (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]);
-        OK(sh_cuda_set_gemm_deep(gpu, 2));
-        f0 = check_fail_;
-        opref_run_all(gpu, "cuda/deep");
-        opref_grouped_run_all(gpu, "cuda/deep");
-        printf("op_ref suite [cuda/deep]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
-        test_gemm_mixed("deep", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
-        for (int i = 0; i < nw; i++) test_gemm_mixed("deep (one group)", &gemm_ring_wg[i], 1, SH_CUDA_GEMM_AUTO);
-        test_gemm_qkv_mixed("deep", SH_CUDA_GEMM_AUTO, SH_BF16, 16);
-        OK(sh_cuda_set_gemm_deep(gpu, 1));
-        test_gemm_mixed("deep by size", gemm_ring_wg, nw, SH_CUDA_GEMM_AUTO);
-        OK(sh_cuda_set_gemm_deep(gpu, 0));
-        CHECK(sh_cuda_set_gemm_deep(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_deep took 3");
-    }
+     * of 2 to 16 rows below the LM-head rule, then by launch size, then off
+     * (the default); RoPE + KV store at 16 rows */
+    test_gemm_form("deep", sh_cuda_set_gemm_deep, 0, gemm_ring_wg, (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]),
+                   16);
     /* the form with streamed terms (bf16, 17 to 64 rows per group, sm_90)
      * forced onto every call it can take, then by launch size (the default);
-     * elsewhere these repeat the sections above with the other kernels */
-    {
-        const int nx = (int)(sizeof gemm_tmx / sizeof gemm_tmx[0]);
-        OK(sh_cuda_set_gemm_tmx(gpu, 2));
-        f0 = check_fail_;
-        opref_run_all(gpu, "cuda/tmx");
-        opref_grouped_run_all(gpu, "cuda/tmx");
-        printf("op_ref suite [cuda/tmx]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
-        test_gemm_mixed("tmx", gemm_tmx, nx, SH_CUDA_GEMM_AUTO);
-        for (int i = 0; i < nx; i++) test_gemm_mixed("tmx (one group)", &gemm_tmx[i], 1, SH_CUDA_GEMM_AUTO);
-        test_gemm_qkv_mixed("tmx (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
-        OK(sh_cuda_set_gemm_tmx(gpu, 1));
-        test_gemm_mixed("tmx by size", gemm_tmx, nx, SH_CUDA_GEMM_AUTO);
-        CHECK(sh_cuda_set_gemm_tmx(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_gemm_tmx took 3");
-    }
+     * RoPE + KV store at up to 40 rows. Elsewhere both repeat the sections
+     * above with the other kernels */
+    test_gemm_form("tmx", sh_cuda_set_gemm_tmx, 1, gemm_tmx, (int)(sizeof gemm_tmx / sizeof gemm_tmx[0]), 0);
     test_get_rows_mixed();
     test_norm_mixed();
     test_act_mixed();

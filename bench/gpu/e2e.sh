@@ -70,6 +70,18 @@ sweep() {
     done
   done
 }
+# test_cuda_ops, then the model-level tests with a GEMM form's variable at 1 (by size) and 2 (forced): variable, tag
+formcheck() {
+  local var=$1 tag=$2 t v
+  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
+  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
+  for t in test_reference test_fused_ops test_sched_fixtures; do
+    for v in 1 2; do
+      env "$var=$v" SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-$tag$v.log" 2>&1
+      echo "== $t --device cuda, $var=$v (rc=$?)"; grep -E "FAIL|passed" "$W/$t-$tag$v.log" | head -10
+    done
+  done
+}
 # ncu over decode steps: name, launches per step, bench args...
 prof() {
   local name=$1 L=$2; shift 2
@@ -205,15 +217,8 @@ wgcheck)
   ;;
 tmxcheck)
   # the tensor-copy forms by default (M > 16: streamed terms): conformance (test_cuda_ops has a forced section),
-  # then the model-level tests with the default rules and with the form forced (SHOAL_CUDA_GEMM_TMX=2)
-  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
-  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
-  for t in test_reference test_fused_ops test_sched_fixtures; do
-    for v in 1 2; do
-      SHOAL_CUDA_GEMM_TMX=$v SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-tmx$v.log" 2>&1
-      echo "== $t --device cuda, SHOAL_CUDA_GEMM_TMX=$v (rc=$?)"; grep -E "FAIL|passed" "$W/$t-tmx$v.log" | head -10
-    done
-  done
+  # then the model-level tests with the default rules and with the form forced
+  formcheck SHOAL_CUDA_GEMM_TMX tmx
   ;;
 models)
   # the model-level tests through --device cuda with the default rules
@@ -228,18 +233,11 @@ sweep)
   ;;
 deepcheck)
   # the deep tensor-copy form (M <= 16, one block per SM): conformance (test_cuda_ops has a forced section),
-  # then the model-level tests with the default rules and with the form forced (SHOAL_CUDA_GEMM_DEEP=2)
-  SHOAL_FIXTURES=$PWD/tests/fixtures timeout 300 $B/test_cuda_ops > "$W/cuda_ops.log" 2>&1
-  echo "== test_cuda_ops (rc=$?)"; grep -E "^FAIL|passed|largest|suite" "$W/cuda_ops.log" | head -24
-  for t in test_reference test_fused_ops test_sched_fixtures; do
-    for v in 1 2; do
-      SHOAL_CUDA_GEMM_DEEP=$v SHOAL_FIXTURES=$PWD/tests/fixtures SHOAL_TEST_DEVICE=cuda timeout 180 $B/$t > "$W/$t-deep$v.log" 2>&1
-      echo "== $t --device cuda, SHOAL_CUDA_GEMM_DEEP=$v (rc=$?)"; grep -E "FAIL|passed" "$W/$t-deep$v.log" | head -10
-    done
-  done
+  # then the model-level tests with the form by size and forced
+  formcheck SHOAL_CUDA_GEMM_DEEP deep
   ;;
 deep)
-  # decode tok/s with the deep tensor-copy form off (SHOAL_CUDA_GEMM_DEEP=0), by launch (1, default), forced (2); twice
+  # decode tok/s with the deep tensor-copy form off (SHOAL_CUDA_GEMM_DEEP=0, the default), by launch (1), forced (2); twice
   for rep in 1 2; do
     for w in "smollm-135m 8 16" "smollm-135m 4 16" "smollm-135m 1 16" "gpt2-124m 8 16"; do
       read -r shape models seqs <<< "$w"
