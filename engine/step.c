@@ -179,6 +179,17 @@ static int qkv_epi(const sh_exec *ex, sh_template t, const shoal_model *m) {
     return ex->fuse_kv && ((t == SH_TMPL_LLAMA && m->hp.n_rot == m->hp.head_dim) || t == SH_TMPL_GPT2);
 }
 
+/* The KV store as the epilogue of a model's three QKV groups e[0 .. 2]
+ * (q: none, k: kv_which 1, v: 2), rows at slots `slot`. */
+static void qkv_kv_store(sh_gemm_group *e, const int32_t *slot, sh_kv_ref kv) {
+    kv.block_table = NULL;
+    for (int j = 0; j < 3; j++) {
+        e[j].kv_which = j;
+        e[j].kv_slot = j ? slot : NULL;
+        e[j].kv = kv;
+    }
+}
+
 /* Rows r0 .. r0 + n - 1 of w (backend addresses are linear, as the
  * activation views' are). */
 static sh_weight wrows(sh_weight w, int r0, int n) {
@@ -297,17 +308,11 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
             size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
             if (t == SH_TMPL_GPT2 && qkv_epi(ex, t, m)) {
                 /* q, k and v as three groups, k and v also stored to the pool */
-                const int32_t *slot = I + off_slot + g->row0;
-                sh_kv_ref kv = kvref(ex, m, &Q[g->s0], l);
-                kv.block_table = NULL;
-                for (int j = 0; j < 3; j++) {
-                    gg[n] = GG(wrows(L->wqkv, j * d, d), L->bqkv ? L->bqkv + j * d : NULL, V(A, in, R, d, d),
-                               V(A, g->q + j * d, R, d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
-                    gg[n].kv_which = j; /* q: none, k: 1, v: 2 */
-                    gg[n].kv_slot = j ? slot : NULL;
-                    gg[n].kv = kv;
-                    n++;
-                }
+                for (int j = 0; j < 3; j++)
+                    gg[n + j] = GG(wrows(L->wqkv, j * d, d), L->bqkv ? L->bqkv + j * d : NULL, V(A, in, R, d, d),
+                                   V(A, g->q + j * d, R, d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
+                qkv_kv_store(&gg[n], I + off_slot + g->row0, kvref(ex, m, &Q[g->s0], l));
+                n += 3;
             } else if (t == SH_TMPL_GPT2) {
                 gg[n++] = GG(L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
             } else {
@@ -320,18 +325,13 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                 if (qkv_epi(ex, t, m)) {
                     /* RoPE on q and k and the KV write as the GEMM's epilogue */
                     const sh_rope_params rp = {hd, m->hp.n_rot, m->hp.rope_theta, m->hp.rope_mode};
-                    const int32_t *pos = I + off_pos + g->row0, *slot = I + off_slot + g->row0;
-                    sh_kv_ref kv = kvref(ex, m, &Q[g->s0], l);
-                    kv.block_table = NULL;
+                    const int32_t *pos = I + off_pos + g->row0;
                     for (int j = 0; j < 3; j++) {
-                        sh_gemm_group *e = &gg[q0 + j];
-                        e->epi = j < 2 ? SH_EPI_ROPE : SH_EPI_NONE;
-                        e->rope = rp;
-                        e->pos = pos;
-                        e->kv_which = j; /* q: none, k: 1, v: 2 */
-                        e->kv_slot = j ? slot : NULL;
-                        e->kv = kv;
+                        gg[q0 + j].epi = j < 2 ? SH_EPI_ROPE : SH_EPI_NONE;
+                        gg[q0 + j].rope = rp;
+                        gg[q0 + j].pos = pos;
                     }
+                    qkv_kv_store(&gg[q0], I + off_slot + g->row0, kvref(ex, m, &Q[g->s0], l));
                 }
             }
         }

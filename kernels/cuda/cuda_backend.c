@@ -727,7 +727,7 @@ static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm
      * deep form (one block per SM, all of its weights requested before the
      * wait) for launches of 64-row items for at least half the SMs and at
      * most one per SM ("Deep tensor-copy form") */
-    if (cb->gemm_ring == 1 && cb->gemm_tmx && items < 4 * sms && cb->gemm_deep && S >= 2 && S <= 16) {
+    if (cb->gemm_ring == 1 && cb->gemm_tmx && items < 4 * sms && cb->gemm_deep && S <= 16) {
         const int64_t items64 = cu_tmx_items(sh_cu_ring_nt(S), n, g);
         if (cb->gemm_deep == 2 || (2 * items64 >= sms && items64 <= sms))
             if ((*tma_per_sm = cu_tma_ok(cb, S, n, g, 1, tma_kp, tma_ns)) > 0) return 4;

@@ -96,8 +96,8 @@ shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode);
  * on): 1 for launches whose 64-row items cover half to all of the SMs, 2
  * for every such launch below the LM-head rule, 0 never (the default unless
  * SHOAL_CUDA_GEMM_DEEP says otherwise: it measured slower, bench/NOTES.md,
- * "Session 10"). SHOAL_ERR_INVALID_ARG for
- * other values or a non-CUDA backend. */
+ * "Session 10"). SHOAL_ERR_INVALID_ARG for other values or a non-CUDA
+ * backend. */
 shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode);
 
 /* Programmatic dependent launch on (1, the default unless the environment

@@ -513,11 +513,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
     ring_it it;
     if (!ring_first<NT>(descs, starts, n_groups, lo, hi, it)) return;
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < ns; i++) mbar_init(&full[i], 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    mbar_init_n(full, ns);
     /* the producer (thread 0): its own walk, ns - 1 stages ahead; the first
      * stages' weights are requested before the wait for the previous kernel */
     ring_it pit = it;

@@ -36,14 +36,18 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
                  "r"(parity)
                  : "memory");
 }
-/* every barrier of bar (one arrival per phase) by thread 0, then a block barrier */
-template <int NS>
-__device__ __forceinline__ void mbar_init_all(uint64_t (&bar)[NS]) {
+/* barriers bar[0 .. n) (one arrival per phase) by thread 0, then a block barrier */
+__device__ __forceinline__ void mbar_init_n(uint64_t *bar, int n) {
     if (threadIdx.x == 0) {
-        for (int i = 0; i < NS; i++) mbar_init(&bar[i], 1);
+        for (int i = 0; i < n; i++) mbar_init(&bar[i], 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+}
+/* every barrier of bar */
+template <int NS>
+__device__ __forceinline__ void mbar_init_all(uint64_t (&bar)[NS]) {
+    mbar_init_n(bar, NS);
 }
 
 /* ---- the copy engine ----------------------------------------------------- */
