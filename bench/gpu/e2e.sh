@@ -25,6 +25,10 @@
 #     deep      decode tok/s with SHOAL_CUDA_GEMM_DEEP=0 / 1 / 2, 8x16, 4x16, 1x16, gpt2 8x16, twice
 #     tmx       decode tok/s with SHOAL_CUDA_GEMM_TMX=0 / 1 / 2, 1x64, 8x16, 1x16 workloads, twice
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
+#     phases    kernels built with -DSH_CU_PHASES=100 (/tmp/phases-build): per-phase clocks of instrumented kernels at
+#               position 100 of SmolLM 1 x 1 (\$PHASES_ARGS: other bench arguments)
+#     ktrace    CUPTI timeline of replayed decode steps: per kernel, duration and start-to-next-start gap
+#     gemmsrc1  ncu stall samples per SASS instruction of SmolLM 1 x 1 decode GEMMs (\$NCU_K_REGEX: other kernels)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always
 #     attndec   attention with every key in shared memory: off / small launches / whenever it fits
 #     norm      norms as the row norms of the o / down GEMMs (SHOAL_CUDA_GEMM_NORM=1) vs their own calls, twice
@@ -276,6 +280,44 @@ ringsrc)
   $NCU -i "$W/ring.ncu-rep" --page source --csv --print-source sass > "$W/ring-source.csv" 2>&1
   echo "details $(wc -l < "$W/ring-details.csv") lines, source $(wc -l < "$W/ring-source.csv") lines"
   grep -iE "Duration|Stall|Warp Cycles|Issued Ipc|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers" "$W/ring-details.csv" | cut -c1-220 | head -60
+  ;;
+phases)
+  PB=/tmp/phases-build
+  command -v pkg-config > /dev/null || ln -sf /tmp/x/usr/bin/pkgconf /tmp/x/usr/bin/pkg-config
+  PATH=/tmp/x/usr/bin:$PATH PKG_CONFIG_PATH=/tmp/x/usr/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=/tmp/x \
+    cmake -S . -B $PB -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_FLAGS=-DSH_CU_PHASES=100 > "$W/phases-cmake.log" 2>&1 &&
+    cmake --build $PB -j"$(nproc)" --target shoal-cli > "$W/phases-build.log" 2>&1
+  echo "== phases build (rc=$?)"
+  timeout 120 $PB/shoal bench ${PHASES_ARGS:---synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 64 --dtype bf16} \
+    --device cuda --quiet > "$W/phases.log" 2>&1
+  echo "== phases run (rc=$?)"; grep -E "^phases|decode:" "$W/phases.log" | head -${PHASES_LINES:-40}
+  ;;
+ktrace)
+  # kernels as they run in replayed step graphs (PDL overlap included), through CUPTI (bench/gpu/ktrace.c, built
+  # into .e2e/ktrace.so with libcupti.so.13 beside it): SmolLM 1 x 1 and 8 x 16, or $KTRACE_ARGS / $KTRACE_ARGS2
+  for w in "${KTRACE_ARGS:-smollm-135m 1 1}" "${KTRACE_ARGS2:-smollm-135m 8 16}"; do
+    read -r shape models seqs <<< "$w"
+    n=ktrace-$shape-${models}x$seqs
+    KTRACE_OUT="$W/$n.csv" LD_PRELOAD=$PWD/.e2e/ktrace.so LD_LIBRARY_PATH=$PWD/.e2e:$LD_LIBRARY_PATH timeout 300 \
+      $B/shoal bench --synthetic $shape --models $models --seqs $seqs --prompt 64 --tokens 128 --dtype bf16 \
+      --device cuda --quiet > "$W/$n-run.log" 2>&1
+    echo "== $n (rc=$?): $(grep -E 'decode:' "$W/$n-run.log" | head -1) $(wc -l < "$W/$n.csv") kernels traced"
+    grep -i ktrace "$W/$n-run.log"
+    python3 bench/gpu/ktrace_steps.py "$W/$n.csv" | head -${KTRACE_LINES:-24}
+  done
+  ;;
+gemmsrc1)
+  # one-sequence decode launches (graphs off) of the kernels matching $NCU_K_REGEX (default the tile GEMM):
+  # duration per launch, then the SASS instructions with the most stall samples and their reasons
+  SHOAL_CUDA_GRAPH=0 timeout 300 $NCU --clock-control none -k "regex:${NCU_K_REGEX:-gemm_kernel}" --launch-skip ${NCU_SKIP:-2000} \
+    --launch-count ${NCU_COUNT:-8} --section SpeedOfLight --section WarpStateStats --section SourceCounters --import-source no \
+    -f -o "$W/g1" $B/shoal bench --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 128 --dtype bf16 \
+    --device cuda --quiet > "$W/gemmsrc1-run.log" 2>&1
+  echo "== ncu gemmsrc1 (rc=$?)"; tail -2 "$W/gemmsrc1-run.log"
+  $NCU -i "$W/g1.ncu-rep" --page details --csv > "$W/g1-details.csv" 2>&1
+  $NCU -i "$W/g1.ncu-rep" --page source --csv --print-source sass > "$W/g1-source.csv" 2>&1
+  grep -E '"Duration"|"Warp Cycles Per Issued' "$W/g1-details.csv" | awk -F'","' '{print $5, $(NF-2), $NF}' | cut -c1-160
+  python3 bench/gpu/stalls.py "$W/g1-source.csv"
   ;;
 wgmma)
   # prototype: the warpgroup GEMM fed by tensor copies (checked against a host reference, then timed)

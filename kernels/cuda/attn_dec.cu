@@ -64,6 +64,8 @@ __global__ void __launch_bounds__(NT)
     attn_dec_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
                     int *err) {
     extern __shared__ __align__(16) unsigned char sm[];
+    SH_CU_PHASE_DECL;
+    SH_CU_PHASE(0);
     if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[gi];
@@ -85,13 +87,16 @@ __global__ void __launch_bounds__(NT)
     const int early = min(d.pos0, n_keys); /* keys of earlier steps */
     dec_copy(d, hk, ks, vs, rs, 0, early, bad);
     cp_async_commit();
+    SH_CU_PHASE(1);
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
+    SH_CU_PHASE(2);
     dec_copy(d, hk, ks, vs, rs, early, n_keys, bad);
     cp_async_commit();
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head0 * hd;
     for (int i = threadIdx.x; i < G * hd; i += NT) qs[i] = q[i];
     cp_async_wait<0>();
     __syncthreads();
+    SH_CU_PHASE(3);
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     /* scores: thread j, every head, one pass over K_j */
@@ -140,6 +145,7 @@ __global__ void __launch_bounds__(NT)
             if (h < G) ps[h * nkp + j] = ok ? s[h] * d.scale : -INFINITY;
     }
     __syncthreads();
+    SH_CU_PHASE(4);
     /* softmax weights per head: warp w takes heads w, w + 4, ... */
     for (int h = warp; h < G; h += NT / 32) {
         float *p = ps + h * nkp;
@@ -156,6 +162,7 @@ __global__ void __launch_bounds__(NT)
         if (lane == 0) l_s[h] = l;
     }
     __syncthreads();
+    SH_CU_PHASE(5);
     /* p V: NW / D logical partitions of D dims, partition lp summing keys
      * lp, lp + NW / D, ... for every head; a thread takes NW / NT of them,
      * and the partitions are added in order at the end — the same sums for
@@ -185,6 +192,7 @@ __global__ void __launch_bounds__(NT)
             if (h < G) acc_s[h * NW + lp * D + d0] = acc[h];
     }
     __syncthreads();
+    SH_CU_PHASE(6);
     float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head0 * hd;
     for (int i = tid; i < G * hd; i += NT) {
         const int h = i / hd, dd = i - h * hd;
@@ -193,6 +201,8 @@ __global__ void __launch_bounds__(NT)
         out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
+    SH_CU_PHASE(7);
+    SH_CU_PHASE_PRINT("attn_dec", d.pos0 == SH_CU_PHASES && d.kv.layer < 4, n_keys);
 }
 
 } // namespace

@@ -76,6 +76,34 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
+/* Phase clocks for diagnosis, compiled in only with -DSH_CU_PHASES=POS
+ * (bench/gpu/e2e.sh phases): thread 0 of block 0 notes the SM clock at
+ * SH_CU_PHASE(i) and prints the differences (ns at the SM clock it reads
+ * from %clock64 against %globaltimer) when the launch's condition holds. */
+#ifdef SH_CU_PHASES
+#include <cstdio>
+#define SH_CU_PHASE(i)                                                                                       \
+    long long sh_ph_##i;                                                                                     \
+    asm volatile("mov.u64 %0, %%clock64;" : "=l"(sh_ph_##i)::"memory");                                    \
+    if (i == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(sh_ph_g0)::"memory")
+#define SH_CU_PHASE_DECL unsigned long long sh_ph_g0 = 0
+#define SH_CU_PHASE_PRINT(name, cond, arg)                                                                   \
+    do {                                                                                                     \
+        unsigned long long g1;                                                                               \
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1)::"memory");                                    \
+        const double ghz = (double)(sh_ph_7 - sh_ph_0) / (double)(g1 - sh_ph_g0 + 1);                        \
+        if (blockIdx.x == 0 && threadIdx.x == 0 && (cond))                                                   \
+            printf("phases %s arg %d: %.0f %.0f %.0f %.0f %.0f %.0f %.0f ns (clock %.2f GHz)\n", name, (int)(arg), \
+                   (sh_ph_1 - sh_ph_0) / ghz, (sh_ph_2 - sh_ph_1) / ghz, (sh_ph_3 - sh_ph_2) / ghz,          \
+                   (sh_ph_4 - sh_ph_3) / ghz, (sh_ph_5 - sh_ph_4) / ghz, (sh_ph_6 - sh_ph_5) / ghz,          \
+                   (sh_ph_7 - sh_ph_6) / ghz, ghz);                                                          \
+    } while (0)
+#else
+#define SH_CU_PHASE(i) ((void)0)
+#define SH_CU_PHASE_DECL ((void)0)
+#define SH_CU_PHASE_PRINT(name, cond, arg) ((void)0)
+#endif
+
 /* 16-byte asynchronous copies to shared memory (bypassing L1), their
  * commit groups, and the wait until at most N groups are pending. */
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
