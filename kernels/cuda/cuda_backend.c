@@ -112,7 +112,6 @@ typedef struct sh_cu_backend {
     int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
-    int xstage;                /* one-row SIMT GEMMs: each block copies x to shared memory once (xdirect 2) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -939,8 +938,6 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         }
         const int pair_div = cu_pair(e) ? 2 : 1; /* weight rows per output */
         d[i].xdirect = cu_aligned(e->x.data, 16) && cu_x2_aligned(e);
-        if (d[i].xdirect && cb->xstage && e->w.n_in % 4 == 0 && e->w.n_in >= 256 && e->w.n_in <= SH_CU_XSTAGE_MAX)
-            d[i].xdirect = 2;
         d[i].xf = (int32_t)e->xf;
         d[i].eps = e->xf_eps;
         d[i].gamma = e->xf == SH_XF_RMS ? e->xf_gamma : NULL;
@@ -1559,9 +1556,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     /* SHOAL_CUDA_GEMM_DEEP: the deep tensor-copy form in the default rules (sh_cuda_set_gemm_deep) */
     const char *gd = getenv("SHOAL_CUDA_GEMM_DEEP");
     cb->gemm_deep = gd && atoi(gd) >= 0 && atoi(gd) <= 2 ? atoi(gd) : 0;
-    /* SHOAL_CUDA_XSTAGE=0: one-row SIMT GEMMs read x straight from L2 in every warp (bench/NOTES.md, "Session 11") */
-    const char *xsg = getenv("SHOAL_CUDA_XSTAGE");
-    cb->xstage = !(xsg && strcmp(xsg, "0") == 0);
     if ((e = cudaSetDevice(device_index)) != cudaSuccess) {
         s = cu_fail(e, "cudaSetDevice");
         goto fail;

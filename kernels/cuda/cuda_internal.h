@@ -43,8 +43,7 @@ typedef struct sh_cu_gemm_desc {
     int32_t dtype;       /* sh_dtype */
     int32_t accumulate;  /* 1: y += ... */
     int32_t vec;         /* SIMT: 1 if 16-byte weight loads are allowed */
-    int32_t xdirect;     /* SIMT, M = 1: x is 16-byte aligned, read straight from global (1) or copied to
-                            shared memory once per block (2: K % 4 == 0, 256 <= K <= SH_CU_XSTAGE_MAX) */
+    int32_t xdirect;     /* SIMT, M = 1: x is 16-byte aligned, read straight from global */
     int32_t path;        /* SH_CU_PATH_* */
     int32_t tiles_n;     /* MMA: column tiles; block b -> (b % tiles_n, b / tiles_n) */
     /* activation transform (sh_gemm_xf) applied as x is read */
@@ -218,7 +217,6 @@ static inline int sh_cu_mma_valid(int s, int c) {
     return c == 0 || (s >= 2 && (c == 2 || c == 4)) || (s >= 16 && (c == 1 || c == 3));
 }
 #define SH_CU_WARPS 4 /* warps per GEMM block */
-#define SH_CU_XSTAGE_MAX 2048 /* floats of x a one-row SIMT GEMM block copies to shared memory */
 
 /* Streamed GEMM (gemm_ring.cu): activation rows per item (8 NT) for shape
  * class S; a block's shared bytes: a ring of stages — 6 of 16 WM weight rows

@@ -59,7 +59,6 @@ constexpr int kThreads = SH_CU_WARPS * 32;
 constexpr int kSsFloats = 256; /* shared tail for RMS row sums: 4 warps x up to 64 rows */
 /* Shared floats a launch of shape class S uses (small M: more blocks fit). */
 __host__ __device__ constexpr int smem_floats(int s) { return s == 1 ? 2048 : s < 8 ? 4096 : 8192; }
-static_assert(smem_floats(1) >= SH_CU_XSTAGE_MAX, "a one-row block's copy of x must fit its shared buffer");
 
 /* ---- loads -------------------------------------------------------------- */
 
@@ -163,43 +162,18 @@ __device__ __forceinline__ float xf_rstd(const sh_cu_gemm_desc &d, float ss) {
  * SM); larger MT needs registers for the accumulators. */
 __host__ __device__ constexpr int simt_batch(int mt, int r) { return mt == 1 ? (r == 4 ? 3 : 6) : mt == 2 ? 4 : 2; }
 
-/* Where the activations come from (XG): 0 shared memory, staged in K chunks
- * and already transformed; 1 global memory through the read-only path, each
- * warp reading the whole row; 2 shared memory, the block's copy of the whole
- * raw row (M = 1), made once the first batch of weight loads is in flight.
- * At one row, 1 has every warp of every block read the same few lines of L2
- * at once; 2 reads them once per block (bench/NOTES.md, "Session 11"). */
-template <int XG>
+/* Activations come from shared memory (staged chunks) or, XG, straight from
+ * global memory through the read-only path. */
+template <bool XG>
 __device__ __forceinline__ float4 ldx4(const float *p) {
-    return XG == 1 ? __ldg(reinterpret_cast<const float4 *>(p)) : *reinterpret_cast<const float4 *>(p);
-}
-
-/* XG 2: the block's copy of row 0 of x (d.k floats, d.k % 4 == 0, at most
- * the shared buffer) in xs; every thread of the block calls it once. */
-__device__ __forceinline__ void stage_row(const sh_cu_gemm_desc &d, float *xs) {
-    for (int c = threadIdx.x; c < d.k / 4; c += blockDim.x)
-        reinterpret_cast<float4 *>(xs)[c] = __ldg(reinterpret_cast<const float4 *>(d.x) + c);
-    __syncthreads();
-}
-
-/* Before the first activation read: wait for the earlier kernels (XG 1, 2;
- * a no-op after the first call) and, XG 2 on the first batch, stage the row. */
-template <int XG>
-__device__ __forceinline__ void x_ready(const sh_cu_gemm_desc &d, const float *xs, bool first) {
-    if (XG == 1) pdl_wait();
-    if (XG == 2 && first) {
-        pdl_wait();
-        stage_row(d, const_cast<float *>(xs)); /* the block's own buffer, read-only to the loop after this */
-    }
+    return XG ? __ldg(reinterpret_cast<const float4 *>(p)) : *reinterpret_cast<const float4 *>(p);
 }
 
 /* acc[r][m] += sum over this K chunk of w_r[k] x_m[k]; 16-byte weight loads.
  * Each lane issues the loads of U warp-steps for all R rows before using
  * any of them (addresses past the chunk are clamped to its last vector and
- * their products skipped), so U * R loads are in flight per lane. XG 2
- * needs kc >= 32 * V, so every lane takes the first batch (the staging's
- * barrier). */
-template <int MT, int R, int DT, int XG, int XK>
+ * their products skipped), so U * R loads are in flight per lane. */
+template <int MT, int R, int DT, bool XG, int XK>
 __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
                                          int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss, int lane) {
     constexpr int ES = DT == DT_F32 ? 4 : 2;
@@ -213,7 +187,7 @@ __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigne
 #pragma unroll
             for (int r = 0; r < R; r++) raw[u][r] = ld_stream16(wrow[r] + (int64_t)(k0 + kk) * ES);
         }
-        x_ready<XG>(d, xs, kb == lane * V); /* activations next */
+        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kk = kb + u * 32 * V;
@@ -243,11 +217,11 @@ __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigne
 }
 
 /* Same, one element per lane per step (unaligned rows or odd K). */
-template <int MT, int R, int XG, int XK>
+template <int MT, int R, bool XG, int XK>
 __device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int dtype,
                                             int k0, int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
                                             int lane) {
-    x_ready<XG>(d, xs, true);
+    if (XG) pdl_wait();
 #pragma unroll 4
     for (int kk = lane; kk < kc; kk += 32) {
         float w[R];
@@ -255,9 +229,7 @@ __device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsi
         for (int r = 0; r < R; r++) w[r] = load_weight_elem(wrow[r], dtype, k0 + kk);
 #pragma unroll
         for (int m = 0; m < MT; m++) {
-            const float xv = XG == 1 ? xf1<XK>(d, __ldg(xs + m * kcap + kk), m, k0 + kk, ss)
-                           : XG == 2 ? xf1<XK>(d, xs[m * kcap + kk], m, k0 + kk, ss)
-                                     : xs[m * kcap + kk];
+            const float xv = XG ? xf1<XK>(d, __ldg(xs + m * kcap + kk), m, k0 + kk, ss) : xs[m * kcap + kk];
 #pragma unroll
             for (int r = 0; r < R; r++) acc[r][m] = fmaf(w[r], xv, acc[r][m]);
         }
@@ -266,9 +238,8 @@ __device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsi
 
 /* q8_0 / q4_0: each lane takes 4 consecutive elements of a 32-element block
  * per step (8 lanes per block), so the activation reads stay contiguous;
- * loads batched as in simt_vec (XG 2: kc >= 128). Blocks are only 2-byte
- * aligned: 16-bit loads. */
-template <int MT, int R, int DT, int XG, int XK>
+ * loads batched as in simt_vec. Blocks are only 2-byte aligned: 16-bit loads. */
+template <int MT, int R, int DT, bool XG, int XK>
 __device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
                                            int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
                                            int lane) {
@@ -289,7 +260,7 @@ __device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsig
                 raw[u][r][2] = ldg_u16(p + 4 + off);
             }
         }
-        x_ready<XG>(d, xs, kb == lane * 4); /* activations next */
+        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kk = kb + u * 128;
@@ -325,7 +296,7 @@ __device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsig
 }
 
 /* One K chunk of every row of this warp, by dtype. */
-template <int MT, int R, int XG, int XK>
+template <int MT, int R, bool XG, int XK>
 __device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
                                            int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
                                            int lane) {
@@ -475,14 +446,8 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
         float acc[R][MT], ss = 0.0f, scale[MT] = {1.0f};
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
-        /* every warp reads the whole row: its own RMS sum is the row's; xdirect 2: from the block's copy, which
-         * warps without rows help make */
-        if (d.xdirect == 2) {
-            if (row0 < d.n) simt_chunk<MT, R, 2, XK>(d, wrow, 0, d.k, xs, 0, acc, ss, lane);
-            else x_ready<2>(d, xs, true);
-        } else if (row0 < d.n) {
-            simt_chunk<MT, R, 1, XK>(d, wrow, 0, d.k, d.x, 0, acc, ss, lane);
-        }
+        /* every warp reads the whole row: its own RMS sum is the row's */
+        if (row0 < d.n) simt_chunk<MT, R, true, XK>(d, wrow, 0, d.k, d.x, 0, acc, ss, lane);
         if (XK == 1) scale[0] = xf_rstd(d, warp_sum(ss));
         simt_store<MT, R>(d, 0, row0, acc, scale, lane);
         return;
@@ -513,7 +478,7 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
                 }
             }
             __syncthreads();
-            if (row0 < d.n) simt_chunk<MT, R, 0, 0>(d, wrow, k0, kc, xs, KC, acc, unused, lane);
+            if (row0 < d.n) simt_chunk<MT, R, false, 0>(d, wrow, k0, kc, xs, KC, acc, unused, lane);
         }
         if (XK == 1) {
             const int warp = threadIdx.x >> 5;
