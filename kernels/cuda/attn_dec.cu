@@ -9,8 +9,8 @@
  * the keys before pos0 were written by earlier steps, so their copies into
  * shared memory (cp.async) are issued before the wait for the previous
  * kernel and load while it runs; after the wait come this step's keys and
- * the queries. Then, with everything resident: thread j scores key j for
- * every head in one pass over its K row, warp w takes heads w, w + 4 (the
+ * the queries. Then, with everything resident: a thread per (head, key)
+ * scores that key for that head, warp w takes heads w, w + 4 (the
  * maximum, the weights e^(s - max), their sum), and thread (partition, dim
  * d) accumulates p_h[j] V_j[d] for every head over its share of the keys;
  * partitions are summed at the end, in an order that does not depend on the
@@ -99,50 +99,44 @@ __global__ void __launch_bounds__(NT)
     SH_CU_PHASE(3);
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    /* scores: thread j, every head, one pass over K_j */
-    for (int j = tid; j < n_keys; j += NT) {
-        float s[kDecHeads];
-#pragma unroll
-        for (int h = 0; h < kDecHeads; h++) s[h] = 0.0f;
+    /* scores: thread w takes (head w / n_keys, key w % n_keys), its K row against the head's query in four
+     * interleaved partial sums (short dependent chains: G * n_keys threads busy rather than n_keys) */
+    for (int w = tid; w < G * n_keys; w += NT) {
+        const int h = w / n_keys, j = w - h * n_keys;
+        const bool ok = __ldg(d.kv.block_table + (j >> 4)) >= 0;
         const unsigned char *kp = ks + j * rs;
+        const float *qh = qs + h * hd;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma unroll 4
         for (int i = 0; i < hd; i += 8) {
             float kf[8];
             if (f16) {
                 const uint4 u = *reinterpret_cast<const uint4 *>(kp + 2 * i);
-                const unsigned w[4] = {u.x, u.y, u.z, u.w};
+                const unsigned wv[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
                 for (int t = 0; t < 4; t++) {
-                    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[t]));
+                    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&wv[t]));
                     kf[2 * t] = f.x;
                     kf[2 * t + 1] = f.y;
                 }
             } else {
-                const float4 a = *reinterpret_cast<const float4 *>(kp + 4 * i);
-                const float4 b = *reinterpret_cast<const float4 *>(kp + 4 * i + 16);
-                kf[0] = a.x, kf[1] = a.y, kf[2] = a.z, kf[3] = a.w;
-                kf[4] = b.x, kf[5] = b.y, kf[6] = b.z, kf[7] = b.w;
+                const float4 x0 = *reinterpret_cast<const float4 *>(kp + 4 * i);
+                const float4 x1 = *reinterpret_cast<const float4 *>(kp + 4 * i + 16);
+                kf[0] = x0.x, kf[1] = x0.y, kf[2] = x0.z, kf[3] = x0.w;
+                kf[4] = x1.x, kf[5] = x1.y, kf[6] = x1.z, kf[7] = x1.w;
             }
-#pragma unroll
-            for (int h = 0; h < kDecHeads; h++) {
-                if (h >= G) break;
-                const float4 q0 = *reinterpret_cast<const float4 *>(qs + h * hd + i);
-                const float4 q1 = *reinterpret_cast<const float4 *>(qs + h * hd + i + 4);
-                float a = s[h];
-                a = fmaf(q0.x, kf[0], a);
-                a = fmaf(q0.y, kf[1], a);
-                a = fmaf(q0.z, kf[2], a);
-                a = fmaf(q0.w, kf[3], a);
-                a = fmaf(q1.x, kf[4], a);
-                a = fmaf(q1.y, kf[5], a);
-                a = fmaf(q1.z, kf[6], a);
-                a = fmaf(q1.w, kf[7], a);
-                s[h] = a;
-            }
+            const float4 q0 = *reinterpret_cast<const float4 *>(qh + i);
+            const float4 q1 = *reinterpret_cast<const float4 *>(qh + i + 4);
+            a0 = fmaf(q0.x, kf[0], a0);
+            a1 = fmaf(q0.y, kf[1], a1);
+            a2 = fmaf(q0.z, kf[2], a2);
+            a3 = fmaf(q0.w, kf[3], a3);
+            a0 = fmaf(q1.x, kf[4], a0);
+            a1 = fmaf(q1.y, kf[5], a1);
+            a2 = fmaf(q1.z, kf[6], a2);
+            a3 = fmaf(q1.w, kf[7], a3);
         }
-        const bool ok = __ldg(d.kv.block_table + (j >> 4)) >= 0;
-#pragma unroll
-        for (int h = 0; h < kDecHeads; h++)
-            if (h < G) ps[h * nkp + j] = ok ? s[h] * d.scale : -INFINITY;
+        ps[h * nkp + j] = ok ? ((a0 + a1) + (a2 + a3)) * d.scale : -INFINITY;
     }
     __syncthreads();
     SH_CU_PHASE(4);
@@ -150,9 +144,11 @@ __global__ void __launch_bounds__(NT)
     for (int h = warp; h < G; h += NT / 32) {
         float *p = ps + h * nkp;
         float m = -INFINITY;
+#pragma unroll 4
         for (int j = lane; j < n_keys; j += 32) m = fmaxf(m, p[j]);
         m = warp_max(m);
         float l = 0.0f;
+#pragma unroll 4
         for (int j = lane; j < n_keys; j += 32) {
             const float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - m);
             p[j] = e;
