@@ -81,12 +81,39 @@ template <int XS> __device__ __forceinline__ float4 ldx(const float *x) {
                    : __ldcg(reinterpret_cast<const float4 *>(x));
 }
 
-template <int XS> __device__ __forceinline__ float dot8(const uint4 w, const float *x) {
-    const float4 a = ldx<XS>(x), b = ldx<XS>(x + 4);
+/* 8 bf16 weights against 8 activations */
+__device__ __forceinline__ float dot8v(const uint4 w, const float4 a, const float4 b) {
     return bf16_bits_to_f32(w.x & 0xffff) * a.x + bf16_bits_to_f32(w.x >> 16) * a.y +
            bf16_bits_to_f32(w.y & 0xffff) * a.z + bf16_bits_to_f32(w.y >> 16) * a.w +
            bf16_bits_to_f32(w.z & 0xffff) * b.x + bf16_bits_to_f32(w.z >> 16) * b.y +
            bf16_bits_to_f32(w.w & 0xffff) * b.z + bf16_bits_to_f32(w.w >> 16) * b.w;
+}
+
+template <int XS> __device__ __forceinline__ float dot8(const uint4 w, const float *x) {
+    return dot8v(w, ldx<XS>(x), ldx<XS>(x + 4));
+}
+
+/* XS 1: the block copies x (K floats) to xsm, one 16-byte load per thread and piece, and reads it there */
+template <int XS> __device__ __forceinline__ const float *stage_x(const float *xg, int K, float *xsm) {
+    if (XS == 1) {
+        for (int c = threadIdx.x; c < K / 4; c += kThreads)
+            reinterpret_cast<float4 *>(xsm)[c] = __ldcg(reinterpret_cast<const float4 *>(xg) + c);
+        __syncthreads();
+        return xsm;
+    }
+    return xg;
+}
+
+/* The rows of this warp past the first kRW, whose weights are loaded after the wait */
+template <int XS>
+__device__ __forceinline__ void rest_rows(const Op &op, int gw, int W, const float *x, float *y) {
+    const int lane = threadIdx.x & 31, kv = op.K / 8;
+    for (int r = gw + kRW * W; r < op.N; r += W) {
+        float acc = 0.0f;
+        for (int c = lane; c < kv; c += 32) acc += dot8<XS>(__ldg(op.w + (int64_t)r * kv + c), x + 8 * c);
+        acc = warp_sum(acc);
+        if (lane == 0) y[r] = acc;
+    }
 }
 
 /* XS: the block first copies x (K floats) to shared memory, one 16-byte load per thread and piece, so each
@@ -96,13 +123,7 @@ __device__ __forceinline__ void compute(const Op &op, int gw, int W, const uint4
                                         float *y) {
     __shared__ __align__(16) float xsm[1536];
     const int lane = threadIdx.x & 31, kv = op.K / 8;
-    const float *x = xg;
-    if (XS == 1) {
-        for (int c = threadIdx.x; c < op.K / 4; c += kThreads)
-            reinterpret_cast<float4 *>(xsm)[c] = __ldcg(reinterpret_cast<const float4 *>(xg) + c);
-        __syncthreads();
-        x = xsm;
-    }
+    const float *x = stage_x<XS>(xg, op.K, xsm);
 #pragma unroll
     for (int k = 0; k < kRW; k++) {
         const int r = gw + k * W;
@@ -116,12 +137,7 @@ __device__ __forceinline__ void compute(const Op &op, int gw, int W, const uint4
         acc = warp_sum(acc);
         if (lane == 0) y[r] = acc;
     }
-    for (int r = gw + kRW * W; r < op.N; r += W) {
-        float acc = 0.0f;
-        for (int c = lane; c < kv; c += 32) acc += dot8<XS>(__ldg(op.w + (int64_t)r * kv + c), x + 8 * c);
-        acc = warp_sum(acc);
-        if (lane == 0) y[r] = acc;
-    }
+    rest_rows<XS>(op, gw, W, x, y);
     if (XS == 1) __syncthreads(); /* xsm is free for the next op */
 }
 
@@ -218,15 +234,9 @@ __global__ void __launch_bounds__(kThreads) trace_kernel(const Op *__restrict__ 
         if (i > 0) grid_barrier(count, (unsigned)i * gridDim.x);
         if (rec) t[2] = clk();
         __shared__ __align__(16) float xsm[1536];
-        const float *xg = (i & 1) ? a1 : a0, *x = xg;
+        const float *x = stage_x<XS>((i & 1) ? a1 : a0, op.K, xsm);
         float *y = (i & 1) ? a0 : a1;
         const int kv = op.K / 8;
-        if (XS) {
-            for (int c = threadIdx.x; c < op.K / 4; c += kThreads)
-                reinterpret_cast<float4 *>(xsm)[c] = __ldcg(reinterpret_cast<const float4 *>(xg) + c);
-            __syncthreads();
-            x = xsm;
-        }
         float4 xr[kMaxJ][2];
 #pragma unroll
         for (int j = 0; j < kMaxJ; j++) {
@@ -250,23 +260,11 @@ __global__ void __launch_bounds__(kThreads) trace_kernel(const Op *__restrict__ 
             if (r >= op.N) break;
             float acc = 0.0f;
 #pragma unroll
-            for (int j = 0; j < kMaxJ; j++) {
-                const uint4 w = wr[k][j];
-                const float4 a = xr[j][0], b = xr[j][1];
-                acc += bf16_bits_to_f32(w.x & 0xffff) * a.x + bf16_bits_to_f32(w.x >> 16) * a.y +
-                       bf16_bits_to_f32(w.y & 0xffff) * a.z + bf16_bits_to_f32(w.y >> 16) * a.w +
-                       bf16_bits_to_f32(w.z & 0xffff) * b.x + bf16_bits_to_f32(w.z >> 16) * b.y +
-                       bf16_bits_to_f32(w.w & 0xffff) * b.z + bf16_bits_to_f32(w.w >> 16) * b.w;
-            }
+            for (int j = 0; j < kMaxJ; j++) acc += dot8v(wr[k][j], xr[j][0], xr[j][1]);
             acc = warp_sum(acc);
             if (lane == 0) y[r] = acc;
         }
-        for (int r = gw + kRW * W; r < op.N; r += W) {
-            float acc = 0.0f;
-            for (int c = lane; c < kv; c += 32) acc += dot8<XS>(__ldg(op.w + (int64_t)r * kv + c), x + 8 * c);
-            acc = warp_sum(acc);
-            if (lane == 0) y[r] = acc;
-        }
+        rest_rows<XS>(op, gw, W, x, y);
         if (XS) __syncthreads();
         if (rec) t[5] = clk();
     }
