@@ -16,8 +16,6 @@ def main():
             blocks.append(cur)
         elif cur is not None and len(r) == len(cur["h"]):
             cur["rows"].append(r)
-    if blocks:
-        print("columns: " + " | ".join(blocks[0]["h"])[:1500])
     for bi, b in enumerate(blocks):
         h = b["h"]
         si = [i for i, c in enumerate(h) if c.startswith("Warp Stall Sampling (All")]

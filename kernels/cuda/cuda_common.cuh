@@ -77,9 +77,10 @@ __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.lau
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
 /* Phase clocks for diagnosis, compiled in only with -DSH_CU_PHASES=POS
- * (bench/gpu/e2e.sh phases): thread 0 of block 0 notes the SM clock at
- * SH_CU_PHASE(i) and prints the differences (ns at the SM clock it reads
- * from %clock64 against %globaltimer) when the launch's condition holds. */
+ * (bench/gpu/e2e.sh phases): a kernel marks SH_CU_PHASE(0) .. (7) in order
+ * (SM clock), and thread 0 of block 0 prints the seven differences in ns
+ * (the clock rate from %clock64 against %globaltimer) when the launch's
+ * condition holds (attn_dec: position POS, layers 0-3). */
 #ifdef SH_CU_PHASES
 #include <cstdio>
 #define SH_CU_PHASE(i)                                                                                       \
