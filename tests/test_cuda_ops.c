@@ -803,7 +803,8 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
             while (used[s]);
             used[s] = 1;
             sl[j] = perm[8 * i + s / SH_KV_BLOCK] * SH_KV_BLOCK + s % SH_KV_BLOCK;
-            p[j] = opr_int(&r, 4096);
+            /* every third row past 8190: positions on both sides of the backend's RoPE table end (8192) */
+            p[j] = opr_int(&r, 4096) + (j % 3 == 2 ? 8190 : 0);
         }
         mb_new(&pos[i], p, (size_t)rows * 4);
         mb_new(&slot[i], sl, (size_t)rows * 4);
@@ -1458,6 +1459,8 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), gp[i].p);
         test_gemm_qkv_mixed(gp[i].name, gp[i].p, -1, 0);
     }
+    /* one row: the SIMT path that reads the slot and the angle before the wait */
+    test_gemm_qkv_mixed("auto (one row)", SH_CUDA_GEMM_AUTO, -1, 1);
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
     OK(sh_cuda_set_gemm_tmx(gpu, 0));

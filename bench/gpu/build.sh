@@ -4,6 +4,8 @@
 # pkgconf, pkgconf-bin and libpkgconf3 .debs (`apt-get download ...`), which
 # are unpacked into /tmp/x, never into /.
 #   bash bench/gpu/build.sh [DEST]   (default .e2e/bin; then bash bench/gpu/e2e.sh MODES)
+# BUILD_DIR (default /tmp/shoal-build), BUILD_TARGETS (default: the list below),
+# BUILD_FLAGS (extra CMAKE_CUDA_FLAGS, e.g. -DSH_CU_PHASES=100), BUILD_JOBS.
 set -eu
 DEST=${1:-.e2e/bin}
 mkdir -p /tmp/x "$DEST"
@@ -12,11 +14,16 @@ export PATH=/tmp/x/usr/bin:$PATH
 command -v pkg-config > /dev/null || ln -sf /tmp/x/usr/bin/pkgconf /tmp/x/usr/bin/pkg-config
 export PKG_CONFIG_PATH=/tmp/x/usr/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=/tmp/x
 export LD_LIBRARY_PATH=/tmp/x/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-B=/tmp/shoal-build
-cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DSHOAL_WERROR=ON > /tmp/shoal-cmake.log 2>&1 || { tail -20 /tmp/shoal-cmake.log; exit 1; }
-T="shoal-cli bench_cuda_persist test_cuda_ops test_reference test_sched_fixtures test_fused_ops test_sample_ops test_sched_sample bench_cuda_stream bench_cuda_gemm bench_cuda_wgmma bench_cublas_gemm"
+B=${BUILD_DIR:-/tmp/shoal-build}
+L=$B-log; mkdir -p $L
+cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DSHOAL_WERROR=ON -DCMAKE_CUDA_FLAGS="${BUILD_FLAGS:-}" > $L/cmake.log 2>&1 ||
+  { tail -20 $L/cmake.log; exit 1; }
+T=${BUILD_TARGETS:-"shoal-cli bench_cuda_persist test_cuda_ops test_reference test_sched_fixtures test_fused_ops test_sample_ops test_sched_sample bench_cuda_stream bench_cuda_gemm bench_cuda_wgmma bench_cublas_gemm"}
 start=$(date +%s)
-cmake --build $B -j"$(nproc)" --target $T > /tmp/shoal-build.log 2>&1 || { grep -E "error" /tmp/shoal-build.log | head -20; tail -5 /tmp/shoal-build.log; exit 1; }
-cp $B/shoal $B/bench_cuda_persist $B/bench_cuda_stream $B/bench_cuda_gemm $B/bench_cuda_wgmma $B/bench_cublas_gemm "$DEST/"
+cmake --build $B -j"${BUILD_JOBS:-$(nproc)}" --target $T > $L/build.log 2>&1 ||
+  { grep -E "error" $L/build.log | head -20; tail -5 $L/build.log; exit 1; }
+for f in shoal bench_cuda_persist bench_cuda_stream bench_cuda_gemm bench_cuda_wgmma bench_cublas_gemm; do
+  if [ -x $B/$f ]; then cp $B/$f "$DEST/"; fi
+done
 for t in $B/tests/test_*; do [ -x "$t" ] && cp "$t" "$DEST/"; done
 echo "built in $(( $(date +%s) - start )) s: $(ls "$DEST" | tr '\n' ' ')"

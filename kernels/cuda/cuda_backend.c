@@ -59,6 +59,8 @@ _Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes
 #define SH_CU_MMA_MIN_M 2
 #define SH_CU_ALIGN 64 /* bytes between packed descriptor arrays */
 #define SH_CU_NGRAPH 8 /* step graphs kept */
+#define SH_CU_NROPE 8          /* RoPE tables kept (one per theta and head size) */
+#define SH_CU_ROPE_POS 8192    /* positions a RoPE table covers; later ones compute the angle */
 #define SH_CU_NSEEN 16 /* step signatures remembered before capture */
 #define SH_CU_BOUNCE ((size_t)2 << 20)       /* bytes per download bounce buffer */
 #define SH_CU_BOUNCE_MIN ((size_t)256 << 10) /* downloads from this size use them */
@@ -111,6 +113,12 @@ typedef struct sh_cu_backend {
     int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
     int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
+    struct {                   /* the RoPE epilogue's tables (cos, sin per position and pair) */
+        float theta;
+        int head_dim;
+        void *tab;             /* SH_CU_ROPE_POS x head_dim / 2 float2 */
+    } rope[SH_CU_NROPE];
+    int n_rope;
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -586,6 +594,33 @@ static uintptr_t cu_elem_align(sh_dtype dt) { return dt == SH_F32 ? 4 : 2; }
 
 /* Pair epilogues take two weight rows per output pair: SILU_PAIR (a row of
  * w and of w2 per output), ROPE (the two rows of a rotated dim pair). */
+/* The RoPE table of (theta, head_dim), made on first use: NULL (the epilogue
+ * computes the angle) when the table list is full, the stream is being
+ * captured, or the memory is not there. */
+static const void *cu_rope_tab(sh_cu_backend *cb, float theta, int head_dim) {
+    for (int i = 0; i < cb->n_rope; i++)
+        if (cb->rope[i].theta == theta && cb->rope[i].head_dim == head_dim) return cb->rope[i].tab;
+    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    if (cb->n_rope == SH_CU_NROPE || head_dim < 2 || head_dim > 1024 ||
+        cudaStreamIsCapturing(cb->stream, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone)
+        return NULL;
+    void *tab = NULL;
+    if (cudaMalloc(&tab, (size_t)SH_CU_ROPE_POS * (size_t)(head_dim / 2) * 8) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    if (sh_cu_rope_table(cb->stream, tab, SH_CU_ROPE_POS, head_dim, theta) != cudaSuccess) {
+        (void)cudaGetLastError();
+        (void)cudaFree(tab);
+        return NULL;
+    }
+    cb->rope[cb->n_rope].theta = theta;
+    cb->rope[cb->n_rope].head_dim = head_dim;
+    cb->rope[cb->n_rope].tab = tab;
+    cb->n_rope++;
+    return tab;
+}
+
 static int cu_pair(const sh_gemm_group *e) { return e->epi == SH_EPI_SILU_PAIR || e->epi == SH_EPI_ROPE; }
 static int cu_np(const sh_gemm_group *e) { return e->epi == SH_EPI_ROPE ? e->w.n_out / 2 : e->w.n_out; }
 
@@ -928,6 +963,8 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             d[i].head_dim = e->rope.head_dim;
             d[i].rope_mode = (int32_t)e->rope.mode;
             d[i].theta = e->rope.theta;
+            d[i].rope_tab = cu_rope_tab(cb, e->rope.theta, e->rope.head_dim);
+            d[i].rope_tab_n = d[i].rope_tab ? SH_CU_ROPE_POS : 0;
         }
         d[i].err = cb->d_err;
         if (e->kv_which) {
@@ -1458,6 +1495,7 @@ static void cu_destroy(sh_backend *be) {
         if (cb->attn_count) (void)cudaFree(cb->attn_count);
         if (cb->gemm_count) (void)cudaFree(cb->gemm_count);
         if (cb->xterms) (void)cudaFree(cb->xterms);
+        for (int i = 0; i < cb->n_rope; i++) (void)cudaFree(cb->rope[i].tab);
         sh_cu_tmaps_free(cb->tmaps);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
         for (int i = 0; i < 2; i++) {

@@ -50,13 +50,22 @@ __device__ __forceinline__ int rope_pair(int i, int head_dim, int n_rot, int mod
     return j;
 }
 
-/* (a, b) rotated by p * f, the angle and its cos / sin in double, rounded
- * once to f32. */
-__device__ __forceinline__ void rope_rotate(float a, float b, double p, double f, float &x0, float &x1) {
+/* cos and sin of the angle p * f, in double, each rounded once to f32 (the
+ * GEMM epilogue's table holds exactly these). */
+__device__ __forceinline__ void rope_cs(double p, double f, float &cs, float &sn) {
     const double ang = p * f;
-    const float cs = (float)cos(ang), sn = (float)sin(ang);
+    cs = (float)cos(ang);
+    sn = (float)sin(ang);
+}
+__device__ __forceinline__ void rope_apply(float a, float b, float cs, float sn, float &x0, float &x1) {
     x0 = a * cs - b * sn;
     x1 = a * sn + b * cs;
+}
+/* (a, b) rotated by p * f. */
+__device__ __forceinline__ void rope_rotate(float a, float b, double p, double f, float &x0, float &x1) {
+    float cs, sn;
+    rope_cs(p, f, cs, sn);
+    rope_apply(a, b, cs, sn, x0, x1);
 }
 
 /* K (which 0) or V (1) row of token tok in physical block blk of kv's layer. */

@@ -59,6 +59,8 @@ typedef struct sh_cu_gemm_desc {
     const int32_t *pos;  /* ROPE: (m) */
     int32_t head_dim, rope_mode; /* ROPE (n_rot = head_dim) */
     float theta;
+    int32_t rope_tab_n;  /* ROPE: positions [0, rope_tab_n) have rope_tab rows */
+    const void *rope_tab; /* ROPE: (position, pair j < head_dim / 2) -> float2 (cos, sin) as rope_cs rounds them */
     int32_t np;          /* SILU_PAIR / ROPE: outputs pairs (n, n / 2); a tile unit holds 8 pairs */
     /* KV store (kv_which 1: K, 2: V): kv.block_table holds each row's slot
      * (physical block * SH_KV_TOKENS + offset) */
@@ -275,6 +277,8 @@ cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_act(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_pool(cudaStream_t s, const sh_cu_launch_args *a);
 cudaError_t sh_cu_launch_argmax(cudaStream_t s, const sh_cu_launch_args *a);
+/* Fills tab[p * (head_dim / 2) + j] (float2: cos, sin) for positions p < n_pos. */
+cudaError_t sh_cu_rope_table(cudaStream_t s, void *tab, int n_pos, int head_dim, float theta);
 cudaError_t sh_cu_launch_sample(cudaStream_t s, const sh_cu_launch_args *a);
 
 /* Tokens per KV block (= SH_KV_BLOCK of backend.h). */

@@ -461,6 +461,25 @@ __global__ void __launch_bounds__(kArgThreads)
 } // namespace
 
 /* One block per row (pool: per group), kRowThreads threads each. */
+/* The GEMM epilogue's RoPE table: the values rope_kernel computes for the
+ * same (theta, head_dim, position, pair), bit for bit. */
+__global__ void rope_table_kernel(float2 *tab, int n_pos, int head_dim, float theta) {
+    const int half = head_dim / 2;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (int64_t)n_pos * half) return;
+    const int p = (int)(i / half), j = (int)(i % half);
+    float cs, sn;
+    rope_cs((double)p, exp(-(2.0 * j / head_dim) * log((double)theta)), cs, sn);
+    tab[i] = make_float2(cs, sn);
+}
+
+extern "C" cudaError_t sh_cu_rope_table(cudaStream_t s, void *tab, int n_pos, int head_dim, float theta) {
+    const int64_t n = (int64_t)n_pos * (head_dim / 2);
+    if (n <= 0) return cudaSuccess;
+    rope_table_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(static_cast<float2 *>(tab), n_pos, head_dim, theta);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t sh_cu_launch_get_rows(cudaStream_t s, const sh_cu_launch_args *a) {
     return sh_cu_launch_k(get_rows_kernel, a->n_blocks, kRowThreads, s, a->pdl,
                           static_cast<const sh_cu_get_rows_desc *>(a->desc), a->starts, a->n_groups, a->err);

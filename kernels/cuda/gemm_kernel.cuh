@@ -169,13 +169,69 @@ __device__ __forceinline__ float4 ldx4(const float *p) {
     return XG ? __ldg(reinterpret_cast<const float4 *>(p)) : *reinterpret_cast<const float4 *>(p);
 }
 
+enum { EPI_NONE = 0, EPI_SILU_PAIR = 1, EPI_GELU_TANH = 2, EPI_GELU_ERF = 3, EPI_ROPE = 4 }; /* = sh_gemm_epi */
+
+/* What an output's epilogue reads besides its sums: row m's KV slot and,
+ * for ROPE, its position and the cos / sin of its pair there (from the
+ * table when it covers the position). Positions and slots are written only
+ * by host copies that complete before any kernel of the stream runs, the
+ * table at its creation: the one-row path reads them before the PDL wait
+ * (epi_begin before its weight loads, epi_end after them). */
+struct epi_in {
+    float cs, sn;
+    int32_t slot, pos;
+};
+
+/* The angle in double when the table does not cover the position (not
+ * inlined: its registers stay off the main loop). */
+__device__ __noinline__ void rope_cs_at(float theta, int head_dim, int j, int pos, float &cs, float &sn) {
+    rope_cs((double)pos, exp(-(2.0 * j / head_dim) * log((double)theta)), cs, sn);
+}
+
+/* The loads that depend on nothing: row m's slot and position. */
+__device__ __forceinline__ epi_in epi_begin(const sh_cu_gemm_desc &d, int m) {
+    epi_in e = {1.0f, 0.0f, 0, 0};
+    if (m >= d.m) return e;
+    if (d.kv_which) e.slot = __ldg(d.kv.block_table + m);
+    if (d.epi == EPI_ROPE) e.pos = __ldg(d.pos + m);
+    return e;
+}
+/* ROPE: the cos / sin of output pair p at e.pos. */
+__device__ __forceinline__ void epi_end(const sh_cu_gemm_desc &d, int p, epi_in &e) {
+    if (d.epi != EPI_ROPE || p >= d.np) return;
+    const int half = d.head_dim / 2, j = p % half;
+    if (e.pos >= 0 && e.pos < d.rope_tab_n) {
+        const float2 t = __ldg(static_cast<const float2 *>(d.rope_tab) + (int64_t)e.pos * half + j);
+        e.cs = t.x;
+        e.sn = t.y;
+    } else {
+        rope_cs_at(d.theta, d.head_dim, j, e.pos, e.cs, e.sn);
+    }
+}
+
+/* The one-row path's epilogue inputs: begun before the weight loads, ended
+ * (armed) just before the first wait. */
+struct epi_pre {
+    epi_in e;
+    int p;
+    bool armed;
+};
+__device__ __forceinline__ void pre_wait(const sh_cu_gemm_desc &d, epi_pre *pre) {
+    if (pre && pre->armed) {
+        epi_end(d, pre->p, pre->e);
+        pre->armed = false;
+    }
+    pdl_wait();
+}
+
 /* acc[r][m] += sum over this K chunk of w_r[k] x_m[k]; 16-byte weight loads.
  * Each lane issues the loads of U warp-steps for all R rows before using
  * any of them (addresses past the chunk are clamped to its last vector and
  * their products skipped), so U * R loads are in flight per lane. */
 template <int MT, int R, int DT, bool XG, int XK>
 __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
-                                         int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss, int lane) {
+                                         int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss, int lane,
+                                         epi_pre *pre) {
     constexpr int ES = DT == DT_F32 ? 4 : 2;
     constexpr int V = 16 / ES;
     constexpr int U = simt_batch(MT, R);
@@ -187,7 +243,7 @@ __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigne
 #pragma unroll
             for (int r = 0; r < R; r++) raw[u][r] = ld_stream16(wrow[r] + (int64_t)(k0 + kk) * ES);
         }
-        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
+        if (XG) pre_wait(d, pre); /* activations next; no-op after the first batch */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kk = kb + u * 32 * V;
@@ -220,8 +276,8 @@ __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigne
 template <int MT, int R, bool XG, int XK>
 __device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int dtype,
                                             int k0, int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
-                                            int lane) {
-    if (XG) pdl_wait();
+                                            int lane, epi_pre *pre) {
+    if (XG) pre_wait(d, pre);
 #pragma unroll 4
     for (int kk = lane; kk < kc; kk += 32) {
         float w[R];
@@ -242,7 +298,7 @@ __device__ __forceinline__ void simt_scalar(const sh_cu_gemm_desc &d, const unsi
 template <int MT, int R, int DT, bool XG, int XK>
 __device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
                                            int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
-                                           int lane) {
+                                           int lane, epi_pre *pre) {
     constexpr int BB = DT == DT_Q8_0 ? 34 : 18;
     constexpr int U = simt_batch(MT, R);
     for (int kb = lane * 4; kb < kc; kb += U * 128) {
@@ -260,7 +316,7 @@ __device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsig
                 raw[u][r][2] = ldg_u16(p + 4 + off);
             }
         }
-        if (XG) pdl_wait(); /* activations next; no-op after the first batch */
+        if (XG) pre_wait(d, pre); /* activations next; no-op after the first batch */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kk = kb + u * 128;
@@ -299,27 +355,26 @@ __device__ __forceinline__ void simt_quant(const sh_cu_gemm_desc &d, const unsig
 template <int MT, int R, bool XG, int XK>
 __device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R], int k0,
                                            int kc, const float *xs, int kcap, float (&acc)[R][MT], float &ss,
-                                           int lane) {
+                                           int lane, epi_pre *pre = nullptr) {
     switch (d.dtype) {
     case DT_F32:
-        if (d.vec) simt_vec<MT, R, DT_F32, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
-        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
+        if (d.vec) simt_vec<MT, R, DT_F32, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane, pre);
+        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane, pre);
         break;
     case DT_F16:
-        if (d.vec) simt_vec<MT, R, DT_F16, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
-        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
+        if (d.vec) simt_vec<MT, R, DT_F16, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane, pre);
+        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane, pre);
         break;
     case DT_BF16:
-        if (d.vec) simt_vec<MT, R, DT_BF16, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane);
-        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane);
+        if (d.vec) simt_vec<MT, R, DT_BF16, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane, pre);
+        else simt_scalar<MT, R, XG, XK>(d, wrow, d.dtype, k0, kc, xs, kcap, acc, ss, lane, pre);
         break;
-    case DT_Q8_0: simt_quant<MT, R, DT_Q8_0, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane); break;
-    case DT_Q4_0: simt_quant<MT, R, DT_Q4_0, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane); break;
+    case DT_Q8_0: simt_quant<MT, R, DT_Q8_0, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane, pre); break;
+    case DT_Q4_0: simt_quant<MT, R, DT_Q4_0, XG, XK>(d, wrow, k0, kc, xs, kcap, acc, ss, lane, pre); break;
     default: break;
     }
 }
 
-enum { EPI_NONE = 0, EPI_SILU_PAIR = 1, EPI_GELU_TANH = 2, EPI_GELU_ERF = 3, EPI_ROPE = 4 }; /* = sh_gemm_epi */
 
 __device__ __forceinline__ bool epi_pair(const sh_cu_gemm_desc &d) { return d.epi == EPI_SILU_PAIR || d.epi == EPI_ROPE; }
 
@@ -332,10 +387,9 @@ __device__ __forceinline__ const unsigned char *pair_row(const sh_cu_gemm_desc &
     return static_cast<const unsigned char *>(d.w) + (int64_t)(h ? o1 : o0) * d.row_bytes;
 }
 
-/* KV store: output (m, col) into row m's pool slot, as kv_write converts it
- * (not inlined, like store_rope: it is off the main loop's path). */
-__device__ __noinline__ void kv_put_at(sh_cu_kv kv, int which, int *err, int m, int col, float v) {
-    const int32_t slot = __ldg(kv.block_table + m);
+/* KV store: output (m, col) into the pool slot of its row, as kv_write
+ * converts it (not inlined: off the main loop's path). */
+__device__ __noinline__ void kv_put_at(sh_cu_kv kv, int which, int *err, int32_t slot, int col, float v) {
     if (slot < 0) {
         atomicOr(err, SH_CU_ERR_BLOCK_ID);
         return;
@@ -344,50 +398,65 @@ __device__ __noinline__ void kv_put_at(sh_cu_kv kv, int which, int *err, int m, 
     if (kv.dtype == DT_F16) reinterpret_cast<__half *>(dst)[col] = __float2half_rn(v);
     else reinterpret_cast<float *>(dst)[col] = v;
 }
-__device__ __forceinline__ void kv_put(const sh_cu_gemm_desc &d, int m, int col, float v) {
-    kv_put_at(d.kv, d.kv_which, d.err, m, col, v);
-}
 
-/* y[m][row] (+)= epi(v + bias[row]) for the rows/columns that exist. */
-__device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row, float v) {
+/* y[m][row] (+)= epi(v + bias[row]) for the rows/columns that exist; e:
+ * the row's epi_in when read already (the one-row path), else NULL. */
+__device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row, float v, const epi_in *e = nullptr) {
     if (row >= d.n || m >= d.m) return;
     if (d.bias) v += __ldg(d.bias + row);
     if (d.epi == EPI_GELU_TANH) v = xf_act(XF_GELU_TANH, v, 0.0f);
     else if (d.epi == EPI_GELU_ERF) v = xf_act(XF_GELU_ERF, v, 0.0f);
     float *p = d.y + (int64_t)m * d.y_stride + row;
     *p = d.accumulate ? *p + v : v;
-    if (d.kv_which) kv_put(d, m, row, v);
+    if (d.kv_which) kv_put_at(d.kv, d.kv_which, d.err, e ? e->slot : __ldg(d.kv.block_table + m), row, v);
 }
 
-/* ROPE: dims (o0, o1) of pair p rotated as kv_write / rope_kernel do, then
- * the KV store. Not inlined: the double-precision angle would take registers
- * from the GEMM's main loop. */
-__device__ __noinline__ void store_rope(float *y, const float *bias, int head_dim, int mode, float theta, int pos,
-                                       int p, float v0, float v1, float &x0, float &x1, int &o0, int &o1) {
-    const int j = rope_pair(p, head_dim, head_dim, mode, o0, o1);
+/* ROPE: dims (o0, o1) of pair p rotated as kv_write / rope_kernel do, by
+ * the angle's cos / sin from the table (or computed past its end). Not
+ * inlined on the general path: its registers stay off the GEMM's main loop. */
+__device__ __forceinline__ void rope_out(float *y, const float *bias, int head_dim, int mode, int p, float v0,
+                                         float v1, float cs, float sn, float &x0, float &x1, int &o0, int &o1) {
+    rope_pair(p, head_dim, head_dim, mode, o0, o1);
     if (bias) v0 += __ldg(bias + o0), v1 += __ldg(bias + o1);
-    const double f = exp(-(2.0 * j / head_dim) * log((double)theta));
-    rope_rotate(v0, v1, (double)pos, f, x0, x1);
+    rope_apply(v0, v1, cs, sn, x0, x1);
     y[o0] = x0;
     y[o1] = x1;
 }
+__device__ __noinline__ void store_rope(float *y, const float *bias, int head_dim, int mode, float theta,
+                                       const void *tab, int tab_n, int pos, int p, float v0, float v1, float &x0,
+                                       float &x1, int &o0, int &o1) {
+    const int half = head_dim / 2, j = p % half;
+    float cs, sn;
+    if (pos >= 0 && pos < tab_n) {
+        const float2 t = __ldg(static_cast<const float2 *>(tab) + (int64_t)pos * half + j);
+        cs = t.x;
+        sn = t.y;
+    } else {
+        rope_cs((double)pos, exp(-(2.0 * j / head_dim) * log((double)theta)), cs, sn);
+    }
+    rope_out(y, bias, head_dim, mode, p, v0, v1, cs, sn, x0, x1, o0, o1);
+}
 
 /* Output pair p of row m from its two dot products: SILU_PAIR y[m][p] =
- * silu(v0 + bias[p]) * (v1 + bias2[p]) (act_kernel's expression), or ROPE. */
-__device__ __forceinline__ void store_pair(const sh_cu_gemm_desc &d, int m, int p, float v0, float v1) {
+ * silu(v0 + bias[p]) * (v1 + bias2[p]) (act_kernel's expression), or ROPE
+ * then the KV store; e as for store_y. */
+__device__ __forceinline__ void store_pair(const sh_cu_gemm_desc &d, int m, int p, float v0, float v1,
+                                           const epi_in *e = nullptr) {
     if (p >= d.np || m >= d.m) return;
+    float *y = d.y + (int64_t)m * d.y_stride;
     if (d.epi == EPI_ROPE) {
         float x0, x1;
         int o0, o1;
-        store_rope(d.y + (int64_t)m * d.y_stride, d.bias, d.head_dim, d.rope_mode, d.theta, __ldg(d.pos + m), p, v0,
-                   v1, x0, x1, o0, o1);
+        if (e) rope_out(y, d.bias, d.head_dim, d.rope_mode, p, v0, v1, e->cs, e->sn, x0, x1, o0, o1);
+        else store_rope(y, d.bias, d.head_dim, d.rope_mode, d.theta, d.rope_tab, d.rope_tab_n, __ldg(d.pos + m), p,
+                        v0, v1, x0, x1, o0, o1);
         if (d.kv_which) {
-            kv_put(d, m, o0, x0);
-            kv_put(d, m, o1, x1);
+            const int32_t slot = e ? e->slot : __ldg(d.kv.block_table + m);
+            kv_put_at(d.kv, d.kv_which, d.err, slot, o0, x0);
+            kv_put_at(d.kv, d.kv_which, d.err, slot, o1, x1);
         }
         return;
     }
-    float *y = d.y + (int64_t)m * d.y_stride;
     if (d.bias) v0 += __ldg(d.bias + p);
     if (d.bias2) v1 += __ldg(d.bias2 + p);
     y[p] = xf_act(XF_SILU_MUL, v0, v1);
@@ -404,9 +473,11 @@ __device__ __forceinline__ const unsigned char *simt_row(const sh_cu_gemm_desc &
 }
 
 /* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores. */
+/* pre (one row, MT = 1): the epi_in of lane r's output (pair) row0 + r,
+ * read before the wait; NULL: read here. */
 template <int MT, int R>
 __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
-                                           const float (&scale)[MT], int lane) {
+                                           const float (&scale)[MT], int lane, const epi_in *pre = nullptr) {
     pdl_wait(); /* lanes that loaded nothing have not waited yet */
     if (R >= 2 && epi_pair(d)) {
         constexpr int RH = R >= 2 ? R / 2 : 1;
@@ -415,7 +486,7 @@ __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int
 #pragma unroll
             for (int m = 0; m < MT; m++) {
                 const float vg = warp_sum(acc[r][m]), vu = warp_sum(acc[r + RH][m]);
-                if (lane == ((r * MT + m) & 31)) store_pair(d, m0 + m, row0 + r, vg * scale[m], vu * scale[m]);
+                if (lane == ((r * MT + m) & 31)) store_pair(d, m0 + m, row0 + r, vg * scale[m], vu * scale[m], pre);
             }
         return;
     }
@@ -424,7 +495,7 @@ __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int
 #pragma unroll
         for (int m = 0; m < MT; m++) {
             const float v = warp_sum(acc[r][m]);
-            if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v * scale[m]);
+            if (lane == ((r * MT + m) & 31)) store_y(d, m0 + m, row0 + r, v * scale[m], pre);
         }
 }
 
@@ -446,10 +517,14 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
         float acc[R][MT], ss = 0.0f, scale[MT] = {1.0f};
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
+        /* the normed launches (QKV) read the epilogue's slot and angle with the weights (lane r stores
+         * output row0 + r); in the others the registers would cost more than the reads */
+        epi_pre pre = {XK == 1 ? epi_begin(d, 0) : epi_in{}, row0 + lane, XK == 1 && d.epi == EPI_ROPE};
         /* every warp reads the whole row: its own RMS sum is the row's */
-        if (row0 < d.n) simt_chunk<MT, R, true, XK>(d, wrow, 0, d.k, d.x, 0, acc, ss, lane);
+        if (row0 < d.n) simt_chunk<MT, R, true, XK>(d, wrow, 0, d.k, d.x, 0, acc, ss, lane, XK == 1 ? &pre : nullptr);
+        if (pre.armed) epi_end(d, pre.p, pre.e);
         if (XK == 1) scale[0] = xf_rstd(d, warp_sum(ss));
-        simt_store<MT, R>(d, 0, row0, acc, scale, lane);
+        simt_store<MT, R>(d, 0, row0, acc, scale, lane, XK == 1 ? &pre.e : nullptr);
         return;
     }
     pdl_wait();
