@@ -26,7 +26,8 @@
 #     tmx       decode tok/s with SHOAL_CUDA_GEMM_TMX=0 / 1 / 2, 1x64, 8x16, 1x16 workloads, twice
 #     ringsrc   ncu stall reasons (per SASS instruction) of four streamed-GEMM launches (per-warp, warpgroup form)
 #     phases    kernels built with -DSH_CU_PHASES=100 (/tmp/phases-build): per-phase clocks of instrumented kernels at
-#               position 100 of SmolLM 1 x 1 (\$PHASES_ARGS: other bench arguments)
+#               position 100 of SmolLM 1 x 1 (\$PHASES_ARGS: other bench arguments); attn_dec runs every
+#               launch twice there, so each layer prints a cold line, then one with its code cached
 #     ktrace    CUPTI timeline of replayed decode steps: per kernel, duration and start-to-next-start gap
 #     gemmsrc1  ncu stall samples per SASS instruction of SmolLM 1 x 1 decode GEMMs (\$NCU_K_REGEX: other kernels)
 #     ring      the streamed GEMM (weights through shared-memory stages) off / default launches / always

@@ -80,8 +80,10 @@ __device__ __forceinline__ unsigned char *kv_row(const sh_cu_kv &kv, int32_t blk
  * this one runs; the next kernel does what depends on no earlier kernel
  * (group lookup, descriptors, weights) and then waits in pdl_wait() for
  * the earlier grids to complete and their writes to be visible, before it
- * reads activations, ids, positions or the KV pool, or writes anything.
- * Without the launch attribute both are no-ops. */
+ * reads activations, ids or the KV pool, or writes anything. What only
+ * host copies write (positions, block tables, KV slots: copied before any
+ * kernel of the step starts) may be read before the wait. Without the
+ * launch attribute both are no-ops. */
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
