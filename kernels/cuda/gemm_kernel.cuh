@@ -375,7 +375,6 @@ __device__ __forceinline__ void simt_chunk(const sh_cu_gemm_desc &d, const unsig
     }
 }
 
-
 __device__ __forceinline__ bool epi_pair(const sh_cu_gemm_desc &d) { return d.epi == EPI_SILU_PAIR || d.epi == EPI_ROPE; }
 
 /* First (h = 0) or second (h = 1) weight row of output pair p (clamped). */
@@ -432,7 +431,7 @@ __device__ __noinline__ void store_rope(float *y, const float *bias, int head_di
         cs = t.x;
         sn = t.y;
     } else {
-        rope_cs((double)pos, exp(-(2.0 * j / head_dim) * log((double)theta)), cs, sn);
+        rope_cs_at(theta, head_dim, j, pos, cs, sn);
     }
     rope_out(y, bias, head_dim, mode, p, v0, v1, cs, sn, x0, x1, o0, o1);
 }
