@@ -50,6 +50,11 @@ __device__ __forceinline__ int rope_pair(int i, int head_dim, int n_rot, int mod
     return j;
 }
 
+/* theta^(-2j / n_rot), the frequency of pair j (every RoPE path uses this
+ * one expression, so their angles agree bit for bit). */
+__device__ __forceinline__ double rope_inv_freq(int j, int n_rot, float theta) {
+    return exp(-(2.0 * j / n_rot) * log((double)theta));
+}
 /* cos and sin of the angle p * f, in double, each rounded once to f32 (the
  * GEMM epilogue's table holds exactly these). */
 __device__ __forceinline__ void rope_cs(double p, double f, float &cs, float &sn) {

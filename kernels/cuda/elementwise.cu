@@ -158,14 +158,13 @@ constexpr int kRopeHalfMax = 512; /* n_rot / 2 held in shared memory */
 /* Frequencies theta^(-2j / n_rot), j < n_rot / 2, into freq (when they fit). */
 __device__ __forceinline__ void rope_freqs(double *freq, int n_rot, float theta) {
     const int half = n_rot / 2;
-    const double lt = log((double)theta);
     if (half <= kRopeHalfMax)
-        for (int j = threadIdx.x; j < half; j += kRowThreads) freq[j] = exp(-(2.0 * j / n_rot) * lt);
+        for (int j = threadIdx.x; j < half; j += kRowThreads) freq[j] = rope_inv_freq(j, n_rot, theta);
 }
 
 /* theta^(-2j / n_rot): from the table when it fits, else computed. */
 __device__ __forceinline__ double rope_freq(const double *freq, int j, int n_rot, float theta) {
-    return n_rot / 2 <= kRopeHalfMax ? freq[j] : exp(-(2.0 * j / n_rot) * log((double)theta));
+    return n_rot / 2 <= kRopeHalfMax ? freq[j] : rope_inv_freq(j, n_rot, theta);
 }
 
 /* Rotates the n_head heads of one row x in place at position p (whole block). */
@@ -469,7 +468,7 @@ __global__ void rope_table_kernel(float2 *tab, int n_pos, int head_dim, float th
     if (i >= (int64_t)n_pos * half) return;
     const int p = (int)(i / half), j = (int)(i % half);
     float cs, sn;
-    rope_cs((double)p, exp(-(2.0 * j / head_dim) * log((double)theta)), cs, sn);
+    rope_cs((double)p, rope_inv_freq(j, head_dim, theta), cs, sn);
     tab[i] = make_float2(cs, sn);
 }
 

@@ -185,7 +185,7 @@ struct epi_in {
 /* The angle in double when the table does not cover the position (not
  * inlined: its registers stay off the main loop). */
 __device__ __noinline__ void rope_cs_at(float theta, int head_dim, int j, int pos, float &cs, float &sn) {
-    rope_cs((double)pos, exp(-(2.0 * j / head_dim) * log((double)theta)), cs, sn);
+    rope_cs((double)pos, rope_inv_freq(j, head_dim, theta), cs, sn);
 }
 
 /* The loads that depend on nothing: row m's slot and position. */
@@ -196,17 +196,21 @@ __device__ __forceinline__ epi_in epi_begin(const sh_cu_gemm_desc &d, int m) {
     if (d.epi == EPI_ROPE) e.pos = __ldg(d.pos + m);
     return e;
 }
+/* cos / sin of frequency j at pos: from the table when it covers pos. */
+__device__ __forceinline__ void rope_cs_tab(const void *tab, int tab_n, float theta, int head_dim, int j, int pos,
+                                            float &cs, float &sn) {
+    if (pos >= 0 && pos < tab_n) {
+        const float2 t = __ldg(static_cast<const float2 *>(tab) + (int64_t)pos * (head_dim / 2) + j);
+        cs = t.x;
+        sn = t.y;
+    } else {
+        rope_cs_at(theta, head_dim, j, pos, cs, sn);
+    }
+}
 /* ROPE: the cos / sin of output pair p at e.pos. */
 __device__ __forceinline__ void epi_end(const sh_cu_gemm_desc &d, int p, epi_in &e) {
     if (d.epi != EPI_ROPE || p >= d.np) return;
-    const int half = d.head_dim / 2, j = p % half;
-    if (e.pos >= 0 && e.pos < d.rope_tab_n) {
-        const float2 t = __ldg(static_cast<const float2 *>(d.rope_tab) + (int64_t)e.pos * half + j);
-        e.cs = t.x;
-        e.sn = t.y;
-    } else {
-        rope_cs_at(d.theta, d.head_dim, j, e.pos, e.cs, e.sn);
-    }
+    rope_cs_tab(d.rope_tab, d.rope_tab_n, d.theta, d.head_dim, p % (d.head_dim / 2), e.pos, e.cs, e.sn);
 }
 
 /* The one-row path's epilogue inputs: begun before the weight loads, ended
@@ -411,8 +415,7 @@ __device__ __forceinline__ void store_y(const sh_cu_gemm_desc &d, int m, int row
 }
 
 /* ROPE: dims (o0, o1) of pair p rotated as kv_write / rope_kernel do, by
- * the angle's cos / sin from the table (or computed past its end). Not
- * inlined on the general path: its registers stay off the GEMM's main loop. */
+ * the angle's cos / sin. */
 __device__ __forceinline__ void rope_out(float *y, const float *bias, int head_dim, int mode, int p, float v0,
                                          float v1, float cs, float sn, float &x0, float &x1, int &o0, int &o1) {
     rope_pair(p, head_dim, head_dim, mode, o0, o1);
@@ -421,18 +424,13 @@ __device__ __forceinline__ void rope_out(float *y, const float *bias, int head_d
     y[o0] = x0;
     y[o1] = x1;
 }
+/* The same with the angle looked up here (the general path; not inlined:
+ * its registers stay off the GEMM's main loop). */
 __device__ __noinline__ void store_rope(float *y, const float *bias, int head_dim, int mode, float theta,
                                        const void *tab, int tab_n, int pos, int p, float v0, float v1, float &x0,
                                        float &x1, int &o0, int &o1) {
-    const int half = head_dim / 2, j = p % half;
     float cs, sn;
-    if (pos >= 0 && pos < tab_n) {
-        const float2 t = __ldg(static_cast<const float2 *>(tab) + (int64_t)pos * half + j);
-        cs = t.x;
-        sn = t.y;
-    } else {
-        rope_cs_at(theta, head_dim, j, pos, cs, sn);
-    }
+    rope_cs_tab(tab, tab_n, theta, head_dim, p % (head_dim / 2), pos, cs, sn);
     rope_out(y, bias, head_dim, mode, p, v0, v1, cs, sn, x0, x1, o0, o1);
 }
 
@@ -471,8 +469,8 @@ __device__ __forceinline__ const unsigned char *simt_row(const sh_cu_gemm_desc &
     return static_cast<const unsigned char *>(d.w) + (int64_t)min(row0 + r, d.n - 1) * d.row_bytes;
 }
 
-/* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores. */
-/* pre (one row, MT = 1): the epi_in of lane r's output (pair) row0 + r,
+/* Sums each lane's partials over the warp; lane (r * MT + m) % 32 stores.
+ * pre (one row, MT = 1): the epi_in of lane r's output (pair) row0 + r,
  * read before the wait; NULL: read here. */
 template <int MT, int R>
 __device__ __forceinline__ void simt_store(const sh_cu_gemm_desc &d, int m0, int row0, float (&acc)[R][MT],
