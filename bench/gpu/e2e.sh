@@ -286,7 +286,7 @@ phases)
   PB=/tmp/phases-build
   command -v pkg-config > /dev/null || ln -sf /tmp/x/usr/bin/pkgconf /tmp/x/usr/bin/pkg-config
   PATH=/tmp/x/usr/bin:$PATH PKG_CONFIG_PATH=/tmp/x/usr/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=/tmp/x \
-    cmake -S . -B $PB -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_FLAGS=-DSH_CU_PHASES=100 > "$W/phases-cmake.log" 2>&1 &&
+    cmake -S . -B $PB -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_FLAGS="${PHASES_FLAGS:--DSH_CU_PHASES=100}" > "$W/phases-cmake.log" 2>&1 &&
     cmake --build $PB -j"$(nproc)" --target shoal-cli > "$W/phases-build.log" 2>&1
   echo "== phases build (rc=$?)"
   timeout 120 $PB/shoal bench ${PHASES_ARGS:---synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 64 --dtype bf16} \
@@ -310,10 +310,13 @@ ktrace)
 gemmsrc1)
   # one-sequence decode launches (graphs off) of the kernels matching $NCU_K_REGEX (default the tile GEMM):
   # duration per launch, then the SASS instructions with the most stall samples and their reasons
+  # ($NCU_BENCH: "shape models seqs" instead of "smollm-135m 1 1"; $NCU_EXTRA: more ncu flags,
+  # e.g. --sampling-interval 0 for more stall samples from short kernels)
+  read -r nshape nmodels nseqs <<< "${NCU_BENCH:-smollm-135m 1 1}"
   SHOAL_CUDA_GRAPH=0 timeout 300 $NCU --clock-control none -k "regex:${NCU_K_REGEX:-gemm_kernel}" --launch-skip ${NCU_SKIP:-2000} \
     --launch-count ${NCU_COUNT:-8} --section SpeedOfLight --section WarpStateStats --section SourceCounters --import-source no \
-    -f -o "$W/g1" $B/shoal bench --synthetic smollm-135m --models 1 --seqs 1 --prompt 64 --tokens 128 --dtype bf16 \
-    --device cuda --quiet > "$W/gemmsrc1-run.log" 2>&1
+    ${NCU_EXTRA:-} -f -o "$W/g1" $B/shoal bench --synthetic $nshape --models $nmodels --seqs $nseqs --prompt 64 --tokens 128 \
+    --dtype bf16 --device cuda --quiet > "$W/gemmsrc1-run.log" 2>&1
   echo "== ncu gemmsrc1 (rc=$?)"; tail -2 "$W/gemmsrc1-run.log"
   $NCU -i "$W/g1.ncu-rep" --page details --csv > "$W/g1-details.csv" 2>&1
   $NCU -i "$W/g1.ncu-rep" --page source --csv --print-source sass > "$W/g1-source.csv" 2>&1

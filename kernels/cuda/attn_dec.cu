@@ -4,17 +4,17 @@
  *
  * One block (128 threads; 512 in launches of a few blocks) per (group,
  * query row, KV head) serves all G =
- * n_head / n_head_kv query heads that read that KV head (G <= kDecHeads,
+ * n_head / n_head_kv query heads that read that KV head (G <= 8,
  * head_dim <= 128, 16-byte K/V rows; the host checks). The K and V rows of
  * the keys before pos0 were written by earlier steps, so their copies into
  * shared memory (cp.async) are issued before the wait for the previous
  * kernel and load while it runs; after the wait come this step's keys and
  * the queries. Then, with everything resident: a thread per (head, key)
  * scores that key for that head, warp w takes heads w, w + 4 (the
- * maximum, the weights e^(s - max), their sum), and thread (partition, dim
- * d) accumulates p_h[j] V_j[d] for every head over its share of the keys;
- * partitions are summed at the end, in an order that does not depend on the
- * block size. One pass over the keys: no running
+ * maximum, the weights e^(s - max), their sum), and a warp per range of
+ * keys accumulates p_h[j] V_j for every head (a lane per few dims, the head
+ * count a template parameter); the ranges are summed at the end, in an order
+ * that does not depend on the block size. One pass over the keys: no running
  * rescale and no tile barriers. Causal rows see [0, pos0 + row],
  * bidirectional ones [0, n_kv). A negative block id zeroes its keys' rows,
  * scores them -inf and raises SH_CU_ERR_BLOCK_ID. expf is the accurate one.
@@ -32,32 +32,132 @@ namespace {
 
 #include "attn_tile.cuh"
 
-constexpr int kDecHeads = SH_CU_ATTN_DEC_HEADS;
-
 /* Issues the copies of the K and V rows of keys [k0, k1) into ks / vs
- * (blockDim.x threads). */
+ * (blockDim.x threads). A thread takes four 16-byte pieces a round and
+ * reads their four block-table entries before any of the copies, so the
+ * round waits on one table read rather than four in a row. */
 __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsigned char *ks, unsigned char *vs,
                                          int rs, int k0, int k1, bool &bad) {
+    constexpr int U = 4;
     const int es = d.kv.dtype == DT_F16 ? 2 : 4;
-    const int rb = d.head_dim * es, n16 = rb >> 4, nk = k1 - k0;
+    const int rb = d.head_dim * es, n16 = rb >> 4, nk = k1 - k0, total = 2 * nk * n16;
     const uint64_t row_bytes = (uint64_t)d.kv.kv_dim * es;
     const uint64_t k_slot = (uint64_t)(d.kv.layer * 2) * SH_KV_TOKENS * row_bytes;
     const uint64_t v_off = (uint64_t)SH_KV_TOKENS * row_bytes, head_off = (uint64_t)hk * rb;
-    for (int c = threadIdx.x; c < 2 * nk * n16; c += blockDim.x) {
-        const int kv = c >= nk * n16;
-        const int rem = c - kv * nk * n16;
-        const int j = k0 + rem / n16, piece = rem % n16;
-        const int32_t blk = __ldg(d.kv.block_table + (j >> 4));
-        unsigned char *dst = (kv ? vs : ks) + j * rs + 16 * piece;
-        if (blk < 0) {
-            bad = true;
-            *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
-            continue;
+    for (int c0 = threadIdx.x; c0 < total; c0 += U * blockDim.x) {
+        int j[U], piece[U], kv[U];
+        int32_t blk[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c0 + u * blockDim.x;
+            kv[u] = c >= nk * n16;
+            const int rem = c - kv[u] * nk * n16;
+            j[u] = k0 + rem / n16;
+            piece[u] = rem % n16;
+            blk[u] = c < total ? __ldg(d.kv.block_table + (j[u] >> 4)) : 0;
         }
-        cp_async16(dst, d.kv.pool + (uint64_t)blk * d.kv.block_bytes + k_slot + kv * v_off +
-                            (uint64_t)(j & 15) * row_bytes + head_off + 16 * piece);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c0 + u * blockDim.x >= total) break;
+            unsigned char *dst = (kv[u] ? vs : ks) + j[u] * rs + 16 * piece[u];
+            if (blk[u] < 0) {
+                bad = true;
+                *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+            } else {
+                cp_async16(dst, d.kv.pool + (uint64_t)blk[u] * d.kv.block_bytes + k_slot + kv[u] * v_off +
+                                    (uint64_t)(j[u] & 15) * row_bytes + head_off + 16 * piece[u]);
+            }
+        }
     }
 }
+
+/* VD consecutive elements of a K/V row in shared memory, as floats */
+template <int VD>
+__device__ __forceinline__ void dec_row(const unsigned char *p, bool f16, float *v) {
+    if (f16) {
+        if constexpr (VD == 1) {
+            v[0] = __half2float(*reinterpret_cast<const __half *>(p));
+        } else if constexpr (VD == 2) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(p));
+            v[0] = f.x, v[1] = f.y;
+        } else {
+            const uint2 u = *reinterpret_cast<const uint2 *>(p);
+            const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+            const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+            v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+        }
+    } else {
+        if constexpr (VD == 1) {
+            v[0] = *reinterpret_cast<const float *>(p);
+        } else if constexpr (VD == 2) {
+            const float2 f = *reinterpret_cast<const float2 *>(p);
+            v[0] = f.x, v[1] = f.y;
+        } else {
+            const float4 f = *reinterpret_cast<const float4 *>(p);
+            v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+        }
+    }
+}
+
+/* p V over keys [j0, j1) (j0 a multiple of 4) for G heads, the lane's VD
+ * dims from d0: sums in key order, written to out[h * stride + i]. */
+template <int G, int VD>
+__device__ __forceinline__ void dec_pv(const unsigned char *vs, int rs, bool f16, const float *ps, int nkp, int j0,
+                                       int j1, int d0, float *out, int stride) {
+    float acc[G][VD];
+#pragma unroll
+    for (int h = 0; h < G; h++)
+#pragma unroll
+        for (int i = 0; i < VD; i++) acc[h][i] = 0.0f;
+    const int eb = (f16 ? 2 : 4) * d0;
+    int j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        float4 p4[G];
+#pragma unroll
+        for (int h = 0; h < G; h++) p4[h] = *reinterpret_cast<const float4 *>(ps + h * nkp + j);
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            float v[VD];
+            dec_row<VD>(vs + (j + u) * rs + eb, f16, v);
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float w = u == 0 ? p4[h].x : u == 1 ? p4[h].y : u == 2 ? p4[h].z : p4[h].w;
+#pragma unroll
+                for (int i = 0; i < VD; i++) acc[h][i] = fmaf(w, v[i], acc[h][i]);
+            }
+        }
+    }
+    for (; j < j1; j++) {
+        float v[VD];
+        dec_row<VD>(vs + j * rs + eb, f16, v);
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            const float w = ps[h * nkp + j];
+#pragma unroll
+            for (int i = 0; i < VD; i++) acc[h][i] = fmaf(w, v[i], acc[h][i]);
+        }
+    }
+#pragma unroll
+    for (int h = 0; h < G; h++)
+#pragma unroll
+        for (int i = 0; i < VD; i++) out[h * stride + d0 + i] = acc[h][i];
+}
+
+template <int VD>
+__device__ __forceinline__ void dec_pv_g(int G, const unsigned char *vs, int rs, bool f16, const float *ps, int nkp,
+                                         int j0, int j1, int d0, float *out, int stride) {
+    switch (G) {
+    case 1: dec_pv<1, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    case 2: dec_pv<2, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    case 3: dec_pv<3, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    case 4: dec_pv<4, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    case 5: dec_pv<5, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    case 6: dec_pv<6, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    case 7: dec_pv<7, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    default: dec_pv<8, VD>(vs, rs, f16, ps, nkp, j0, j1, d0, out, stride); break;
+    }
+}
+static_assert(SH_CU_ATTN_DEC_HEADS == 8, "dec_pv_g instantiates 1 to 8 heads");
 
 template <int NT>
 __global__ void __launch_bounds__(NT)
@@ -80,8 +180,8 @@ __global__ void __launch_bounds__(NT)
     unsigned char *ks = sm, *vs = sm + (size_t)n_keys * rs;
     float *qs = reinterpret_cast<float *>(vs + (size_t)n_keys * rs); /* [G][hd] */
     float *ps = qs + G * hd;                                         /* [G][nkp] */
-    float *acc_s = ps + G * nkp;                                      /* [G][partition][D] */
-    float *l_s = acc_s + G * SH_CU_ATTN_DEC_WIDE;                     /* [G] */
+    float *acc_s = ps + G * nkp;                                      /* [G][partition][span] */
+    float *l_s = acc_s + G * SH_CU_ATTN_DEC_PARTS * sh_cu_attn_dec_span(hd); /* [G] */
 
     bool bad = false;
     const int early = min(d.pos0, n_keys); /* keys of earlier steps */
@@ -159,33 +259,23 @@ __global__ void __launch_bounds__(NT)
     }
     __syncthreads();
     SH_CU_PHASE(5);
-    /* p V: NW / D logical partitions of D dims, partition lp summing keys
-     * lp, lp + NW / D, ... for every head; a thread takes NW / NT of them,
-     * and the partitions are added in order at the end — the same sums for
-     * either block size, so a launch's choice of size leaves results bitwise
-     * unchanged */
-    constexpr int NW = SH_CU_ATTN_DEC_WIDE, L = NW / NT;
-    const int D = hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
-    const int PL = NW / D, P = NT / D, part = tid / D, d0 = tid % D;
-#pragma unroll
-    for (int l = 0; l < L; l++) {
-        const int lp = part + l * P;
-        float acc[kDecHeads];
-#pragma unroll
-        for (int h = 0; h < kDecHeads; h++) acc[h] = 0.0f;
-        if (d0 < hd) {
-            for (int j = lp; j < n_keys; j += PL) {
-                const unsigned char *vp = vs + j * rs;
-                const float v = f16 ? __half2float(reinterpret_cast<const __half *>(vp)[d0])
-                                    : reinterpret_cast<const float *>(vp)[d0];
-#pragma unroll
-                for (int h = 0; h < kDecHeads; h++)
-                    if (h < G) acc[h] = fmaf(ps[h * nkp + j], v, acc[h]);
-            }
-        }
-#pragma unroll
-        for (int h = 0; h < kDecHeads; h++)
-            if (h < G) acc_s[h * NW + lp * D + d0] = acc[h];
+    /* p V: the keys are cut into SH_CU_ATTN_DEC_PARTS ranges of a multiple of 4 keys; warp w takes ranges w,
+     * w + NT / 32, ..., a lane VD = span / 32 dims of every head over its range in key order; the ranges are
+     * added in order at the end. The sums do not depend on the block size, so a launch's choice of size
+     * leaves results bitwise unchanged. */
+    constexpr int PL = SH_CU_ATTN_DEC_PARTS;
+    const int D = sh_cu_attn_dec_span(hd), VD = D / 32, d0 = VD * lane;
+    const int cs = ((n_keys + PL - 1) / PL + 3) & ~3;
+    for (int pp = warp; pp < PL; pp += NT / 32) {
+        const int j0 = min(pp * cs, n_keys), j1 = min(j0 + cs, n_keys);
+        float *o = acc_s + pp * D;
+        if (d0 >= hd) continue;
+        if (VD == 1)
+            dec_pv_g<1>(G, vs, rs, f16, ps, nkp, j0, j1, d0, o, PL * D);
+        else if (VD == 2)
+            dec_pv_g<2>(G, vs, rs, f16, ps, nkp, j0, j1, d0, o, PL * D);
+        else
+            dec_pv_g<4>(G, vs, rs, f16, ps, nkp, j0, j1, d0, o, PL * D);
     }
     __syncthreads();
     SH_CU_PHASE(6);
@@ -193,7 +283,8 @@ __global__ void __launch_bounds__(NT)
     for (int i = tid; i < G * hd; i += NT) {
         const int h = i / hd, dd = i - h * hd;
         float num = 0.0f;
-        for (int pp = 0; pp < PL; pp++) num += acc_s[h * NW + pp * D + dd];
+#pragma unroll 4
+        for (int pp = 0; pp < PL; pp++) num += acc_s[(h * PL + pp) * D + dd];
         out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);

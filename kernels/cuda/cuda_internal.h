@@ -317,8 +317,12 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
 #define SH_CU_ATTN_DEC_HEADS 8
 #define SH_CU_ATTN_DEC_SMEM_MAX (96 * 1024)
 #define SH_CU_ATTN_DEC_WIDE 512 /* threads per block in launches of a few blocks */
+#define SH_CU_ATTN_DEC_PARTS 16  /* p V: key ranges summed apart, a warp each, then in order */
+/* p V's dims per partition: head_dim rounded up to 32, 64 or 128 (a lane takes span / 32) */
+static inline SH_CU_HD int sh_cu_attn_dec_span(int hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
 static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads) {
-    return 2 * n_keys * (hd * es + 16) + 4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_WIDE + 1);
+    return 2 * n_keys * (hd * es + 16) +
+           4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_PARTS * (long)sh_cu_attn_dec_span((int)hd) + 1);
 }
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
