@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 
@@ -71,11 +72,16 @@ shoal_status sh_backend_create(const char *device, int n_threads, sh_backend **o
         return sh_fail(SHOAL_ERR_UNSUPPORTED, "backend: '%s' implements interface version %d, expected %d", device, v,
                        SH_BACKEND_VERSION);
     }
+    const char *ht = getenv("SHOAL_HOST_TIMING");
+    be->host_timing = ht && atoi(ht) != 0;
     *out = be;
     return SHOAL_OK;
 }
 
+static void host_timing_report(const sh_backend *be);
+
 void sh_backend_free(sh_backend *be) {
+    if (be && be->host_timing) host_timing_report(be);
     if (be && be->ops && be->ops->destroy) be->ops->destroy(be);
 }
 
@@ -137,6 +143,11 @@ shoal_status sh_be_step_begin(sh_backend *be) {
 shoal_status sh_be_step_end(sh_backend *be) {
     if (!be) return sh_fail(SHOAL_ERR_INVALID_ARG, "step_end: backend is NULL");
     return be->ops->step_end ? be->ops->step_end(be) : SHOAL_OK;
+}
+
+shoal_status sh_be_step_flush(sh_backend *be) {
+    if (!be) return sh_fail(SHOAL_ERR_INVALID_ARG, "step_flush: backend is NULL");
+    return be->ops->step_flush ? be->ops->step_flush(be) : SHOAL_OK;
 }
 
 /* ---- argument checks --------------------------------------------------- */
@@ -275,7 +286,7 @@ static shoal_status check_gemm_norm(int n, const sh_gemm_group *g, int i) {
     return SHOAL_OK;
 }
 
-shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
+static shoal_status be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     SH_TRY(check_call(be, SH_OP_GEMM, n, g));
     for (int i = 0; i < n; i++) {
         const sh_gemm_group *e = &g[i];
@@ -338,7 +349,7 @@ shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
     DISPATCH(gemm);
 }
 
-shoal_status sh_be_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {
+static shoal_status be_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {
     SH_TRY(check_call(be, SH_OP_GET_ROWS, n, g));
     for (int i = 0; i < n; i++) {
         const sh_get_rows_group *e = &g[i];
@@ -349,7 +360,7 @@ shoal_status sh_be_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {
     DISPATCH(get_rows);
 }
 
-shoal_status sh_be_norm(sh_backend *be, int n, const sh_norm_group *g) {
+static shoal_status be_norm(sh_backend *be, int n, const sh_norm_group *g) {
     SH_TRY(check_call(be, SH_OP_NORM, n, g));
     for (int i = 0; i < n; i++) {
         const sh_norm_group *e = &g[i];
@@ -368,7 +379,7 @@ shoal_status sh_be_norm(sh_backend *be, int n, const sh_norm_group *g) {
     DISPATCH(norm);
 }
 
-shoal_status sh_be_rope(sh_backend *be, int n, const sh_rope_group *g) {
+static shoal_status be_rope(sh_backend *be, int n, const sh_rope_group *g) {
     SH_TRY(check_call(be, SH_OP_ROPE, n, g));
     for (int i = 0; i < n; i++) {
         const sh_rope_group *e = &g[i];
@@ -386,7 +397,7 @@ shoal_status sh_be_rope(sh_backend *be, int n, const sh_rope_group *g) {
     DISPATCH(rope);
 }
 
-shoal_status sh_be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
+static shoal_status be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
     SH_TRY(check_call(be, SH_OP_KV_WRITE, n, g));
     for (int i = 0; i < n; i++) {
         const sh_kv_write_group *e = &g[i];
@@ -416,7 +427,7 @@ shoal_status sh_be_kv_write(sh_backend *be, int n, const sh_kv_write_group *g) {
     DISPATCH(kv_write);
 }
 
-shoal_status sh_be_attn(sh_backend *be, int n, const sh_attn_group *g) {
+static shoal_status be_attn(sh_backend *be, int n, const sh_attn_group *g) {
     SH_TRY(check_call(be, SH_OP_ATTN, n, g));
     for (int i = 0; i < n; i++) {
         const sh_attn_group *e = &g[i];
@@ -438,7 +449,7 @@ shoal_status sh_be_attn(sh_backend *be, int n, const sh_attn_group *g) {
     DISPATCH(attn);
 }
 
-shoal_status sh_be_act(sh_backend *be, int n, const sh_act_group *g) {
+static shoal_status be_act(sh_backend *be, int n, const sh_act_group *g) {
     SH_TRY(check_call(be, SH_OP_ACT, n, g));
     for (int i = 0; i < n; i++) {
         const sh_act_group *e = &g[i];
@@ -457,7 +468,7 @@ shoal_status sh_be_act(sh_backend *be, int n, const sh_act_group *g) {
     DISPATCH(act);
 }
 
-shoal_status sh_be_pool(sh_backend *be, int n, const sh_pool_group *g) {
+static shoal_status be_pool(sh_backend *be, int n, const sh_pool_group *g) {
     SH_TRY(check_call(be, SH_OP_POOL, n, g));
     for (int i = 0; i < n; i++) {
         const sh_pool_group *e = &g[i];
@@ -467,7 +478,7 @@ shoal_status sh_be_pool(sh_backend *be, int n, const sh_pool_group *g) {
     DISPATCH(pool);
 }
 
-shoal_status sh_be_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
+static shoal_status be_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
     SH_TRY(check_call(be, SH_OP_ARGMAX, n, g));
     if (!be->ops->argmax) return sh_fail(SHOAL_ERR_UNSUPPORTED, "argmax: backend %s has no argmax", be->ops->name);
     for (int i = 0; i < n; i++) {
@@ -478,7 +489,7 @@ shoal_status sh_be_argmax(sh_backend *be, int n, const sh_argmax_group *g) {
     DISPATCH(argmax);
 }
 
-shoal_status sh_be_sample(sh_backend *be, int n, const sh_sample_group *g) {
+static shoal_status be_sample(sh_backend *be, int n, const sh_sample_group *g) {
     SH_TRY(check_call(be, SH_OP_SAMPLE, n, g));
     if (!be->ops->sample) return sh_fail(SHOAL_ERR_UNSUPPORTED, "sample: backend %s has no sample", be->ops->name);
     for (int i = 0; i < n; i++) {
@@ -491,4 +502,46 @@ shoal_status sh_be_sample(sh_backend *be, int n, const sh_sample_group *g) {
                 return BAD("sample: group %d row %d: u %g is outside [0, 1)", i, r, e->p[r].u);
     }
     DISPATCH(sample);
+}
+
+/* ---- host time per op (SHOAL_HOST_TIMING=1) ---------------------------- */
+
+static double host_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The checked wrappers, timed when the backend was created with host timing
+ * on: checks, packing and queueing of each call, summed per op. */
+#define TIMED_OP(NAME, OP)                                                                  \
+    shoal_status sh_be_##NAME(sh_backend *be, int n, const sh_##NAME##_group *g) {          \
+        if (!be || !be->host_timing) return be_##NAME(be, n, g);                            \
+        const double t0 = host_now();                                                       \
+        const shoal_status s = be_##NAME(be, n, g);                                         \
+        be->host_op_s[OP] += host_now() - t0;                                               \
+        be->host_op_calls[OP]++;                                                            \
+        be->host_op_groups[OP] += n > 0 ? (uint64_t)n : 0;                                  \
+        return s;                                                                           \
+    }
+TIMED_OP(gemm, SH_OP_GEMM)
+TIMED_OP(get_rows, SH_OP_GET_ROWS)
+TIMED_OP(norm, SH_OP_NORM)
+TIMED_OP(rope, SH_OP_ROPE)
+TIMED_OP(kv_write, SH_OP_KV_WRITE)
+TIMED_OP(attn, SH_OP_ATTN)
+TIMED_OP(act, SH_OP_ACT)
+TIMED_OP(pool, SH_OP_POOL)
+TIMED_OP(argmax, SH_OP_ARGMAX)
+TIMED_OP(sample, SH_OP_SAMPLE)
+
+static void host_timing_report(const sh_backend *be) {
+    fprintf(stderr, "host time per op (%s, checks + packing + queueing):", be->device);
+    for (int op = 0; op < SH_OP_COUNT; op++)
+        if (be->host_op_calls[op])
+            fprintf(stderr, " %s %.1f ms / %llu calls / %llu groups (%.0f ns a group);", sh_op_name((sh_op)op),
+                    1e3 * be->host_op_s[op], (unsigned long long)be->host_op_calls[op],
+                    (unsigned long long)be->host_op_groups[op],
+                    be->host_op_groups[op] ? 1e9 * be->host_op_s[op] / (double)be->host_op_groups[op] : 0.0);
+    fprintf(stderr, "\n");
 }

@@ -312,6 +312,9 @@ typedef struct sh_backend_ops {
     /* (optional) SH_OP_SAMPLE; without it the step planner samples
      * downloaded logits on the host. */
     shoal_status (*sample)(sh_backend *be, int n, const sh_sample_group *g);
+    /* (optional) Inside a step: starts what is queued so far, so the device
+     * runs the step's first layers while the host packs the rest. */
+    shoal_status (*step_flush)(sh_backend *be);
 } sh_backend_ops;
 
 struct sh_backend {
@@ -326,6 +329,11 @@ struct sh_backend {
     /* Planner hint: 1 if GEMM row norms (sh_gemm_group.norm_out) beat the
      * separate norm calls on this backend. */
     int gemm_norm;
+    /* SHOAL_HOST_TIMING=1: host time in each op's checked wrapper, printed
+     * when the backend is freed (backend.c) */
+    int host_timing;
+    double host_op_s[SH_OP_COUNT];
+    uint64_t host_op_calls[SH_OP_COUNT], host_op_groups[SH_OP_COUNT];
 };
 
 /* ---- registry and checked wrappers (backend.c) ------------------------- */
@@ -349,6 +357,7 @@ shoal_status sh_be_map_host(sh_backend *be, const void *host, size_t bytes, void
 shoal_status sh_be_sync(sh_backend *be);
 shoal_status sh_be_step_begin(sh_backend *be);
 shoal_status sh_be_step_end(sh_backend *be);
+shoal_status sh_be_step_flush(sh_backend *be);
 
 /* Check shapes and dtypes of every group, then dispatch (n == 0 is a no-op). */
 shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g);

@@ -58,7 +58,7 @@ _Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes
 /* AUTO GEMM path: tensor cores from this many rows (bench/NOTES.md, "CUDA GEMM") */
 #define SH_CU_MMA_MIN_M 2
 #define SH_CU_ALIGN 64 /* bytes between packed descriptor arrays */
-#define SH_CU_NGRAPH 8 /* step graphs kept */
+#define SH_CU_NGRAPH 16 /* step graphs kept (a step of several chunks takes one a chunk) */
 #define SH_CU_NROPE 8          /* RoPE tables kept (one per theta and head size) */
 #define SH_CU_ROPE_POS 8192    /* positions a RoPE table covers; later ones compute the angle */
 #define SH_CU_NSEEN 16 /* step signatures remembered before capture */
@@ -138,6 +138,8 @@ typedef struct sh_cu_backend {
     int timing;
     cudaEvent_t t_ev[2];
     int t_pending;           /* t_ev holds an unread step */
+    int t_marked;            /* t_ev[0] was recorded for the step in flight */
+    int t_chunks;            /* chunks flushed so far in this step */
     double t_begin, host_s, dev_s;
     uint64_t t_steps, t_dev_steps;
 } sh_cu_backend;
@@ -1446,18 +1448,35 @@ static shoal_status cu_step_begin(sh_backend *be) {
     return SHOAL_OK;
 }
 
+/* The device-time event before a step's first flush (its first chunk's). */
+static void cu_timing_mark(sh_cu_backend *cb) {
+    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    cb->t_marked = !cb->t_pending && cudaStreamIsCapturing(cb->stream, &cap) == cudaSuccess &&
+                   cap == cudaStreamCaptureStatusNone && cudaEventRecord(cb->t_ev[0], cb->stream) == cudaSuccess;
+}
+
+/* A chunk of the step: its queue goes through the graph cache as a step of
+ * its own (its own signature and graph, its descriptors at the arena's
+ * start: the copy is stream-ordered after the previous chunk's kernels). */
+static shoal_status cu_step_flush(sh_backend *be) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    if (!cb->in_step || cb->n_recs == 0) return SHOAL_OK;
+    SH_TRY(cu_set_device(cb));
+    if (cb->timing && !cb->t_chunks++) cu_timing_mark(cb);
+    return cu_flush_ex(cb, 1);
+}
+
 static shoal_status cu_step_end(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     cb->in_step = 0;
     SH_TRY(cu_set_device(cb));
-    if (!cb->timing || cb->n_recs == 0) return cu_flush_ex(cb, 1);
-    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    int timed = !cb->t_pending && cudaStreamIsCapturing(cb->stream, &cap) == cudaSuccess &&
-                cap == cudaStreamCaptureStatusNone && cudaEventRecord(cb->t_ev[0], cb->stream) == cudaSuccess;
+    if (!cb->timing || (cb->n_recs == 0 && !cb->t_chunks)) return cu_flush_ex(cb, 1);
+    if (!cb->t_chunks) cu_timing_mark(cb);
+    cb->t_chunks = 0;
     cb->host_s += cu_now() - cb->t_begin;
     cb->t_steps++;
     SH_TRY(cu_flush_ex(cb, 1));
-    if (timed && cudaEventRecord(cb->t_ev[1], cb->stream) == cudaSuccess) cb->t_pending = 1;
+    if (cb->t_marked && cudaEventRecord(cb->t_ev[1], cb->stream) == cudaSuccess) cb->t_pending = 1;
     return SHOAL_OK;
 }
 
@@ -1531,6 +1550,7 @@ static const sh_backend_ops sh_cu_ops = {
     .sync = cu_sync,
     .step_begin = cu_step_begin,
     .step_end = cu_step_end,
+    .step_flush = cu_step_flush,
     .bandwidth = cu_bandwidth,
     .argmax = cu_argmax,
     .sample = cu_sample,
