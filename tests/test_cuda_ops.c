@@ -929,6 +929,7 @@ static const attn_case attn_dec_cases[] = {
     {0, 2, 6, 6, 32, 12, 0, 12, 0, 2},     /* encoder, bidirectional */
     {1, 3, 2, 2, 64, 1, 0, 1, 1, 2},       /* first token */
     {1, 1, 2, 1, 64, 1, 47, 48, 1, 40},    /* scores far past exp's range */
+    {1, 0, 9, 3, 64, 64, 100, 164, 1, 3},  /* a 64-row chunk: 192 blocks alone (256 threads), more with the rest (128) */
 };
 
 static void test_attn_mixed(const char *label, const attn_case *cs, int nc, int split) {

@@ -207,12 +207,13 @@ __global__ void __launch_bounds__(kThreads)
 
 } // namespace
 
-/* variant = query heads per block: 1 takes the one-head kernel (attn1.cu), whose
- * grid (row, query head) is this grid with hpb = 1; 2 or 3 | (shared KB << 8)
- * the all-keys-resident kernel (attn_dec.cu), a block per (row, KV head). */
+/* variant = query heads per block (1 or 4, nothing above bit 7): 1 takes the
+ * one-head kernel (attn1.cu), whose grid (row, query head) is this grid with
+ * hpb = 1; 2, 3 or 4 | (shared KB << 8), never below 16 KB, the
+ * all-keys-resident kernel (attn_dec.cu), a block per (row, KV head). */
 extern "C" cudaError_t sh_cu_launch_attn(cudaStream_t s, const sh_cu_launch_args *a) {
     if (a->variant == 1) return sh_cu_launch_attn1(s, a);
-    if ((a->variant & 0xff) == 2 || (a->variant & 0xff) == 3) return sh_cu_launch_attn_dec(s, a);
+    if (a->variant >> 8) return sh_cu_launch_attn_dec(s, a);
     return sh_cu_launch_k(attn_kernel, a->n_blocks, kThreads, s, a->pdl, static_cast<const sh_cu_attn_desc *>(a->desc),
                           a->starts, a->n_groups, a->err);
 }

@@ -2,7 +2,8 @@
  * short contexts (attn.cu dispatches here: variant 2). Over the paged KV pool:
  * one launch for every sequence (group) of a call.
  *
- * One block (128 threads; 512 in launches of a few blocks) per (group,
+ * One block (128 threads; 512 in launches of a few blocks, 256 in launches of
+ * up to two blocks an SM) per (group,
  * query row, KV head) serves all G =
  * n_head / n_head_kv query heads that read that KV head (G <= 8,
  * head_dim <= 128, 16-byte K/V rows; the host checks). The K and V rows of
@@ -294,8 +295,8 @@ __global__ void __launch_bounds__(NT)
 
 } // namespace
 
-/* variant = 2 (128 threads) or 3 (512: launches of a few blocks) | (shared
- * bytes / 1024) << 8 */
+/* variant = 2 (128 threads), 3 (512: launches of a few blocks) or 4 (256:
+ * launches of about two blocks an SM) | (shared bytes / 1024) << 8 */
 template <int NT>
 static cudaError_t launch_dec(cudaStream_t s, const sh_cu_launch_args *a, int smem) {
     static int set_bytes[64];
@@ -315,5 +316,8 @@ static cudaError_t launch_dec(cudaStream_t s, const sh_cu_launch_args *a, int sm
 
 extern "C" cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a) {
     const int smem = (a->variant >> 8) * 1024;
-    return (a->variant & 0xff) == 3 ? launch_dec<SH_CU_ATTN_DEC_WIDE>(s, a, smem) : launch_dec<kThreads>(s, a, smem);
+    const int v = a->variant & 0xff;
+    return v == 3 ? launch_dec<SH_CU_ATTN_DEC_WIDE>(s, a, smem)
+           : v == 4 ? launch_dec<2 * kThreads>(s, a, smem)
+                    : launch_dec<kThreads>(s, a, smem);
 }
