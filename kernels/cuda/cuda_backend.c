@@ -120,7 +120,7 @@ typedef struct sh_cu_backend {
     } rope[SH_CU_NROPE];
     int n_rope;
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
-    int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128) */
+    int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128; 2: in every launch that is not wide) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -1173,7 +1173,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
      * it has at most two an SM (more warps for the latency-bound phases;
      * the results do not depend on the block size). */
     if (cb->attn_dec == 2 || (cb->attn_dec == 1 && pairs >= sms)) {
-        const int wide = 2 * pairs < sms, mid = cb->attn_mid && !wide && pairs <= 2 * sms;
+        const int wide = 2 * pairs < sms, mid = cb->attn_mid && !wide && (cb->attn_mid == 2 || pairs <= 2 * sms);
         long smem = 0;
         for (int i = 0; i < n && smem >= 0; i++) {
             const sh_attn_group *e = &g[i];
@@ -1596,7 +1596,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     const char *graph_env = getenv("SHOAL_CUDA_GRAPH");
     cb->graphs = !(graph_env && strcmp(graph_env, "0") == 0);
     const char *mid_env = getenv("SHOAL_CUDA_ATTN_MID");
-    cb->attn_mid = !(mid_env && strcmp(mid_env, "0") == 0);
+    cb->attn_mid = mid_env ? atoi(mid_env) : 1; /* 2: 256 threads in every launch of more blocks (measurements) */
 
     if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
     /* split attention up to 4 blocks per SM (bench/NOTES.md, "Split decode
