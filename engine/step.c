@@ -496,7 +496,8 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
 #undef FOR_SEQ
         /* step chunks: the first after two layers, then every ex->chunk
          * layers, so the device runs while the host packs the rest */
-        if (ex->chunk > 0 && l + 1 < max_layers && (l + 1 == 2 || (l + 1 > 2 && (l - 1) % ex->chunk == 0)))
+        const int done = l + 1;
+        if (ex->chunk > 0 && done < max_layers && (done == 2 || (done > 2 && (done - 2) % ex->chunk == 0)))
             SH_TRY(sh_be_step_flush(ex->be));
     }
 
