@@ -59,7 +59,8 @@ struct sh_exec {
     int fuse_epi;       /* 1: the FFN activation as the up GEMM's epilogue (with fuse) */
     int fuse_norm;      /* 1: each norm as the row norm of the GEMM that ends the residual rows (with fuse) */
     int fuse_kv;        /* 1: the KV store (and llama's RoPE) as the QKV GEMM's epilogue (with fuse_epi) */
-    int chunk;          /* layers per step chunk after the first two (sh_be_step_flush); 0: one chunk */
+    int chunk;          /* layers per step chunk after the first (sh_be_step_flush); 0: one chunk */
+    int chunk0;         /* layers in a step's first chunk */
 };
 
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
@@ -85,11 +86,13 @@ shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
     /* SHOAL_FUSE_KV=0: the KV store as its own call, to measure the epilogue */
     const char *fk = getenv("SHOAL_FUSE_KV");
     ex->fuse_kv = ex->fuse_epi && !(fk && strcmp(fk, "0") == 0);
-    /* SHOAL_STEP_CHUNK=n: a step starts on the device after its first two
-     * layers and again every n layers (0: only when wholly packed) */
-    const char *sc = getenv("SHOAL_STEP_CHUNK");
+    /* SHOAL_STEP_CHUNK=n: a step starts on the device after its first
+     * SHOAL_STEP_CHUNK0 (2) layers and again every n (8) layers (0: only
+     * when wholly packed) */
+    const char *sc = getenv("SHOAL_STEP_CHUNK"), *s0 = getenv("SHOAL_STEP_CHUNK0");
     ex->chunk = sc ? atoi(sc) : 8;
     if (ex->chunk < 0) ex->chunk = 0;
+    ex->chunk0 = s0 && atoi(s0) >= 1 ? atoi(s0) : 2;
     *out = ex;
     return SHOAL_OK;
 }
@@ -494,10 +497,11 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
 #undef FOR_SEG
 #undef SEGV
 #undef FOR_SEQ
-        /* step chunks: the first after two layers, then every ex->chunk
-         * layers, so the device runs while the host packs the rest */
+        /* step chunks: the first after ex->chunk0 layers, then every
+         * ex->chunk layers, so the device runs while the host packs the rest */
         const int done = l + 1;
-        if (ex->chunk > 0 && done < max_layers && (done == 2 || (done > 2 && (done - 2) % ex->chunk == 0)))
+        if (ex->chunk > 0 && done < max_layers &&
+            (done == ex->chunk0 || (done > ex->chunk0 && (done - ex->chunk0) % ex->chunk == 0)))
             SH_TRY(sh_be_step_flush(ex->be));
     }
 

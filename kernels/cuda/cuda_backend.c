@@ -120,6 +120,7 @@ typedef struct sh_cu_backend {
     } rope[SH_CU_NROPE];
     int n_rope;
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
+    int attn_kb;               /* attn_dec: shared memory asked for in steps of this many KB (SHOAL_CUDA_ATTN_KB, 16) */
     int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128; 2: in every launch that is not wide) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -1186,8 +1187,8 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
             smem = fits && need > smem ? need : fits ? smem : -1;
         }
         if (smem >= 0) {
-            /* the size in 16 KB steps, so a step graph survives the keys growing */
-            const long kb = ((smem + 16383) / 16384) * 16;
+            /* the size in steps of cb->attn_kb KB, so a step graph survives the keys growing */
+            const long step = 1024L * cb->attn_kb, kb = (smem + step - 1) / step * cb->attn_kb;
             int64_t total = 0;
             for (int i = 0; i < n; i++) {
                 const sh_attn_group *e = &g[i];
@@ -1595,6 +1596,8 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->pdl = !(pdl_env && strcmp(pdl_env, "0") == 0);
     const char *graph_env = getenv("SHOAL_CUDA_GRAPH");
     cb->graphs = !(graph_env && strcmp(graph_env, "0") == 0);
+    const char *kb_env = getenv("SHOAL_CUDA_ATTN_KB");
+    cb->attn_kb = kb_env && atoi(kb_env) >= 1 && atoi(kb_env) <= 64 ? atoi(kb_env) : 16;
     const char *mid_env = getenv("SHOAL_CUDA_ATTN_MID");
     cb->attn_mid = mid_env ? atoi(mid_env) : 1; /* 2: 256 threads in every launch of more blocks (measurements) */
 
