@@ -506,7 +506,7 @@ static shoal_status be_sample(sh_backend *be, int n, const sh_sample_group *g) {
 
 /* ---- host time per op (SHOAL_HOST_TIMING=1) ---------------------------- */
 
-static double host_now(void) {
+double sh_host_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -517,9 +517,9 @@ static double host_now(void) {
 #define TIMED_OP(NAME, OP)                                                                  \
     shoal_status sh_be_##NAME(sh_backend *be, int n, const sh_##NAME##_group *g) {          \
         if (!be || !be->host_timing) return be_##NAME(be, n, g);                            \
-        const double t0 = host_now();                                                       \
+        const double t0 = sh_host_seconds();                                                       \
         const shoal_status s = be_##NAME(be, n, g);                                         \
-        be->host_op_s[OP] += host_now() - t0;                                               \
+        be->host_op_s[OP] += sh_host_seconds() - t0;                                               \
         be->host_op_calls[OP]++;                                                            \
         be->host_op_groups[OP] += n > 0 ? (uint64_t)n : 0;                                  \
         return s;                                                                           \

@@ -359,6 +359,9 @@ shoal_status sh_be_step_begin(sh_backend *be);
 shoal_status sh_be_step_end(sh_backend *be);
 shoal_status sh_be_step_flush(sh_backend *be);
 
+/* Seconds on the monotonic clock (host timing of steps and calls). */
+double sh_host_seconds(void);
+
 /* Check shapes and dtypes of every group, then dispatch (n == 0 is a no-op). */
 shoal_status sh_be_gemm(sh_backend *be, int n, const sh_gemm_group *g);
 shoal_status sh_be_get_rows(sh_backend *be, int n, const sh_get_rows_group *g);

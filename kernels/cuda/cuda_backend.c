@@ -38,7 +38,6 @@
  */
 #include <limits.h>
 #include <stdint.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1419,12 +1418,6 @@ static shoal_status cu_sync(sh_backend *be) {
     return SHOAL_OK;
 }
 
-static double cu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Adds the previous step's device time if its events have completed. */
 static void cu_timing_collect(sh_cu_backend *cb) {
     if (!cb->t_pending || cudaEventQuery(cb->t_ev[1]) != cudaSuccess) {
@@ -1447,7 +1440,7 @@ static shoal_status cu_step_begin(sh_backend *be) {
     cb->in_step = 1;
     if (cb->timing) {
         cu_timing_collect(cb);
-        cb->t_begin = cu_now();
+        cb->t_begin = sh_host_seconds();
     }
     return SHOAL_OK;
 }
@@ -1477,7 +1470,7 @@ static shoal_status cu_step_end(sh_backend *be) {
     if (!cb->timing || (cb->n_recs == 0 && !cb->t_chunks)) return cu_flush_ex(cb, 1);
     if (!cb->t_chunks) cu_timing_mark(cb);
     cb->t_chunks = 0;
-    cb->host_s += cu_now() - cb->t_begin;
+    cb->host_s += sh_host_seconds() - cb->t_begin;
     cb->t_steps++;
     SH_TRY(cu_flush_ex(cb, 1));
     if (cb->t_marked && cudaEventRecord(cb->t_ev[1], cb->stream) == cudaSuccess) cb->t_pending = 1;
