@@ -322,9 +322,11 @@ struct sh_backend {
     char device[64];           /* "cpu", "cuda:0" */
     uint64_t n_launches;       /* compute-op calls issued (counter) */
     uint64_t n_groups;         /* groups over all calls (counter) */
-    /* Planner hint: the largest rows per group for which GEMM x transforms
-     * (sh_gemm_xf) beat the separate norm/act calls on this backend; 0: never.
-     * RoPE inside kv_write is always used when available. */
+    /* Planner hint: the largest rows of a launch (all its groups together)
+     * for which GEMM x transforms (sh_gemm_xf) beat the separate norm/act
+     * calls on this backend, and a launch of one-row groups takes them
+     * whenever it is >= 1; 0: never. RoPE inside kv_write is always used
+     * when available. */
     int xf_rows_max;
     /* Planner hint: 1 if GEMM row norms (sh_gemm_group.norm_out) beat the
      * separate norm calls on this backend. */

@@ -288,11 +288,14 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         /* llama: RoPE is done by the KV write; when the backend says they pay
          * at this many rows, the RMS norms are read by the GEMMs after them and
          * the activation by the down projection */
-        int max_rows = 0;
+        int max_rows = 0, tot_rows = 0;
         FOR_SEG {
             if (S[act[i_]].rows > max_rows) max_rows = S[act[i_]].rows;
+            tot_rows += S[act[i_]].rows;
         }
-        const int fuse_xf = ex->fuse && max_rows <= ex->be->xf_rows_max;
+        /* one-row segments, however many, or a launch of at most
+         * xf_rows_max rows in all */
+        const int fuse_xf = ex->fuse && (max_rows <= 1 ? ex->be->xf_rows_max >= 1 : tot_rows <= ex->be->xf_rows_max);
         const int fuse_rope = ex->fuse && t == SH_TMPL_LLAMA;
         const int fuse = fuse_xf && t == SH_TMPL_LLAMA;
         /* norms as the row norms of the o and down GEMMs; a llama layer that

@@ -705,6 +705,34 @@ static const gemm_case gemm_tmx[] = {
     {SH_BF16, 768, 3072, 40, 0, 0, 0, 1, 1},
     {SH_BF16, 9000, 576, 64, 0, 0, 0, 0, 0},
 };
+/* the RMS transform (the fused pre-attention and pre-FFN norms) in each
+ * streamed form: bf16 weights, pair / GELU / RoPE epilogues, padding,
+ * accumulation; 2 to 64 rows (per-warp ring), at most 16 with K <= 576
+ * (tensor-copy form), 17 to 64 (streamed terms, whose split kernel
+ * normalises the rows) */
+static const gemm_case gemm_ring_rms[] = {
+    {SH_BF16, 1536, 576, 16, 0, 0, 0, 0, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_BF16, 960, 576, 16, 4, 0, 3, 1, 0, SH_XF_RMS},
+    {SH_BF16, 576, 576, 64, 0, 0, 0, 1, 1, SH_XF_RMS},
+    {SH_BF16, 333, 96, 2, 0, 0, 0, 1, 0, SH_XF_RMS},
+    {SH_BF16, 40, 160, 33, 0, 0, 1, 0, 1, SH_XF_RMS},
+    {SH_BF16, 3072, 768, 9, 0, 0, 0, 1, 0, SH_XF_RMS, SH_EPI_GELU_TANH},
+};
+static const gemm_case gemm_tma_rms[] = {
+    {SH_BF16, 1536, 576, 16, 4, 0, 3, 1, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_BF16, 960, 576, 9, 4, 0, 3, 1, 0, SH_XF_RMS},
+    {SH_BF16, 333, 96, 2, 0, 0, 0, 1, 1, SH_XF_RMS},
+    {SH_BF16, 17, 32, 3, 0, 0, 0, 0, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_BF16, 300, 512, 12, 0, 0, 0, 1, 0, SH_XF_RMS, SH_EPI_GELU_TANH},
+    {SH_BF16, 576, 576, 16, 0, 0, 0, 0, 1, SH_XF_RMS},
+};
+static const gemm_case gemm_tmx_rms[] = {
+    {SH_BF16, 1536, 576, 64, 4, 0, 3, 1, 0, SH_XF_RMS, SH_EPI_SILU_PAIR},
+    {SH_BF16, 960, 576, 33, 4, 0, 3, 1, 0, SH_XF_RMS},
+    {SH_BF16, 333, 96, 17, 0, 0, 0, 1, 1, SH_XF_RMS},
+    {SH_BF16, 100, 224, 48, 0, 0, 0, 0, 0, SH_XF_RMS, SH_EPI_GELU_ERF},
+    {SH_BF16, 9000, 576, 64, 0, 0, 0, 0, 0, SH_XF_RMS},
+};
 static const gemm_case gemm_ring_f16[] = {
     {SH_F16, 1536, 576, 16, 4, 0, 3, 1, 0, SH_XF_NONE, SH_EPI_SILU_PAIR},
     {SH_F16, 576, 576, 8, 0, 0, 0, 1, 1},
@@ -730,6 +758,10 @@ static void test_gemm_ring_bitwise(const char *label, const gemm_case *cs, int n
         fv_new(&y[i], &r, c->m, c->n, c->n + c->ypad, 1, -1, 1, 0);
         gg[i] = (sh_gemm_group){{w[i].g, c->dt, c->n, c->k}, NULL, fv_view(&x[i], 1), fv_view(&y[i], 1), c->acc};
         gg[i].epi = c->epi;
+        if (c->xf == SH_XF_RMS) { /* gamma 1: the row sums and the scale */
+            gg[i].xf = SH_XF_RMS;
+            gg[i].xf_eps = 1e-5f;
+        }
         if (c->epi == SH_EPI_SILU_PAIR) {
             wb = opr_weight_bytes(&r, c->dt, c->n, c->k);
             mb_new(&w2[i], wb, opr_row_bytes(c->dt, c->k) * (size_t)c->n);
@@ -774,7 +806,8 @@ static void test_gemm_ring_bitwise(const char *label, const gemm_case *cs, int n
 
 /* only: every model's weights in this dtype (-1: the table's mix); cap: at
  * most this many rows per model (0: the table's) */
-static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int only, int cap) {
+/* rms: the q, k and v groups read x through the RMS transform (gamma per model) */
+static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int only, int cap, int rms) {
     opr_rng r = {0x9e0000u + (uint64_t)path};
     OK(sh_cuda_set_gemm_path(gpu, path));
     kvpool pools[2];
@@ -786,7 +819,7 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
         {SH_F16, 256, 64, 4, 4, 40, 0, 1, SH_ROPE_NORM},
     };
     enum { NM = sizeof ms / sizeof ms[0], NC = 3 * NM + 1 };
-    mbuf w[NC], pos[NM], slot[NM];
+    mbuf w[NC], pos[NM], slot[NM], gam[NM];
     fview x[NM + 1], y[NC];
     sh_gemm_group gc[NC], gg[NC];
     /* each model owns 8 distinct physical blocks (as a sequence owns its
@@ -808,7 +841,12 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
         }
         mb_new(&pos[i], p, (size_t)rows * 4);
         mb_new(&slot[i], sl, (size_t)rows * 4);
-        fv_new(&x[i], &r, rows, ms[i].k, ms[i].k, 0, -1, 1, 0);
+        fv_new(&x[i], &r, rows, ms[i].k, ms[i].k, 0, rms ? -4 : -1, rms ? 4 : 1, 0);
+        {
+            float gm[576];
+            for (int j = 0; j < ms[i].k; j++) gm[j] = opr_unif(&r, 0.5f, 1.5f);
+            mb_new(&gam[i], gm, (size_t)ms[i].k * sizeof(float));
+        }
         const sh_dtype dt = only >= 0 ? (sh_dtype)only : ms[i].dt;
         for (int j = 0; j < 3; j++) {
             const int c = 3 * i + j, n = (j ? ms[i].nkv : ms[i].nh) * ms[i].hd;
@@ -828,6 +866,11 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
                 e->kv_slot = j ? mb(&slot[i], on_gpu) : NULL;
                 e->kv = (sh_kv_ref){mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, NULL, ms[i].layer,
                                     ms[i].nkv * ms[i].hd};
+                if (rms) {
+                    e->xf = SH_XF_RMS;
+                    e->xf_gamma = mb(&gam[i], on_gpu);
+                    e->xf_eps = 1e-5f;
+                }
             }
         }
     }
@@ -862,6 +905,7 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
     for (int i = 0; i < NM; i++) {
         mb_free(&pos[i]);
         mb_free(&slot[i]);
+        mb_free(&gam[i]);
     }
     mb_free(&pools[0].m);
     mb_free(&pools[1].m);
@@ -873,7 +917,7 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
  * cases against the CPU together and one group each, RoPE + KV store at
  * qkv_cap rows (0: up to 40); then by launch size; then mode dflt. */
 static void test_gemm_form(const char *name, shoal_status (*set)(sh_backend *, int), int dflt, const gemm_case *cs,
-                           int n, int qkv_cap) {
+                           int n, int qkv_cap, const gemm_case *rms, int n_rms) {
     char lbl[64];
     OK(set(gpu, 2));
     const int f0 = check_fail_;
@@ -885,7 +929,16 @@ static void test_gemm_form(const char *name, shoal_status (*set)(sh_backend *, i
     snprintf(lbl, sizeof lbl, "%s (one group)", name);
     for (int i = 0; i < n; i++) test_gemm_mixed(lbl, &cs[i], 1, SH_CUDA_GEMM_AUTO);
     snprintf(lbl, sizeof lbl, "%s (%d rows)", name, qkv_cap ? qkv_cap : 40);
-    test_gemm_qkv_mixed(lbl, SH_CUDA_GEMM_AUTO, SH_BF16, qkv_cap);
+    test_gemm_qkv_mixed(lbl, SH_CUDA_GEMM_AUTO, SH_BF16, qkv_cap, 0);
+    for (int in = 1; in >= 0; in--) { /* the RMS transform inside the form, then as a norm launch before it */
+        OK(sh_cuda_set_xf_forms(gpu, in));
+        snprintf(lbl, sizeof lbl, "%s (%d rows, RMS%s)", name, qkv_cap ? qkv_cap : 40, in ? " inside" : " apart");
+        test_gemm_qkv_mixed(lbl, SH_CUDA_GEMM_AUTO, SH_BF16, qkv_cap, 1);
+        if (rms) {
+            snprintf(lbl, sizeof lbl, "%s RMS%s", name, in ? " inside" : " apart");
+            test_gemm_mixed(lbl, rms, n_rms, SH_CUDA_GEMM_AUTO);
+        }
+    }
     OK(set(gpu, 1));
     snprintf(lbl, sizeof lbl, "%s by size", name);
     test_gemm_mixed(lbl, cs, n, SH_CUDA_GEMM_AUTO);
@@ -1458,10 +1511,10 @@ int main(int argc, char **argv) {
         test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), gp[i].p);
-        test_gemm_qkv_mixed(gp[i].name, gp[i].p, -1, 0);
+        test_gemm_qkv_mixed(gp[i].name, gp[i].p, -1, 0, 0);
     }
     /* one row: the SIMT path that reads the slot and the angle before the wait */
-    test_gemm_qkv_mixed("auto (one row)", SH_CUDA_GEMM_AUTO, -1, 1);
+    test_gemm_qkv_mixed("auto (one row)", SH_CUDA_GEMM_AUTO, -1, 1, 0);
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
     OK(sh_cuda_set_gemm_tmx(gpu, 0));
@@ -1472,7 +1525,7 @@ int main(int argc, char **argv) {
         test_gemm_mixed(tiles[t], gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), SH_CUDA_GEMM_MMA);
         test_gemm_mixed(tiles[t], gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), SH_CUDA_GEMM_MMA);
-        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA, -1, 0);
+        test_gemm_qkv_mixed(tiles[t], SH_CUDA_GEMM_MMA, -1, 0, 0);
     }
     OK(sh_cuda_set_mma_tile(gpu, -1));
     OK(sh_cuda_set_gemm_tmx(gpu, 1));
@@ -1482,6 +1535,7 @@ int main(int argc, char **argv) {
     {
         const int nb = (int)(sizeof gemm_ring_bf16 / sizeof gemm_ring_bf16[0]);
         const int nf = (int)(sizeof gemm_ring_f16 / sizeof gemm_ring_f16[0]);
+        const int nr = (int)(sizeof gemm_ring_rms / sizeof gemm_ring_rms[0]);
         OK(sh_cuda_set_gemm_tmx(gpu, 0));
         OK(sh_cuda_set_gemm_ring(gpu, 2));
         f0 = check_fail_;
@@ -1490,9 +1544,19 @@ int main(int argc, char **argv) {
         printf("op_ref suite [cuda/ring]: %s\n", check_fail_ == f0 ? "ok" : "FAILED");
         test_gemm_mixed("ring", gemm_ring_bf16, nb, SH_CUDA_GEMM_AUTO);
         test_gemm_mixed("ring", gemm_ring_f16, nf, SH_CUDA_GEMM_AUTO);
-        test_gemm_qkv_mixed("ring", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
+        test_gemm_qkv_mixed("ring", SH_CUDA_GEMM_AUTO, SH_BF16, 0, 0);
+        for (int in = 1; in >= 0; in--) { /* the RMS transform inside the ring, then as a norm launch before it */
+            OK(sh_cuda_set_xf_forms(gpu, in));
+            test_gemm_qkv_mixed(in ? "ring (RMS inside)" : "ring (RMS apart)", SH_CUDA_GEMM_AUTO, SH_BF16, 0, 1);
+            test_gemm_mixed(in ? "ring RMS inside" : "ring RMS apart", gemm_ring_rms, nr, SH_CUDA_GEMM_AUTO);
+        }
         OK(sh_cuda_set_gemm_ring(gpu, 1));
         test_gemm_ring_bitwise("bf16", gemm_ring_bf16, nb);
+        OK(sh_cuda_set_xf_forms(gpu, 1));
+        test_gemm_ring_bitwise("bf16 RMS", gemm_ring_rms, nr);
+        OK(sh_cuda_set_xf_forms(gpu, 0));
+        CHECK(sh_cuda_set_xf_forms(gpu, 2) == SHOAL_ERR_INVALID_ARG, "set_xf_forms took 2");
+        CHECK(sh_cuda_set_xf_forms(cpu, 1) == SHOAL_ERR_INVALID_ARG, "set_xf_forms took a CPU backend");
         test_gemm_ring_bitwise("f16", gemm_ring_f16, nf);
         CHECK(sh_cuda_set_gemm_ring(gpu, 5) == SHOAL_ERR_INVALID_ARG, "set_gemm_ring took 5");
     }
@@ -1513,8 +1577,17 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nw; i++) test_gemm_mixed("ring-tma (one group)", &gemm_ring_wg[i], 1, SH_CUDA_GEMM_AUTO);
         /* RoPE (both pair orders) with the KV store: at 16 rows per model
          * the call takes the tensor-copy form; at up to 40 the per-warp one */
-        test_gemm_qkv_mixed("ring-tma", SH_CUDA_GEMM_AUTO, SH_BF16, 16);
-        test_gemm_qkv_mixed("ring-tma (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0);
+        test_gemm_qkv_mixed("ring-tma", SH_CUDA_GEMM_AUTO, SH_BF16, 16, 0);
+        test_gemm_qkv_mixed("ring-tma (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0, 0);
+        for (int in = 1; in >= 0; in--) { /* the RMS transform inside the form, then as a norm launch before it */
+            OK(sh_cuda_set_xf_forms(gpu, in));
+            test_gemm_qkv_mixed(in ? "ring-tma (RMS inside)" : "ring-tma (RMS apart)", SH_CUDA_GEMM_AUTO, SH_BF16, 16, 1);
+            test_gemm_mixed(in ? "ring-tma RMS inside" : "ring-tma RMS apart", gemm_tma_rms,
+                            (int)(sizeof gemm_tma_rms / sizeof gemm_tma_rms[0]), SH_CUDA_GEMM_AUTO);
+            for (int i = 0; i < (int)(sizeof gemm_tma_rms / sizeof gemm_tma_rms[0]); i++)
+                test_gemm_mixed(in ? "ring-tma RMS inside (one group)" : "ring-tma RMS apart (one group)", &gemm_tma_rms[i],
+                                1, SH_CUDA_GEMM_AUTO);
+        }
         OK(sh_cuda_set_gemm_ring(gpu, 1));
         OK(sh_cuda_set_gemm_tmx(gpu, 1));
     }
@@ -1523,12 +1596,13 @@ int main(int argc, char **argv) {
      * of 2 to 16 rows below the LM-head rule, then by launch size, then off
      * (the default); RoPE + KV store at 16 rows */
     test_gemm_form("deep", sh_cuda_set_gemm_deep, 0, gemm_ring_wg, (int)(sizeof gemm_ring_wg / sizeof gemm_ring_wg[0]),
-                   16);
+                   16, gemm_tma_rms, (int)(sizeof gemm_tma_rms / sizeof gemm_tma_rms[0]));
     /* the form with streamed terms (bf16, 17 to 64 rows per group, sm_90)
      * forced onto every call it can take, then by launch size (the default);
      * RoPE + KV store at up to 40 rows. Elsewhere both repeat the sections
      * above with the other kernels */
-    test_gemm_form("tmx", sh_cuda_set_gemm_tmx, 1, gemm_tmx, (int)(sizeof gemm_tmx / sizeof gemm_tmx[0]), 0);
+    test_gemm_form("tmx", sh_cuda_set_gemm_tmx, 1, gemm_tmx, (int)(sizeof gemm_tmx / sizeof gemm_tmx[0]), 0,
+                   gemm_tmx_rms, (int)(sizeof gemm_tmx_rms / sizeof gemm_tmx_rms[0]));
     test_get_rows_mixed();
     test_norm_mixed();
     test_act_mixed();

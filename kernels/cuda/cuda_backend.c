@@ -112,6 +112,9 @@ typedef struct sh_cu_backend {
     int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
     int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
+    int xf_forms;              /* the RMS transform inside the streamed forms (sh_cuda_set_xf_forms); 0: their
+                                  launches take a norm launch into xnorm and read that instead */
+    float *xnorm;              /* those norms' rows (SH_CU_XNORM_BYTES) */
     struct {                   /* the RoPE epilogue's tables (cos, sin per position and pair) */
         float theta;
         int head_dim;
@@ -676,7 +679,7 @@ static int cu_mma_config(const sh_cu_backend *cb, int S, int n, const sh_gemm_gr
 /* Streamed GEMM (gemm_ring.cu) for a launch, as its WM (weight rows 16 WM
  * per item), or 0 for the tile kernels. Eligible: every group on the
  * tensor-core path with 16-bit weights of one dtype, no activation transform
- * and no row norm, M >= 2. Mode 2 takes every eligible launch (WM = 2 when
+ * but RMS (bf16 weights) and no row norm, M >= 2. Mode 2 takes every eligible launch (WM = 2 when
  * that gives an item per SM). Mode 1, the default, takes launches with at
  * least one 32-row item per SM: on the H200 the ring lost with 16-row items
  * (a single-model M = 16 FFN) (bench/NOTES.md, "Streamed GEMM"). Modes 3
@@ -753,7 +756,8 @@ static int64_t cu_tmx_items(int nt, int n, const sh_gemm_group *g);
 static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,
                           int *tma_kp, int *tma_per_sm, int *tma_ns) {
     *tma_kp = *tma_per_sm = *tma_ns = 0;
-    if (!cb->gemm_ring || S < 2 || xk) return 0;
+    /* the RMS transform: bf16 weights only (its kernels are compiled for them alone) */
+    if (!cb->gemm_ring || S < 2 || xk > 1 || (xk == 1 && g[0].w.dtype != SH_BF16)) return 0;
     const sh_dtype dt = g[0].w.dtype;
     if (dt != SH_BF16 && dt != SH_F16) return 0;
     for (int i = 0; i < n; i++)
@@ -808,7 +812,8 @@ static const void *cu_tmx_map(sh_cu_backend *cb, int kp, int nt) {
 /* The tensor-copy form with streamed terms (gemm_ring.cu) for a launch of
  * more than 16 rows per group: its NT (8, 4 or 2) and blocks per SM, or 0
  * for the other kernels. Eligible: sm_90, every group on the tensor-core
- * path with bf16 weights, no activation transform and no row norm, the
+ * path with bf16 weights, no activation transform but RMS (its split kernel
+ * normalises the rows) and no row norm, the
  * weights' tensor maps, the terms within the term buffer. NT: the widest
  * the rows allow whose items still give every SM one (else 2); mode 1
  * takes launches where that holds, mode 2 every eligible one; neither
@@ -816,7 +821,7 @@ static const void *cu_tmx_map(sh_cu_backend *cb, int kp, int nt) {
 static int cu_tmx_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,
                          int *per_sm) {
     *per_sm = 0;
-    if (!cb->gemm_tmx || !cb->gemm_ring || !cb->xterms || cb->info.cc_major != 9 || xk || S < 32 || S > 64) return 0;
+    if (!cb->gemm_tmx || !cb->gemm_ring || !cb->xterms || cb->info.cc_major != 9 || xk > 1 || S < 32 || S > 64) return 0;
     for (int i = 0; i < n; i++)
         if (!mma[i] || g[i].w.dtype != SH_BF16 || g[i].norm_out.data) return 0;
     const int64_t sms = cb->info.sm_count > 0 ? cb->info.sm_count : 132;
@@ -868,6 +873,43 @@ static shoal_status cu_gemm_norm_apart(sh_backend *be, int n, const sh_gemm_grou
     if (st == SHOAL_OK && nn) st = cu_norm(be, nn, ng);
     free(sub);
     free(ng);
+    return st;
+}
+
+/* A launch of RMS-transform groups that the streamed forms take: the norms
+ * first, as a launch of their own into xnorm, then the GEMM on those rows
+ * without the transform. On the H200 the norm launch (hidden under PDL)
+ * cost less than the transform inside those forms (bench/NOTES.md,
+ * "Session 14"). Past xnorm's capacity the transform stays in the GEMM. */
+static shoal_status cu_gemm_norm_first(sh_cu_backend *cb, int n, const sh_gemm_group *g) {
+    size_t need = 0;
+    for (int i = 0; i < n; i++) need += ((size_t)g[i].x.rows * (size_t)g[i].w.n_in + 3) / 4 * 4;
+    if (!cb->xnorm || need * sizeof(float) > SH_CU_XNORM_BYTES) {
+        const int keep = cb->xf_forms;
+        cb->xf_forms = 1;
+        const shoal_status st = cu_gemm(&cb->base, n, g);
+        cb->xf_forms = keep;
+        return st;
+    }
+    sh_norm_group *ng = malloc((size_t)n * sizeof *ng);
+    sh_gemm_group *gg = malloc((size_t)n * sizeof *gg);
+    shoal_status st = SHOAL_OK;
+    if (!ng || !gg) st = sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+    size_t off = 0;
+    for (int i = 0; i < n && st == SHOAL_OK; i++) {
+        const int k = (int)g[i].w.n_in;
+        const sh_view out = {cb->xnorm + off, g[i].x.rows, k, k};
+        ng[i] = (sh_norm_group){g[i].x, {NULL, 0, 0, 0}, g[i].xf_gamma, NULL, g[i].xf_eps, SH_NORM_RMS, out};
+        gg[i] = g[i];
+        gg[i].x = out;
+        gg[i].xf = SH_XF_NONE;
+        gg[i].xf_gamma = NULL;
+        off += ((size_t)g[i].x.rows * (size_t)k + 3) / 4 * 4;
+    }
+    if (st == SHOAL_OK) st = cu_norm(&cb->base, n, ng);
+    if (st == SHOAL_OK) st = cu_gemm(&cb->base, n, gg);
+    free(ng);
+    free(gg);
     return st;
 }
 
@@ -930,6 +972,11 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         free(tmx_row0);
         if (mma != mma_small) free(mma);
         return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
+    }
+    if (xk == 1 && (tmx_nt || ring_wm) && !cb->xf_forms) {
+        if (mma != mma_small) free(mma);
+        free(tmx_row0);
+        return cu_gemm_norm_first(cb, n, g);
     }
     const int C = ring_wm ? 0 : cu_mma_config(cb, S, n, g, mma);
     const int simt_rows = SH_CU_WARPS * sh_cu_simt_r(S, C);
@@ -1046,7 +1093,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * tma_per_sm,
                                  nt | 4 << 4 | (tma_kp / 64) << 9 | tma_ns << 16, "gemm");
         return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
-                             nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8, "gemm");
+                             nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8 | (xk == 1) << 9, "gemm");
     }
     return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12), "gemm");
 }
@@ -1511,6 +1558,7 @@ static void cu_destroy(sh_backend *be) {
         if (cb->attn_count) (void)cudaFree(cb->attn_count);
         if (cb->gemm_count) (void)cudaFree(cb->gemm_count);
         if (cb->xterms) (void)cudaFree(cb->xterms);
+        if (cb->xnorm) (void)cudaFree(cb->xnorm);
         for (int i = 0; i < cb->n_rope; i++) (void)cudaFree(cb->rope[i].tab);
         sh_cu_tmaps_free(cb->tmaps);
         if (cb->h_err) (void)cudaFreeHost(cb->h_err);
@@ -1568,12 +1616,16 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     if (!cb) return sh_fail(SHOAL_ERR_NOMEM, "cuda: out of memory");
     cb->base.ops = &sh_cu_ops;
     /* GEMM x transforms (the RMS norms read by the QKV and gate+up GEMMs)
-     * for one-row launches: with the activations as epilogues they now win
-     * there (+6-10% SmolLM-135M x 1 on an H200) and still lose at 16 rows
-     * and more (bench/NOTES.md, "Fused norm, activation and RoPE" and
-     * "Session 10"). SHOAL_CUDA_XF_ROWS=N sets the largest row count. */
+     * for launches of one-row groups and launches of up to 16 rows in all:
+     * there they take the tile kernels and win (one row: +6-10% SmolLM-135M
+     * x 1 on an H200; 1 x 16: +4 to +7% in three of four A/B calls). At 64
+     * rows the tile kernels' transform lost (-3.7%), and launches that take
+     * the streamed forms run the norm apart first (sh_cuda_set_xf_forms),
+     * which still measured -2 to -3.5% at 8 x 16 (bench/NOTES.md,
+     * "Session 10" and "Session 14"). SHOAL_CUDA_XF_ROWS=N sets the largest
+     * row count. */
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
-    cb->base.xf_rows_max = xr ? atoi(xr) : 1;
+    cb->base.xf_rows_max = xr ? atoi(xr) : 16;
     /* GEMM row norms lose to the separate norm kernel on the H200 at every
      * size measured (bench/NOTES.md, "GEMM row norms"); SHOAL_CUDA_GEMM_NORM=1
      * has the planner use them. */
@@ -1649,6 +1701,13 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         s = cu_fail(e, "cudaMalloc (term buffer)");
         goto fail;
     }
+    if ((e = cudaMalloc((void **)&cb->xnorm, SH_CU_XNORM_BYTES)) != cudaSuccess) {
+        s = cu_fail(e, "cudaMalloc (norm rows)");
+        goto fail;
+    }
+    /* SHOAL_CUDA_XF_FORMS=1: the RMS transform inside the streamed forms (sh_cuda_set_xf_forms) */
+    const char *xff = getenv("SHOAL_CUDA_XF_FORMS");
+    cb->xf_forms = xff && strcmp(xff, "1") == 0;
     *cb->h_err = 0;
     const char *gs = getenv("SHOAL_CUDA_GRAPH_STATS");
     if (gs && strcmp(gs, "1") == 0) {
@@ -1719,6 +1778,14 @@ shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode) {
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_deep: not a CUDA backend");
     if (mode < 0 || mode > 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_gemm_deep: unknown mode %d", mode);
     cb->gemm_deep = mode;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_xf_forms(sh_backend *be, int on) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: not a CUDA backend");
+    if (on < 0 || on > 1) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: unknown mode %d", on);
+    cb->xf_forms = on;
     return SHOAL_OK;
 }
 

@@ -100,6 +100,14 @@ shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode);
  * backend. */
 shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode);
 
+/* The RMS x transform (a fused pre-attention or pre-FFN norm) in launches
+ * that take the streamed forms: 1 inside them, 0 (the default unless
+ * SHOAL_CUDA_XF_FORMS=1) as a norm launch of its own before the GEMM, which
+ * measured faster on the H200 (bench/NOTES.md, "Session 14"). Launches on
+ * the tile kernels keep the transform either way. SHOAL_ERR_INVALID_ARG for
+ * other values or a non-CUDA backend. */
+shoal_status sh_cuda_set_xf_forms(sh_backend *be, int on);
+
 /* Programmatic dependent launch on (1, the default unless the environment
  * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes
  * queued work first. SHOAL_ERR_INVALID_ARG if be is not a CUDA backend. */

@@ -223,11 +223,12 @@ static inline int sh_cu_mma_valid(int s, int c) {
 /* Streamed GEMM (gemm_ring.cu): activation rows per item (8 NT) for shape
  * class S; a block's shared bytes: a ring of stages — 6 of 16 WM weight rows
  * x 256 bytes and 8 NT activation rows x 528 at NT <= 2, 8 of the weight
- * rows alone at NT = 4 — and the warps' partial sums; blocks per SM. */
+ * rows alone at NT = 4 — the warps' partial sums and the RMS
+ * row sums' 256 floats; blocks per SM. */
 static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
 #define SH_CU_RING_SMEM(nt, wm)                                                          \
     (((nt) <= 2 ? 6 * (16 * (wm) * 256 + 8 * (nt) * 528) : 8 * 16 * (wm) * 256) + \
-     SH_CU_WARPS * (wm) * (nt) * 4 * 32 * 4)
+     (SH_CU_WARPS * (wm) * (nt) * 4 * 32 + 256) * 4)
 /* Its tensor-copy form (WM = 4, NT <= 2, bf16, sm_90a): ns stages of 16 KB
  * (3 at two blocks per SM; up to SH_CU_TMA_MAX_STAGES at one, so that a
  * small launch requests all of a block's weights before the wait), the
@@ -244,6 +245,8 @@ static inline int sh_cu_ring_nt(int s) { return s <= 8 ? 1 : s == 16 ? 2 : 4; }
 #define SH_CU_TMX_SMEM(nt) (4 * (8192 + 24 * (nt) * 128) + 1024)
 #define SH_CU_TMX_SPLIT_PER_SM 2
 #define SH_CU_XTERMS_BYTES ((size_t)32 << 20)
+/* rows of the norms a streamed-form launch takes before it (sh_cuda_set_xf_forms 0) */
+#define SH_CU_XNORM_BYTES ((size_t)8 << 20)
 static inline int sh_cu_ring_smem(int nt, int wm) { return SH_CU_RING_SMEM(nt, wm); }
 
 /* ---- launches ---------------------------------------------------------- */
@@ -261,7 +264,8 @@ typedef struct sh_cu_launch_args {
 typedef cudaError_t (*sh_cu_launch_fn)(cudaStream_t s, const sh_cu_launch_args *a);
 
 cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a);
-/* streamed weights (gemm_ring.cu): variant = NT | WM << 4 | (f16) << 8; grid fixed, work in starts;
+/* streamed weights (gemm_ring.cu): variant = NT | WM << 4 | (f16) << 8 | (RMS transform, bf16) << 9; grid fixed,
+ * work in starts;
  * WM = 4: the tensor-copy form (bf16, NT <= 2), the launch's largest K in units of 64 at bit 9, its stages at bit 16;
  * WM = 5: the tensor-copy form with streamed terms (bf16, NT 2, 4 or 8), the split grid at bit 9 */
 cudaError_t sh_cu_launch_gemm_ring(cudaStream_t s, const sh_cu_launch_args *a);

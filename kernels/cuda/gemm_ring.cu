@@ -236,7 +236,9 @@ __device__ __forceinline__ void ring_load_x(const float *const (&xr)[NT], int c,
     }
 }
 
-template <int NT, int WM, int DT>
+/* XK: 0, or 1 for groups whose x is read through the RMS transform (the
+ * sums of squares ride with the chunks; mma_store_tile scales the rows) */
+template <int NT, int WM, int DT, int XK>
 __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     gemm_ring_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     extern __shared__ __align__(16) unsigned char ring_smem[];
@@ -251,15 +253,14 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int o0 = 8 * t, o1 = 8 * t + 4;
     int s = 0; /* the block's stage counter */
-    float ss[NT];
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) ss[nt] = 0.0f;
     do {
         const sh_cu_gemm_desc &d = descs[it.g];
         int n0, m0;
         ring_tile<NT, WM>(d, it, n0, m0);
-        float acc[WM][NT][4];
+        float acc[WM][NT][4], ss[NT];
         mma_zero(acc);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) ss[nt] = 0.0f;
         const float *xr[NT];
         float4 xv[NT][2];
         if (!ring_xs(NT)) {
@@ -305,14 +306,14 @@ __global__ void __launch_bounds__(kThreads, SH_CU_RING_PER_SM)
                         xv[nt][1] = *reinterpret_cast<const float4 *>(xb + (nt * 8 + g) * kXRow + 16);
                     }
                 }
-                mma_chunk<NT, WM, DT, 0>(d, ra, xv, xv, c, o0, o1, acc, ss);
+                mma_chunk<NT, WM, DT, XK>(d, ra, xv, xv, c, o0, o1, acc, ss);
             }
             if (!ring_xs(NT) && c + 4 < it.chunks) {
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++) xv[nt][0] = xn[nt][0], xv[nt][1] = xn[nt][1];
             }
         }
-        mma_store_tile<NT, WM, SH_CU_WARPS * WM * NT * 4 * 32, 0>(descs[it.g], n0, m0, acc, ss, red);
+        mma_store_tile<NT, WM, SH_CU_WARPS * WM * NT * 4 * 32, XK>(descs[it.g], n0, m0, acc, ss, red);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
     cp_async_wait<0>(); /* the empty tail groups */
 }
@@ -390,11 +391,17 @@ __device__ __forceinline__ void tma_issue(const sh_cu_gemm_desc &d, const ring_i
 
 /* Rows m0 .. m0 + 8 NT - 1 of the group's activations (zeros past M and
  * past K, up to kp) as three stacked bf16 term planes in xb. The loads of
- * 8 units per thread are issued together: one L2 round trip per batch. */
+ * 8 units per thread are issued together: one L2 round trip per batch.
+ * RMS transform: x times gamma is split, and warp w's sums of the raw
+ * squares of row n go to rss[w * 8 NT + n] (every unit of a thread lies in
+ * row threadIdx.x % 8 NT); tma_finish scales the row's results. */
 template <int NT>
-__device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, int kp, unsigned char *xb) {
+__device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, int kp, unsigned char *xb, float *rss) {
     constexpr int R = 8 * NT, B = 8;
+    static_assert(kThreads % R == 0, "a thread's units share one row");
     const int units = R * (kp / 8);
+    const bool rms = d.xf == XF_RMS;
+    float ss = 0.0f;
     for (int u0 = threadIdx.x; u0 < units; u0 += B * kThreads) {
         float4 a[B], b[B];
 #pragma unroll
@@ -411,6 +418,21 @@ __device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, in
         for (int q = 0; q < B; q++) {
             const int u = u0 + q * kThreads, n = u % R, j = u / R;
             if (u >= units) break;
+            if (rms) {
+                float *v = &a[q].x, *w = &b[q].x;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    ss = fmaf(v[e], v[e], ss);
+                    ss = fmaf(w[e], w[e], ss);
+                }
+                if (d.gamma && 8 * j < d.k) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        v[e] *= __ldg(d.gamma + 8 * j + e);
+                        w[e] *= __ldg(d.gamma + 8 * j + 4 + e);
+                    }
+                }
+            }
             uint4 h, md, l;
             split3(a[q].x, a[q].y, h.x, md.x, l.x);
             split3(a[q].z, a[q].w, h.y, md.y, l.y);
@@ -421,6 +443,11 @@ __device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, in
             *reinterpret_cast<uint4 *>(o + R * 16) = md;
             *reinterpret_cast<uint4 *>(o + 2 * R * 16) = l;
         }
+    }
+    if (rms) { /* the lanes of a warp that share a row, then one slot per (warp, row) */
+#pragma unroll
+        for (int o = R; o < 32; o *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if ((threadIdx.x & 31) < R) rss[(threadIdx.x >> 5) * R + (threadIdx.x & 31)] = ss;
     }
 }
 
@@ -480,13 +507,24 @@ __device__ __forceinline__ void tma_mma<8>(float (&acc)[96], uint64_t a, uint64_
  * first), then stored through the epilogue. */
 template <int NT>
 __device__ __forceinline__ void tma_finish(const sh_cu_gemm_desc &d, int n0, int m0, const float (&acc)[12 * NT],
-                                           float *ex) {
+                                           float *ex, const float *rss = nullptr) {
     float sum[4 * NT];
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int i = 0; i < 4; i++)
             sum[4 * j + i] = (acc[4 * (j + 2 * NT) + i] + acc[4 * (j + NT) + i]) + acc[4 * j + i];
+    if (rss && d.xf == XF_RMS) { /* the RMS scale of activation row 8 j + 2 t + (i & 1) (tma_split_x) */
+        constexpr int R = 8 * NT;
+        const int t = threadIdx.x & 3;
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int r = 8 * j + 2 * t + (i & 1);
+                sum[4 * j + i] *= xf_rstd(d, rss[r] + rss[R + r] + rss[2 * R + r] + rss[3 * R + r]);
+            }
+    }
     if (epi_pair(d))
         tma_store_pairs<NT>(d, n0, m0, sum, ex);
     else
@@ -508,6 +546,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     unsigned char *xb = smem + ns * SB;
     __shared__ uint64_t full[SH_CU_TMA_MAX_STAGES];
     __shared__ float ex[64 * (8 * NT + 1)]; /* pair epilogues' exchange */
+    __shared__ float rss[SH_CU_WARPS * 8 * NT]; /* RMS row sums of the current terms */
     pdl_trigger();
     const int64_t T = __ldg(starts + n_groups + 1), G = gridDim.x;
     const int64_t lo = (int64_t)blockIdx.x * T / G, hi = ((int64_t)blockIdx.x + 1) * T / G;
@@ -543,7 +582,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         ring_tile<NT, 4>(d, it, n0, m0);
         if (it.g != cur_g || m0 != cur_m0) { /* after every product that reads the old terms */
             __syncthreads();
-            tma_split_x<NT>(d, m0, (d.k + 63) / 64 * 64, xb);
+            tma_split_x<NT>(d, m0, (d.k + 63) / 64 * 64, xb, rss);
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncthreads();
             cur_g = it.g;
@@ -574,7 +613,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             __syncthreads(); /* every warp is done with the buffer: refill it */
             if (threadIdx.x == 0) produce(s + ns - 1);
         }
-        tma_finish<NT>(d, n0, m0, acc, ex);
+        tma_finish<NT>(d, n0, m0, acc, ex, rss);
     } while (ring_next<NT>(descs, starts, n_groups, hi, it));
 #endif
 }
@@ -611,6 +650,55 @@ cudaError_t launch_tma(cudaStream_t s, const sh_cu_launch_args *a) {
 constexpr int kTmxStages = 4;
 __host__ __device__ constexpr int tmx_stage_bytes(int nt) { return kTmaChunk + 24 * nt * 128; }
 
+/* The terms of the 8 elements [8 j, 8 j + 8) of row `row`, a and b. */
+template <int NT>
+__device__ __forceinline__ void tmx_put(unsigned char *xt, int64_t pitch, int row, int j, float4 a, float4 b) {
+    constexpr int R = 8 * NT;
+    uint4 h, md, l;
+    split3(a.x, a.y, h.x, md.x, l.x);
+    split3(a.z, a.w, h.y, md.y, l.y);
+    split3(b.x, b.y, h.z, md.z, l.z);
+    split3(b.z, b.w, h.w, md.w, l.w);
+    const int t = row / R, r = row - t * R;
+    unsigned char *o = xt + ((int64_t)(3 * t) * R + r) * pitch + 16 * j;
+    *reinterpret_cast<uint4 *>(o) = h;
+    *reinterpret_cast<uint4 *>(o + R * pitch) = md;
+    *reinterpret_cast<uint4 *>(o + 2 * R * pitch) = l;
+}
+
+/* A group with the RMS transform: a warp per row, which it normalises as
+ * the norm kernel does (x / sqrt(mean(x^2) + eps) * gamma) before the split,
+ * so the GEMM reads plain terms. */
+template <int NT>
+__device__ __forceinline__ void tmx_split_rms(const sh_cu_gemm_desc &d, int kp8, int rows, int64_t pitch,
+                                              unsigned char *xt) {
+    const int lane = threadIdx.x & 31, warps = (int)(gridDim.x * blockDim.x) >> 5;
+    for (int row = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5); row < rows; row += warps) {
+        const float *src = d.x + (int64_t)min(row, d.m - 1) * d.x_stride;
+        float ss = 0.0f;
+        for (int j = lane; 8 * j < d.k; j += 32) {
+            const float4 a = __ldg(reinterpret_cast<const float4 *>(src + 8 * j));
+            const float4 b = __ldg(reinterpret_cast<const float4 *>(src + 8 * j + 4));
+            ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
+        }
+        const float inv = 1.0f / sqrtf(warp_sum(ss) / (float)d.k + d.eps);
+        for (int j = lane; j < kp8; j += 32) {
+            float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
+            if (row < d.m && 8 * j < d.k) {
+                a = __ldg(reinterpret_cast<const float4 *>(src + 8 * j));
+                b = __ldg(reinterpret_cast<const float4 *>(src + 8 * j + 4));
+                float *v = &a.x, *w = &b.x;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    v[e] = v[e] * inv * (d.gamma ? __ldg(d.gamma + 8 * j + e) : 1.0f);
+                    w[e] = w[e] * inv * (d.gamma ? __ldg(d.gamma + 8 * j + 4 + e) : 1.0f);
+                }
+            }
+            tmx_put<NT>(xt, pitch, row, j, a, b);
+        }
+    }
+}
+
 template <int NT>
 __global__ void __launch_bounds__(256) tmx_split_kernel(const sh_cu_gemm_desc *__restrict__ descs, int n_groups) {
     constexpr int R = 8 * NT;
@@ -622,6 +710,10 @@ __global__ void __launch_bounds__(256) tmx_split_kernel(const sh_cu_gemm_desc *_
         const int kp8 = (d.k + 63) / 64 * 8, mt = (d.m + R - 1) / R;
         const int64_t units = (int64_t)mt * R * kp8, pitch = (int64_t)kp8 * 16;
         unsigned char *xt = static_cast<unsigned char *>(d.xt);
+        if (d.xf == XF_RMS) {
+            tmx_split_rms<NT>(d, kp8, mt * R, pitch, xt);
+            continue;
+        }
         for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units; u += step) {
             const int row = (int)(u / kp8), j = (int)(u - (int64_t)row * kp8);
             float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
@@ -630,16 +722,7 @@ __global__ void __launch_bounds__(256) tmx_split_kernel(const sh_cu_gemm_desc *_
                 a = __ldg(reinterpret_cast<const float4 *>(src));
                 b = __ldg(reinterpret_cast<const float4 *>(src + 4));
             }
-            uint4 h, md, l;
-            split3(a.x, a.y, h.x, md.x, l.x);
-            split3(a.z, a.w, h.y, md.y, l.y);
-            split3(b.x, b.y, h.z, md.z, l.z);
-            split3(b.z, b.w, h.w, md.w, l.w);
-            const int t = row / R, r = row - t * R;
-            unsigned char *o = xt + ((int64_t)(3 * t) * R + r) * pitch + 16 * j;
-            *reinterpret_cast<uint4 *>(o) = h;
-            *reinterpret_cast<uint4 *>(o + R * pitch) = md;
-            *reinterpret_cast<uint4 *>(o + 2 * R * pitch) = l;
+            tmx_put<NT>(xt, pitch, row, j, a, b);
         }
     }
 }
@@ -762,21 +845,24 @@ cudaError_t launch_tmx(cudaStream_t s, const sh_cu_launch_args *a) {
                            a->n_groups);
 }
 
-template <int NT, int WM, int DT>
+template <int NT, int WM, int DT, int XK>
 cudaError_t launch_ring(cudaStream_t s, const sh_cu_launch_args *a) {
     static int set_bytes[64];
     const int smem = sh_cu_ring_smem(NT, WM);
-    static_assert(ring_stages(NT) * ring_stage_bytes(NT, WM) + SH_CU_WARPS * WM * NT * 4 * 32 * 4 ==
+    static_assert(ring_stages(NT) * ring_stage_bytes(NT, WM) + (SH_CU_WARPS * WM * NT * 4 * 32 + kSsFloats) * 4 ==
                       SH_CU_RING_SMEM(NT, WM), "host and kernel disagree on the ring's shared memory");
-    const cudaError_t e = sh_cu_smem_optin(gemm_ring_kernel<NT, WM, DT>, smem, set_bytes);
+    const cudaError_t e = sh_cu_smem_optin(gemm_ring_kernel<NT, WM, DT, XK>, smem, set_bytes);
     if (e != cudaSuccess) return e;
-    return sh_cu_launch_ks(gemm_ring_kernel<NT, WM, DT>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
+    return sh_cu_launch_ks(gemm_ring_kernel<NT, WM, DT, XK>, a->n_blocks, kThreads, (size_t)smem, s, a->pdl,
                            static_cast<const sh_cu_gemm_desc *>(a->desc), a->starts, a->n_groups);
 }
 
+/* f16 weights at bit 8; the RMS transform (bf16 only) at bit 9 */
 template <int NT, int WM>
 cudaError_t launch_ring_dt(cudaStream_t s, const sh_cu_launch_args *a) {
-    return (a->variant >> 8) & 1 ? launch_ring<NT, WM, DT_F16>(s, a) : launch_ring<NT, WM, DT_BF16>(s, a);
+    if ((a->variant >> 9) & 1)
+        return (a->variant >> 8) & 1 ? cudaErrorInvalidValue : launch_ring<NT, WM, DT_BF16, 1>(s, a);
+    return (a->variant >> 8) & 1 ? launch_ring<NT, WM, DT_F16, 0>(s, a) : launch_ring<NT, WM, DT_BF16, 0>(s, a);
 }
 
 } // namespace
