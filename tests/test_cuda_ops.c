@@ -931,7 +931,7 @@ static void test_gemm_form(const char *name, shoal_status (*set)(sh_backend *, i
     snprintf(lbl, sizeof lbl, "%s (%d rows)", name, qkv_cap ? qkv_cap : 40);
     test_gemm_qkv_mixed(lbl, SH_CUDA_GEMM_AUTO, SH_BF16, qkv_cap, 0);
     for (int in = 1; in >= 0; in--) { /* the RMS transform inside the form, then as a norm launch before it */
-        OK(sh_cuda_set_xf_forms(gpu, in));
+        OK(sh_cuda_set_xf_forms(gpu, in ? 7 : 0));
         snprintf(lbl, sizeof lbl, "%s (%d rows, RMS%s)", name, qkv_cap ? qkv_cap : 40, in ? " inside" : " apart");
         test_gemm_qkv_mixed(lbl, SH_CUDA_GEMM_AUTO, SH_BF16, qkv_cap, 1);
         if (rms) {
@@ -1546,16 +1546,16 @@ int main(int argc, char **argv) {
         test_gemm_mixed("ring", gemm_ring_f16, nf, SH_CUDA_GEMM_AUTO);
         test_gemm_qkv_mixed("ring", SH_CUDA_GEMM_AUTO, SH_BF16, 0, 0);
         for (int in = 1; in >= 0; in--) { /* the RMS transform inside the ring, then as a norm launch before it */
-            OK(sh_cuda_set_xf_forms(gpu, in));
+            OK(sh_cuda_set_xf_forms(gpu, in ? 7 : 0));
             test_gemm_qkv_mixed(in ? "ring (RMS inside)" : "ring (RMS apart)", SH_CUDA_GEMM_AUTO, SH_BF16, 0, 1);
             test_gemm_mixed(in ? "ring RMS inside" : "ring RMS apart", gemm_ring_rms, nr, SH_CUDA_GEMM_AUTO);
         }
         OK(sh_cuda_set_gemm_ring(gpu, 1));
         test_gemm_ring_bitwise("bf16", gemm_ring_bf16, nb);
-        OK(sh_cuda_set_xf_forms(gpu, 1));
+        OK(sh_cuda_set_xf_forms(gpu, 7));
         test_gemm_ring_bitwise("bf16 RMS", gemm_ring_rms, nr);
         OK(sh_cuda_set_xf_forms(gpu, 0));
-        CHECK(sh_cuda_set_xf_forms(gpu, 2) == SHOAL_ERR_INVALID_ARG, "set_xf_forms took 2");
+        CHECK(sh_cuda_set_xf_forms(gpu, 8) == SHOAL_ERR_INVALID_ARG, "set_xf_forms took 8");
         CHECK(sh_cuda_set_xf_forms(cpu, 1) == SHOAL_ERR_INVALID_ARG, "set_xf_forms took a CPU backend");
         test_gemm_ring_bitwise("f16", gemm_ring_f16, nf);
         CHECK(sh_cuda_set_gemm_ring(gpu, 5) == SHOAL_ERR_INVALID_ARG, "set_gemm_ring took 5");
@@ -1580,7 +1580,7 @@ int main(int argc, char **argv) {
         test_gemm_qkv_mixed("ring-tma", SH_CUDA_GEMM_AUTO, SH_BF16, 16, 0);
         test_gemm_qkv_mixed("ring-tma (40 rows)", SH_CUDA_GEMM_AUTO, SH_BF16, 0, 0);
         for (int in = 1; in >= 0; in--) { /* the RMS transform inside the form, then as a norm launch before it */
-            OK(sh_cuda_set_xf_forms(gpu, in));
+            OK(sh_cuda_set_xf_forms(gpu, in ? 7 : 0));
             test_gemm_qkv_mixed(in ? "ring-tma (RMS inside)" : "ring-tma (RMS apart)", SH_CUDA_GEMM_AUTO, SH_BF16, 16, 1);
             test_gemm_mixed(in ? "ring-tma RMS inside" : "ring-tma RMS apart", gemm_tma_rms,
                             (int)(sizeof gemm_tma_rms / sizeof gemm_tma_rms[0]), SH_CUDA_GEMM_AUTO);

@@ -112,8 +112,9 @@ typedef struct sh_cu_backend {
     int gemm_tmx;              /* tensor-copy forms by default (sh_cuda_set_gemm_tmx): 0 never, 1 by launch, 2 forced */
     int gemm_deep;             /* deep tensor-copy form at <= 16 rows (sh_cuda_set_gemm_deep): 0 never, 1 by launch, 2 forced */
     void *xterms;              /* the activations' terms (SH_CU_XTERMS_BYTES; sm_90 only) */
-    int xf_forms;              /* the RMS transform inside the streamed forms (sh_cuda_set_xf_forms); 0: their
-                                  launches take a norm launch into xnorm and read that instead */
+    int xf_forms;              /* the streamed forms that take the RMS transform inside (sh_cuda_set_xf_forms: 1
+                                  per-warp ring, 2 tensor-copy, 4 streamed terms); the others' launches take a
+                                  norm launch into xnorm and read that instead */
     float *xnorm;              /* those norms' rows (SH_CU_XNORM_BYTES) */
     struct {                   /* the RoPE epilogue's tables (cos, sin per position and pair) */
         float theta;
@@ -756,8 +757,11 @@ static int64_t cu_tmx_items(int nt, int n, const sh_gemm_group *g);
 static int cu_ring_config(sh_cu_backend *cb, int S, int xk, int n, const sh_gemm_group *g, const unsigned char *mma,
                           int *tma_kp, int *tma_per_sm, int *tma_ns) {
     *tma_kp = *tma_per_sm = *tma_ns = 0;
-    /* the RMS transform: bf16 weights only (its kernels are compiled for them alone) */
+    /* the RMS transform: bf16 weights only (its kernels are compiled for
+     * them alone), gamma 16-byte aligned (the tensor-copy form's loads) */
     if (!cb->gemm_ring || S < 2 || xk > 1 || (xk == 1 && g[0].w.dtype != SH_BF16)) return 0;
+    for (int i = 0; xk == 1 && i < n; i++)
+        if (!cu_aligned(g[i].xf_gamma, 16)) return 0;
     const sh_dtype dt = g[0].w.dtype;
     if (dt != SH_BF16 && dt != SH_F16) return 0;
     for (int i = 0; i < n; i++)
@@ -886,7 +890,7 @@ static shoal_status cu_gemm_norm_first(sh_cu_backend *cb, int n, const sh_gemm_g
     for (int i = 0; i < n; i++) need += ((size_t)g[i].x.rows * (size_t)g[i].w.n_in + 3) / 4 * 4;
     if (!cb->xnorm || need * sizeof(float) > SH_CU_XNORM_BYTES) {
         const int keep = cb->xf_forms;
-        cb->xf_forms = 1;
+        cb->xf_forms = 7;
         const shoal_status st = cu_gemm(&cb->base, n, g);
         cb->xf_forms = keep;
         return st;
@@ -973,7 +977,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         if (mma != mma_small) free(mma);
         return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
     }
-    if (xk == 1 && (tmx_nt || ring_wm) && !cb->xf_forms) {
+    if (xk == 1 && (tmx_nt || ring_wm) && !(cb->xf_forms & (tmx_nt ? 4 : ring_wm == 4 ? 2 : 1))) {
         if (mma != mma_small) free(mma);
         free(tmx_row0);
         return cu_gemm_norm_first(cb, n, g);
@@ -1705,9 +1709,9 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         s = cu_fail(e, "cudaMalloc (norm rows)");
         goto fail;
     }
-    /* SHOAL_CUDA_XF_FORMS=1: the RMS transform inside the streamed forms (sh_cuda_set_xf_forms) */
+    /* SHOAL_CUDA_XF_FORMS=N: the streamed forms that take the RMS transform inside (sh_cuda_set_xf_forms) */
     const char *xff = getenv("SHOAL_CUDA_XF_FORMS");
-    cb->xf_forms = xff && strcmp(xff, "1") == 0;
+    cb->xf_forms = xff && atoi(xff) >= 0 && atoi(xff) <= 7 ? atoi(xff) : 0;
     *cb->h_err = 0;
     const char *gs = getenv("SHOAL_CUDA_GRAPH_STATS");
     if (gs && strcmp(gs, "1") == 0) {
@@ -1781,11 +1785,11 @@ shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode) {
     return SHOAL_OK;
 }
 
-shoal_status sh_cuda_set_xf_forms(sh_backend *be, int on) {
+shoal_status sh_cuda_set_xf_forms(sh_backend *be, int forms) {
     sh_cu_backend *cb = cu_of(be);
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: not a CUDA backend");
-    if (on < 0 || on > 1) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: unknown mode %d", on);
-    cb->xf_forms = on;
+    if (forms < 0 || forms > 7) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: unknown forms %d", forms);
+    cb->xf_forms = forms;
     return SHOAL_OK;
 }
 

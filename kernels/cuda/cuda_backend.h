@@ -101,12 +101,14 @@ shoal_status sh_cuda_set_gemm_tmx(sh_backend *be, int mode);
 shoal_status sh_cuda_set_gemm_deep(sh_backend *be, int mode);
 
 /* The RMS x transform (a fused pre-attention or pre-FFN norm) in launches
- * that take the streamed forms: 1 inside them, 0 (the default unless
- * SHOAL_CUDA_XF_FORMS=1) as a norm launch of its own before the GEMM, which
- * measured faster on the H200 (bench/NOTES.md, "Session 14"). Launches on
- * the tile kernels keep the transform either way. SHOAL_ERR_INVALID_ARG for
- * other values or a non-CUDA backend. */
-shoal_status sh_cuda_set_xf_forms(sh_backend *be, int on);
+ * that take the streamed forms: inside those named in `forms` (1 per-warp
+ * ring, 2 tensor-copy form, 4 streamed terms; 7 all), and in the others as
+ * a norm launch of its own before the GEMM (0, the default unless
+ * SHOAL_CUDA_XF_FORMS says otherwise: it measured faster on the H200,
+ * bench/NOTES.md, "Session 14"). Launches on the tile kernels keep the
+ * transform either way. SHOAL_ERR_INVALID_ARG for other values or a
+ * non-CUDA backend. */
+shoal_status sh_cuda_set_xf_forms(sh_backend *be, int forms);
 
 /* Programmatic dependent launch on (1, the default unless the environment
  * sets SHOAL_CUDA_PDL=0) or off, for benchmarks that compare. Flushes

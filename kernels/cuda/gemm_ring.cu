@@ -403,15 +403,20 @@ __device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, in
     const bool rms = d.xf == XF_RMS;
     float ss = 0.0f;
     for (int u0 = threadIdx.x; u0 < units; u0 += B * kThreads) {
-        float4 a[B], b[B];
+        float4 a[B], b[B], ga[B], gb[B]; /* x and, RMS, gamma: one round trip for both */
 #pragma unroll
         for (int q = 0; q < B; q++) {
             const int u = u0 + q * kThreads, n = u % R, j = u / R, m = m0 + n;
             a[q] = b[q] = make_float4(0.f, 0.f, 0.f, 0.f);
+            ga[q] = gb[q] = make_float4(1.f, 1.f, 1.f, 1.f);
             if (u < units && m < d.m && 8 * j < d.k) {
                 const float *src = d.x + (int64_t)m * d.x_stride + 8 * j;
                 a[q] = __ldg(reinterpret_cast<const float4 *>(src));
                 b[q] = __ldg(reinterpret_cast<const float4 *>(src + 4));
+                if (rms && d.gamma) { /* 16-byte aligned (the host checks) */
+                    ga[q] = __ldg(reinterpret_cast<const float4 *>(d.gamma + 8 * j));
+                    gb[q] = __ldg(reinterpret_cast<const float4 *>(d.gamma + 8 * j + 4));
+                }
             }
         }
 #pragma unroll
@@ -420,17 +425,13 @@ __device__ __forceinline__ void tma_split_x(const sh_cu_gemm_desc &d, int m0, in
             if (u >= units) break;
             if (rms) {
                 float *v = &a[q].x, *w = &b[q].x;
+                const float *gv = &ga[q].x, *gw = &gb[q].x;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     ss = fmaf(v[e], v[e], ss);
                     ss = fmaf(w[e], w[e], ss);
-                }
-                if (d.gamma && 8 * j < d.k) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        v[e] *= __ldg(d.gamma + 8 * j + e);
-                        w[e] *= __ldg(d.gamma + 8 * j + 4 + e);
-                    }
+                    v[e] *= gv[e];
+                    w[e] *= gw[e];
                 }
             }
             uint4 h, md, l;
