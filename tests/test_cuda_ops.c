@@ -1478,6 +1478,10 @@ int main(int argc, char **argv) {
     }
     OK(sh_cpu_backend_create(0, &cpu));
     if (!cpu) return check_report();
+    /* attn_dec's split of one-sequence launches sums in another order than a
+     * launch of more pairs: off (the default) for the bitwise grouped ==
+     * separate checks, on and off in the attention section below */
+    OK(sh_cuda_set_attn_dec_split(gpu, 1));
 
     test_errors_and_info();
 
@@ -1625,16 +1629,23 @@ int main(int argc, char **argv) {
     CHECK(sh_cuda_set_attn_split(gpu, -1) == SHOAL_ERR_INVALID_ARG, "set_attn_split took -1");
     /* every key in shared memory (attn_dec.cu): never, small launches (the
      * default), whenever the keys fit — against the CPU and the reference */
-    static const char *dec_names[] = {"cuda/attn-tiles", "cuda/attn-dec-auto", "cuda/attn-dec"};
-    for (int mode = 0; mode < 3; mode++) {
-        OK(sh_cuda_set_attn_dec(gpu, mode));
-        test_attn_mixed(dec_names[mode], attn_dec_cases, nd, 0);
-        test_attn_mixed(dec_names[mode], attn_dec_cases, nd, 1);
+    static const char *dec_names[] = {"cuda/attn-tiles", "cuda/attn-dec-auto", "cuda/attn-dec",
+                                      "cuda/attn-dec-auto (split 8)", "cuda/attn-dec (split 8)",
+                                      "cuda/attn-dec (split 32)"};
+    static const int dec_modes[] = {0, 1, 2, 1, 2, 2}, dec_split[] = {1, 1, 1, 8, 8, 32};
+    for (int c = 0; c < 6; c++) {
+        OK(sh_cuda_set_attn_dec(gpu, dec_modes[c]));
+        OK(sh_cuda_set_attn_dec_split(gpu, dec_split[c]));
+        test_attn_mixed(dec_names[c], attn_dec_cases, nd, 0);
+        test_attn_mixed(dec_names[c], attn_dec_cases, nd, 1);
         f0 = check_fail_;
-        opref_attn_all(gpu, dec_names[mode], 7000);
-        printf("op_ref attention [%s]: %s\n", dec_names[mode], check_fail_ == f0 ? "ok" : "FAILED");
+        opref_attn_all(gpu, dec_names[c], 7000);
+        printf("op_ref attention [%s]: %s\n", dec_names[c], check_fail_ == f0 ? "ok" : "FAILED");
     }
     OK(sh_cuda_set_attn_dec(gpu, 1));
+    OK(sh_cuda_set_attn_dec_split(gpu, 1));
+    CHECK(sh_cuda_set_attn_dec_split(gpu, 0) == SHOAL_ERR_INVALID_ARG, "set_attn_dec_split took 0");
+    CHECK(sh_cuda_set_attn_dec_split(gpu, 33) == SHOAL_ERR_INVALID_ARG, "set_attn_dec_split took 33");
     CHECK(sh_cuda_set_attn_dec(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_attn_dec took 3");
     test_argmax();
     test_copies();

@@ -20,10 +20,18 @@
  * bidirectional ones [0, n_kv). A negative block id zeroes its keys' rows,
  * scores them -inf and raises SH_CU_ERR_BLOCK_ID. expf is the accurate one.
  *
+ * Split launches (desc.splits = S > 1, launches of a few pairs: one
+ * sequence): the pair's keys are cut into S runs of
+ * sh_cu_attn_dec_part_keys keys, a block each; each block leaves its
+ * softmax state per head (maximum, sum of weights, p V) in desc.part, counts
+ * itself in on desc.count, and the last to arrive adds the S states in run
+ * order (the same sums whichever block it is) and writes the output.
+ *
  * Shared memory (dynamic, sized by the host per launch, see
  * sh_cu_attn_dec_smem): K rows, V rows (rs bytes apart: the row plus 16, so
  * threads reading different rows at one offset hit different banks), the
- * queries, the scores / weights [G][keys], the partition sums.
+ * queries, the scores / weights [G][keys], the partition sums, the heads'
+ * sums of weights and maxima.
  */
 #include <math.h>
 
@@ -38,7 +46,7 @@ namespace {
  * reads their four block-table entries before any of the copies, so the
  * round waits on one table read rather than four in a row. */
 __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsigned char *ks, unsigned char *vs,
-                                         int rs, int k0, int k1, bool &bad) {
+                                         int rs, int k0, int k1, int kb, bool &bad) {
     constexpr int U = 4;
     const int es = d.kv.dtype == DT_F16 ? 2 : 4;
     const int rb = d.head_dim * es, n16 = rb >> 4, nk = k1 - k0, total = 2 * nk * n16;
@@ -60,7 +68,7 @@ __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsig
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c0 + u * blockDim.x >= total) break;
-            unsigned char *dst = (kv[u] ? vs : ks) + j[u] * rs + 16 * piece[u];
+            unsigned char *dst = (kv[u] ? vs : ks) + (j[u] - kb) * rs + 16 * piece[u];
             if (blk[u] < 0) {
                 bad = true;
                 *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
@@ -171,27 +179,31 @@ __global__ void __launch_bounds__(NT)
     const int gi = sh_find_group(starts, n_groups, blockIdx.x);
     const sh_cu_attn_desc d = descs[gi];
     pdl_trigger();
-    const int local = blockIdx.x - __ldg(starts + gi);
-    const int row = local / d.n_head_kv, hk = local % d.n_head_kv;
+    const int S = d.splits; /* > 1: the keys of a (row, KV head) are dealt to S blocks, the last combines */
+    const int local = blockIdx.x - __ldg(starts + gi), pair = local / S, part = local - pair * S;
+    const int row = pair / d.n_head_kv, hk = pair % d.n_head_kv;
     const int G = d.n_head / d.n_head_kv, hd = d.head_dim, head0 = hk * G;
     const bool f16 = d.kv.dtype == DT_F16;
     const int rs = hd * (f16 ? 2 : 4) + 16;
-    const int n_keys = d.causal ? d.pos0 + row + 1 : d.n_kv;
+    const int n_all = d.causal ? d.pos0 + row + 1 : d.n_kv;
+    const int per = S > 1 ? sh_cu_attn_dec_part_keys(n_all, S) : n_all;
+    const int k0 = min(part * per, n_all), n_keys = min(k0 + per, n_all) - k0; /* this block's keys [k0, k0 + n_keys) */
     const int nkp = (n_keys + 3) & ~3;
     unsigned char *ks = sm, *vs = sm + (size_t)n_keys * rs;
     float *qs = reinterpret_cast<float *>(vs + (size_t)n_keys * rs); /* [G][hd] */
     float *ps = qs + G * hd;                                         /* [G][nkp] */
     float *acc_s = ps + G * nkp;                                      /* [G][partition][span] */
     float *l_s = acc_s + G * SH_CU_ATTN_DEC_PARTS * sh_cu_attn_dec_span(hd); /* [G] */
+    float *m_s = l_s + G;                                                     /* [G] */
 
     bool bad = false;
-    const int early = min(d.pos0, n_keys); /* keys of earlier steps */
-    dec_copy(d, hk, ks, vs, rs, 0, early, bad);
+    const int early = max(k0, min(d.pos0, k0 + n_keys)); /* keys of earlier steps: [k0, early) */
+    dec_copy(d, hk, ks, vs, rs, k0, early, k0, bad);
     cp_async_commit();
     SH_CU_PHASE(1);
     pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
     SH_CU_PHASE(2);
-    dec_copy(d, hk, ks, vs, rs, early, n_keys, bad);
+    dec_copy(d, hk, ks, vs, rs, early, k0 + n_keys, k0, bad);
     cp_async_commit();
     const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head0 * hd;
     for (int i = threadIdx.x; i < G * hd; i += NT) qs[i] = q[i];
@@ -204,7 +216,7 @@ __global__ void __launch_bounds__(NT)
      * interleaved partial sums (short dependent chains: G * n_keys threads busy rather than n_keys) */
     for (int w = tid; w < G * n_keys; w += NT) {
         const int h = w / n_keys, j = w - h * n_keys;
-        const bool ok = __ldg(d.kv.block_table + (j >> 4)) >= 0;
+        const bool ok = __ldg(d.kv.block_table + ((k0 + j) >> 4)) >= 0;
         const unsigned char *kp = ks + j * rs;
         const float *qh = qs + h * hd;
         float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
@@ -256,7 +268,7 @@ __global__ void __launch_bounds__(NT)
             l += e;
         }
         l = warp_sum(l);
-        if (lane == 0) l_s[h] = l;
+        if (lane == 0) l_s[h] = l, m_s[h] = m;
     }
     __syncthreads();
     SH_CU_PHASE(5);
@@ -281,12 +293,53 @@ __global__ void __launch_bounds__(NT)
     __syncthreads();
     SH_CU_PHASE(6);
     float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head0 * hd;
-    for (int i = tid; i < G * hd; i += NT) {
-        const int h = i / hd, dd = i - h * hd;
-        float num = 0.0f;
+    if (S == 1) {
+        for (int i = tid; i < G * hd; i += NT) {
+            const int h = i / hd, dd = i - h * hd;
+            float num = 0.0f;
 #pragma unroll 4
-        for (int pp = 0; pp < PL; pp++) num += acc_s[(h * PL + pp) * D + dd];
-        out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
+            for (int pp = 0; pp < PL; pp++) num += acc_s[(h * PL + pp) * D + dd];
+            out[i] = l_s[h] > 0.0f ? num / l_s[h] : 0.0f;
+        }
+    } else {
+        /* this block's state per head (m, l, sum p V) to d.part[(row, head), part]; the last block of the
+         * pair to finish adds the S states in part order (whichever block that is: the same sums) */
+        float *pst = d.part + (int64_t)(row * d.n_head + head0) * S * (2 + hd);
+        for (int i = tid; i < G * hd; i += NT) {
+            const int h = i / hd, dd = i - h * hd;
+            float num = 0.0f;
+#pragma unroll 4
+            for (int pp = 0; pp < PL; pp++) num += acc_s[(h * PL + pp) * D + dd];
+            pst[(int64_t)(h * S + part) * (2 + hd) + 2 + dd] = num;
+        }
+        if (tid < G) {
+            pst[(int64_t)(tid * S + part) * (2 + hd)] = n_keys > 0 ? m_s[tid] : -INFINITY;
+            pst[(int64_t)(tid * S + part) * (2 + hd) + 1] = n_keys > 0 ? l_s[tid] : 0.0f;
+        }
+        __threadfence();
+        __syncthreads();
+        __shared__ int last;
+        if (tid == 0) last = atomicAdd(d.count + pair, 1) == S - 1;
+        __syncthreads();
+        if (last) {
+            __threadfence();
+            for (int i = tid; i < G * hd; i += NT) {
+                const int h = i / hd, dd = i - h * hd;
+                const float *ph = pst + (int64_t)h * S * (2 + hd);
+                float mx = -INFINITY;
+                for (int p = 0; p < S; p++) mx = fmaxf(mx, __ldcg(ph + (int64_t)p * (2 + hd)));
+                float num = 0.0f, den = 0.0f;
+                for (int p = 0; p < S; p++) {
+                    const float mp = __ldcg(ph + (int64_t)p * (2 + hd));
+                    if (mp == -INFINITY) continue;
+                    const float w = expf(mp - mx);
+                    den = fmaf(w, __ldcg(ph + (int64_t)p * (2 + hd) + 1), den);
+                    num = fmaf(w, __ldcg(ph + (int64_t)p * (2 + hd) + 2 + dd), num);
+                }
+                out[i] = den > 0.0f ? num / den : 0.0f;
+            }
+            if (tid == 0) d.count[pair] = 0; /* for the next launch (stream order) */
+        }
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
     SH_CU_PHASE(7);

@@ -125,6 +125,7 @@ typedef struct sh_cu_backend {
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int attn_kb;               /* attn_dec: shared memory asked for in steps of this many KB (SHOAL_CUDA_ATTN_KB, 16) */
     int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128; 2: in every launch that is not wide) */
+    int attn_dec_split;        /* attn_dec: blocks a (row, KV head) may be split over in launches of a few pairs (sh_cuda_set_attn_dec_split; 1: never) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -1225,12 +1226,28 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
      * the results do not depend on the block size). */
     if (cb->attn_dec == 2 || (cb->attn_dec == 1 && pairs >= sms)) {
         const int wide = 2 * pairs < sms, mid = cb->attn_mid && !wide && (cb->attn_mid == 2 || pairs <= 2 * sms);
+        /* with the split on (sh_cuda_set_attn_dec_split; off by default: it
+         * measured 4-10% slower at one sequence, bench/NOTES.md, "Session
+         * 14"), a launch of a few (row, KV head) pairs deals each pair's keys
+         * to S blocks, a quarter of the SMs' worth in all, the last to finish
+         * combining */
+        int S = wide && pairs > 0 ? (int)(sms / (4 * pairs)) : 1;
+        if (S > cb->attn_dec_split) S = cb->attn_dec_split;
+        if (S < 1) S = 1;
+        int64_t part_need = 0, count_need = 0;
+        for (int i = 0; i < n; i++) {
+            part_need += (int64_t)g[i].q.rows * g[i].n_head * S * (2 + g[i].head_dim);
+            count_need += (int64_t)g[i].q.rows * g[i].n_head_kv;
+        }
+        if (S > 1 && (!cb->attn_part || part_need > (int64_t)SH_CU_ATTN_PART_FLOATS || count_need > SH_CU_ATTN_COUNTS))
+            S = 1;
         long smem = 0;
         for (int i = 0; i < n && smem >= 0; i++) {
             const sh_attn_group *e = &g[i];
             const long es = e->kv.dtype == SH_F16 ? 2 : 4, G = e->n_head / e->n_head_kv;
             const long keys = e->causal ? (long)e->pos0 + e->q.rows : e->n_kv;
-            const long need = sh_cu_attn_dec_smem(keys, e->head_dim, es, G);
+            const long need = sh_cu_attn_dec_smem(S > 1 ? sh_cu_attn_dec_part_keys((int)keys, S) : keys, e->head_dim,
+                                                  es, G);
             const int fits = G <= SH_CU_ATTN_DEC_HEADS && e->head_dim <= 128 && e->head_dim % 8 == 0 &&
                              cu_aligned(e->kv.pool, 16) && e->kv.block_bytes % 16 == 0 &&
                              ((uint64_t)e->kv.kv_dim * (uint64_t)es) % 16 == 0 && need <= SH_CU_ATTN_DEC_SMEM_MAX;
@@ -1239,16 +1256,22 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
         if (smem >= 0) {
             /* the size in steps of cb->attn_kb KB, so a step graph survives the keys growing */
             const long step = 1024L * cb->attn_kb, kb = (smem + step - 1) / step * cb->attn_kb;
-            int64_t total = 0;
+            int64_t total = 0, part_off = 0, count_off = 0;
             for (int i = 0; i < n; i++) {
                 const sh_attn_group *e = &g[i];
                 d[i] = (sh_cu_attn_desc){
                     .q = e->q.data, .out = e->out.data, .kv = cu_kv(&e->kv), .q_stride = e->q.stride,
                     .out_stride = e->out.stride, .n_head = e->n_head, .n_head_kv = e->n_head_kv,
                     .head_dim = e->head_dim, .pos0 = e->pos0, .n_kv = e->n_kv, .causal = e->causal != 0,
-                    .vec = 1, .scale = e->scale, .hpb = e->n_head / e->n_head_kv, .splits = 1,
+                    .vec = 1, .scale = e->scale, .hpb = e->n_head / e->n_head_kv, .splits = S,
                 };
-                CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv);
+                if (S > 1) {
+                    d[i].part = cb->attn_part + part_off;
+                    d[i].count = cb->attn_count + count_off;
+                    part_off += (int64_t)e->q.rows * e->n_head * S * (2 + e->head_dim);
+                    count_off += (int64_t)e->q.rows * e->n_head_kv;
+                }
+                CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv * S);
             }
             pk.starts[n] = (int32_t)total;
             return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, (wide ? 3 : mid ? 4 : 2) | (int)(kb << 8), "attn");
@@ -1649,6 +1672,9 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->attn_kb = kb_env && atoi(kb_env) >= 1 && atoi(kb_env) <= 64 ? atoi(kb_env) : 16;
     const char *mid_env = getenv("SHOAL_CUDA_ATTN_MID");
     cb->attn_mid = mid_env ? atoi(mid_env) : 1; /* 2: 256 threads in every launch of more blocks (measurements) */
+    /* SHOAL_CUDA_ATTN_DEC_SPLIT=N: attn_dec's split of one-sequence launches, at most N blocks a pair (1: off) */
+    const char *ds_env = getenv("SHOAL_CUDA_ATTN_DEC_SPLIT");
+    cb->attn_dec_split = ds_env && atoi(ds_env) >= 1 && atoi(ds_env) <= 32 ? atoi(ds_env) : 1;
 
     if ((s = sh_cuda_device_info_get(device_index, &cb->info)) != SHOAL_OK) goto fail;
     /* split attention up to 4 blocks per SM (bench/NOTES.md, "Split decode
@@ -1790,6 +1816,15 @@ shoal_status sh_cuda_set_xf_forms(sh_backend *be, int forms) {
     if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: not a CUDA backend");
     if (forms < 0 || forms > 7) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_xf_forms: unknown forms %d", forms);
     cb->xf_forms = forms;
+    return SHOAL_OK;
+}
+
+shoal_status sh_cuda_set_attn_dec_split(sh_backend *be, int max_blocks) {
+    sh_cu_backend *cb = cu_of(be);
+    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_dec_split: not a CUDA backend");
+    if (max_blocks < 1 || max_blocks > 32)
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_dec_split: %d blocks", max_blocks);
+    cb->attn_dec_split = max_blocks;
     return SHOAL_OK;
 }
 

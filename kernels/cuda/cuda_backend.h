@@ -70,6 +70,18 @@ shoal_status sh_cuda_set_attn_split(sh_backend *be, int blocks_per_sm);
  * non-CUDA backend. */
 shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
 
+/* attn_dec's split: in launches of few (row, KV head) pairs (one sequence),
+ * each pair's keys are dealt to up to max_blocks blocks (a quarter of the
+ * SMs' worth in all), the last to finish combining their softmax states in
+ * a fixed order; 1 never splits. The default is 1 unless
+ * SHOAL_CUDA_ATTN_DEC_SPLIT says otherwise: on the H200 splits of 2, 4 and 8
+ * were 4-10% slower at one sequence (bench/NOTES.md, "Session 14"): the
+ * combine's round trip costs more than the shorter phases save. Split and
+ * unsplit launches sum
+ * in another order: results agree within the attention bounds, not
+ * bitwise. SHOAL_ERR_INVALID_ARG outside 1..32 or for a non-CUDA backend. */
+shoal_status sh_cuda_set_attn_dec_split(sh_backend *be, int max_blocks);
+
 /* The streamed GEMM (weights through a ring of shared-memory stages, a few
  * persistent blocks per SM) for tensor-core launches of 16-bit weights at
  * M >= 2: 0 never, 1 (the default unless SHOAL_CUDA_GEMM_RING says

@@ -326,7 +326,13 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
 static inline SH_CU_HD int sh_cu_attn_dec_span(int hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
 static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads) {
     return 2 * n_keys * (hd * es + 16) +
-           4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_PARTS * (long)sh_cu_attn_dec_span((int)hd) + 1);
+           4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_PARTS * (long)sh_cu_attn_dec_span((int)hd) + 2);
+}
+/* Split launches (desc.splits = S > 1): the keys of a (row, KV head) in S
+ * blocks of this many (a multiple of 4), the last ones possibly fewer or
+ * none. */
+static inline SH_CU_HD int sh_cu_attn_dec_part_keys(int n_keys, int splits) {
+    return ((n_keys + splits - 1) / splits + 3) & ~3;
 }
 #define SH_CU_ATTN_BLOCKS_PER_KV(ratio, hpb) (((ratio) + (hpb) - 1) / (hpb))
 
