@@ -142,10 +142,11 @@ typedef struct sh_cu_attn_desc {
     float scale;
     int32_t hpb;          /* query heads per block (1 .. 4) sharing one K/V tile */
     /* hpb = 1: the key tiles of a (row, head) split over `splits` blocks, the
-     * last to finish combining their partial softmax states */
+     * last to finish combining their partial softmax states; attn_dec: the
+     * keys of a (row, KV head) the same way */
     int32_t splits;       /* >= 1 */
     float *part;          /* splits > 1: (rows * n_head, splits, 2 + head_dim) m, l, sum p V */
-    int32_t *count;       /* splits > 1: (rows * n_head) finished blocks, left at 0 */
+    int32_t *count;       /* splits > 1: (rows * n_head; attn_dec: rows * n_head_kv) finished blocks, left at 0 */
 } sh_cu_attn_desc;
 
 /* Element-wise activation; one block per row. */
