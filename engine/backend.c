@@ -299,6 +299,7 @@ static shoal_status be_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         case SH_XF_GELU_TANH:
         case SH_XF_GELU_ERF: break;
         case SH_XF_RMS:
+        case SH_XF_LN:
             if (!isfinite(e->xf_eps) || e->xf_eps < 0.0f)
                 return BAD("gemm: group %d: xf_eps %g is not finite and >= 0", i, (double)e->xf_eps);
             break;

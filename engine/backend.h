@@ -74,6 +74,7 @@ typedef enum sh_gemm_xf {
     SH_XF_SILU_MUL = 2,  /* x <- silu(x) * x2 */
     SH_XF_GELU_TANH = 3, /* x <- gelu_tanh(x) (as SH_ACT_GELU_TANH) */
     SH_XF_GELU_ERF = 4,  /* x <- gelu_erf(x) (as SH_ACT_GELU_ERF) */
+    SH_XF_LN = 5,        /* x <- (x - mean(x)) / sqrt(var(x) + xf_eps) * xf_gamma + xf_beta (row-wise over K) */
 } sh_gemm_xf;
 
 typedef enum sh_rope_mode {
@@ -125,8 +126,8 @@ typedef struct sh_gemm_group {
     int accumulate;     /* 1: y += x W^T + b; 0: y = x W^T + b */
     /* version 2; zero = no transform */
     sh_gemm_xf xf;
-    const float *xf_gamma; /* RMS: (K) or NULL (= 1) */
-    float xf_eps;          /* RMS */
+    const float *xf_gamma; /* RMS, LN: (K) or NULL (= 1) */
+    float xf_eps;          /* RMS, LN */
     sh_view x2;            /* SILU_MUL: (M, K) */
     /* version 3; zero = none. An epilogue needs accumulate == 0. */
     sh_gemm_epi epi;
@@ -154,6 +155,8 @@ typedef struct sh_gemm_group {
     const float *norm_gamma; /* (N) or NULL (= 1) */
     const float *norm_beta;  /* (N) or NULL (= 0); LAYER only */
     float norm_eps;
+    /* version 5 */
+    const float *xf_beta;    /* LN: (K) or NULL (= 0) */
 } sh_gemm_group;
 
 typedef struct sh_get_rows_group {
@@ -328,6 +331,9 @@ struct sh_backend {
      * whenever it is >= 1; 0: never. RoPE inside kv_write is always used
      * when available. */
     int xf_rows_max;
+    /* Planner hint: 1 if the backend takes SH_XF_LN (gpt2's LayerNorms read
+     * through the QKV and up GEMMs under the same row rule). */
+    int xf_ln;
     /* Planner hint: 1 if GEMM row norms (sh_gemm_group.norm_out) beat the
      * separate norm calls on this backend. */
     int gemm_norm;

@@ -298,13 +298,16 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         const int fuse_xf = ex->fuse && (max_rows <= 1 ? ex->be->xf_rows_max >= 1 : tot_rows <= ex->be->xf_rows_max);
         const int fuse_rope = ex->fuse && t == SH_TMPL_LLAMA;
         const int fuse = fuse_xf && t == SH_TMPL_LLAMA;
-        /* norms as the row norms of the o and down GEMMs; a llama layer that
-         * reads x through the QKV GEMMs' x transform needs none (fuse holds
-         * for the later layers too: they have a subset of the rows) */
-        const int norm_epi = ex->fuse_norm && !fuse;
+        /* gpt2: the LayerNorms read by the QKV and up GEMMs' LN transform */
+        const int fuse_ln = fuse_xf && t == SH_TMPL_GPT2 && ex->be->xf_ln;
+        const int fused_norms = fuse || fuse_ln;
+        /* norms as the row norms of the o and down GEMMs; a layer that reads
+         * x through the QKV GEMMs' x transform needs none (fuse holds for the
+         * later layers too: they have a subset of the rows) */
+        const int norm_epi = ex->fuse_norm && !fused_norms;
         const sh_norm_kind nk = t == SH_TMPL_LLAMA ? SH_NORM_RMS : SH_NORM_LAYER;
         /* pre-attention norm (llama, gpt2), unless the previous down GEMM did it */
-        if (t != SH_TMPL_BERT && !fuse && !(norm_epi && l > 0)) {
+        if (t != SH_TMPL_BERT && !fused_norms && !(norm_epi && l > 0)) {
             n = 0;
             FOR_SEG {
                 SEGV;
@@ -317,16 +320,21 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         n = 0;
         FOR_SEG {
             SEGV;
-            size_t in = t == SH_TMPL_BERT ? g->x : g->xn;
+            size_t in = t == SH_TMPL_BERT || fuse_ln ? g->x : g->xn;
+            const sh_gemm_xf lxf = fuse_ln ? SH_XF_LN : SH_XF_NONE;
+            const float *lgam = fuse_ln ? L->attn_norm : NULL, *qkv_beta = fuse_ln ? L->attn_norm_b : NULL;
             if (t == SH_TMPL_GPT2 && qkv_epi(ex, t, m)) {
                 /* q, k and v as three groups, k and v also stored to the pool */
-                for (int j = 0; j < 3; j++)
+                for (int j = 0; j < 3; j++) {
                     gg[n + j] = GG(wrows(L->wqkv, j * d, d), L->bqkv ? L->bqkv + j * d : NULL, V(A, in, R, d, d),
-                                   V(A, g->q + j * d, R, d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
+                                   V(A, g->q + j * d, R, d, 3 * d), 0, lxf, lgam, m->hp.eps);
+                    gg[n + j].xf_beta = qkv_beta;
+                }
                 qkv_kv_store(&gg[n], I + off_slot + g->row0, kvref(ex, m, &Q[g->s0], l));
                 n += 3;
             } else if (t == SH_TMPL_GPT2) {
-                gg[n++] = GG(L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0, SH_XF_NONE, NULL, 0.0f);
+                gg[n] = GG(L->wqkv, L->bqkv, V(A, in, R, d, d), V(A, g->q, R, 3 * d, 3 * d), 0, lxf, lgam, m->hp.eps);
+                gg[n++].xf_beta = qkv_beta;
             } else {
                 const sh_view x = fuse ? V(A, g->x, R, d, d) : V(A, in, R, d, d);
                 const sh_gemm_xf xf = fuse ? SH_XF_RMS : SH_XF_NONE;
@@ -419,7 +427,7 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* norm before the FFN (pre-norm), or post-attention LN (bert) */
         n = 0;
-        if (!fuse && !norm_epi) FOR_SEG {
+        if (!fused_norms && !norm_epi) FOR_SEG {
             SEGV;
             sh_view x = V(A, g->x, R, d, d);
             if (t == SH_TMPL_BERT)
@@ -437,8 +445,9 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         n = 0;
         FOR_SEG {
             SEGV;
-            size_t in = t == SH_TMPL_BERT || fuse ? g->x : g->xn;
-            const sh_gemm_xf xf = fuse ? SH_XF_RMS : SH_XF_NONE;
+            size_t in = t == SH_TMPL_BERT || fused_norms ? g->x : g->xn;
+            const sh_gemm_xf xf = fuse ? SH_XF_RMS : fuse_ln ? SH_XF_LN : SH_XF_NONE;
+            const float *up_beta = fuse_ln ? L->ffn_norm_b : NULL;
             const sh_view x = V(A, in, R, d, d);
             if (fuse_epi) {
                 if (t == SH_TMPL_LLAMA) {
@@ -449,13 +458,15 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
                 } else {
                     gg[n] = GG(L->w_up, L->b_up, x, V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
                     gg[n].epi = ak == SH_ACT_GELU_TANH ? SH_EPI_GELU_TANH : SH_EPI_GELU_ERF;
+                    gg[n].xf_beta = up_beta;
                 }
                 n++;
                 continue;
             }
             if (t == SH_TMPL_LLAMA)
                 gg[n++] = GG(L->w_gate, NULL, x, V(A, g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
-            gg[n++] = GG(L->w_up, L->b_up, x, V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+            gg[n] = GG(L->w_up, L->b_up, x, V(A, t == SH_TMPL_LLAMA ? g->fb : g->fa, R, ff, ff), 0, xf, L->ffn_norm, m->hp.eps);
+            gg[n++].xf_beta = up_beta;
         }
         SH_TRY(sh_be_gemm(ex->be, n, gg));
         /* the activation: done above, its own call, or read by the down projection */

@@ -168,6 +168,7 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     fview *x2 = calloc((size_t)nc, sizeof *x2), *yn = calloc((size_t)nc, sizeof *yn);
     mbuf *ngam = calloc((size_t)nc, sizeof *ngam), *nbet = calloc((size_t)nc, sizeof *nbet);
     mbuf *gam = calloc((size_t)nc, sizeof *gam), *w2 = calloc((size_t)nc, sizeof *w2), *b2 = calloc((size_t)nc, sizeof *b2);
+    mbuf *bet = calloc((size_t)nc, sizeof *bet);
     sh_gemm_group *gc = calloc((size_t)nc, sizeof *gc), *gg = calloc((size_t)nc, sizeof *gg);
     for (int i = 0; i < nc; i++) {
         const gemm_case *c = &cs[i];
@@ -198,10 +199,12 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
             mb_new(&nbet[i], gm, (size_t)c->n * sizeof(float));
             free(gm);
         }
-        if (c->xf == SH_XF_RMS) {
+        if (c->xf == SH_XF_RMS || c->xf == SH_XF_LN) {
             float *gm = malloc((size_t)c->k * sizeof(float));
             for (int j = 0; j < c->k; j++) gm[j] = opr_unif(&r, 0.5f, 1.5f);
             mb_new(&gam[i], gm, (size_t)c->k * sizeof(float));
+            for (int j = 0; j < c->k; j++) gm[j] = opr_unif(&r, -0.5f, 0.5f);
+            mb_new(&bet[i], gm, (size_t)c->k * sizeof(float));
             free(gm);
         }
         for (int on_gpu = 0; on_gpu < 2; on_gpu++) {
@@ -209,10 +212,11 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
             *g = (sh_gemm_group){{mb(&w[i], on_gpu), c->dt, c->n, c->k}, c->bias ? mb(&b[i], on_gpu) : NULL,
                                  fv_view(&x[i], on_gpu), fv_view(&y[i], on_gpu), c->acc};
             g->xf = c->xf;
-            if (c->xf == SH_XF_RMS) {
+            if (c->xf == SH_XF_RMS || c->xf == SH_XF_LN) {
                 g->xf_gamma = (i & 1) ? mb(&gam[i], on_gpu) : NULL; /* NULL: gamma 1 */
                 g->xf_eps = 1e-5f;
             }
+            if (c->xf == SH_XF_LN) g->xf_beta = (i % 3) ? mb(&bet[i], on_gpu) : NULL; /* NULL: beta 0 */
             if (c->xf == SH_XF_SILU_MUL) g->x2 = fv_view(&x2[i], on_gpu);
             g->epi = c->epi;
             if (c->epi == SH_EPI_SILU_PAIR) {
@@ -247,7 +251,7 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
             mb_free(&nbet[i]);
         }
         if (cs[i].xf == SH_XF_SILU_MUL) mb_free(&x2[i].m);
-        if (cs[i].xf == SH_XF_RMS) mb_free(&gam[i]);
+        if (cs[i].xf == SH_XF_RMS || cs[i].xf == SH_XF_LN) mb_free(&gam[i]), mb_free(&bet[i]);
         if (cs[i].epi == SH_EPI_SILU_PAIR) mb_free(&w2[i]), mb_free(&b2[i]);
         mb_free(&w[i]);
         mb_free(&b[i]);
@@ -263,6 +267,7 @@ static void test_gemm_mixed(const char *label, const gemm_case *cs, int nc, sh_c
     free(ngam);
     free(nbet);
     free(gam);
+    free(bet);
     free(w2);
     free(b2);
     free(gc);
@@ -297,6 +302,17 @@ static const gemm_case gemm_xf[] = {
     {SH_F32, 100, 576, 7, 4, 1, 0, 1, 0, SH_XF_RMS},        {SH_BF16, 64, 576, 64, 0, 0, 0, 0, 0, SH_XF_RMS},
     {SH_Q8_0, 576, 1536, 1, 0, 0, 0, 0, 1, SH_XF_SILU_MUL}, {SH_F16, 333, 576, 2, 0, 2, 0, 1, 0, SH_XF_RMS},
     {SH_BF16, 40, 64, 9, 4, 0, 0, 0, 1, SH_XF_SILU_MUL},    {SH_Q4_0, 96, 2048, 32, 0, 0, 0, 1, 0, SH_XF_RMS},
+};
+
+/* the LayerNorm transform (gpt2's fused norms): one row with 16-byte rows
+ * (the one-row kernel: f32, f16, bf16, GELU epilogue, accumulation, gamma
+ * and beta on and off), and what takes the norm apart (a quant dtype, an
+ * unaligned x, more rows) */
+static const gemm_case gemm_ln[] = {
+    {SH_BF16, 2304, 768, 1, 0, 0, 0, 1, 0, SH_XF_LN},       {SH_F16, 3072, 768, 1, 0, 0, 0, 1, 0, SH_XF_LN, SH_EPI_GELU_TANH},
+    {SH_BF16, 768, 768, 1, 0, 0, 2, 1, 1, SH_XF_LN},        {SH_F32, 100, 576, 1, 0, 0, 0, 0, 0, SH_XF_LN},
+    {SH_Q8_0, 576, 768, 1, 0, 0, 0, 1, 0, SH_XF_LN},        {SH_BF16, 333, 96, 1, 4, 1, 0, 1, 0, SH_XF_LN},
+    {SH_BF16, 768, 768, 7, 0, 0, 0, 1, 1, SH_XF_LN},        {SH_F16, 64, 1536, 1, 0, 0, 0, 0, 1, SH_XF_LN},
 };
 
 /* GEMM epilogues (the FFN's activation), mixed with plain groups and with x
@@ -806,7 +822,8 @@ static void test_gemm_ring_bitwise(const char *label, const gemm_case *cs, int n
 
 /* only: every model's weights in this dtype (-1: the table's mix); cap: at
  * most this many rows per model (0: the table's) */
-/* rms: the q, k and v groups read x through the RMS transform (gamma per model) */
+/* rms: the q, k and v groups read x through the RMS transform (SH_XF_RMS)
+ * or the LayerNorm one (SH_XF_LN), gamma and beta per model */
 static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int only, int cap, int rms) {
     opr_rng r = {0x9e0000u + (uint64_t)path};
     OK(sh_cuda_set_gemm_path(gpu, path));
@@ -819,7 +836,7 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
         {SH_F16, 256, 64, 4, 4, 40, 0, 1, SH_ROPE_NORM},
     };
     enum { NM = sizeof ms / sizeof ms[0], NC = 3 * NM + 1 };
-    mbuf w[NC], pos[NM], slot[NM], gam[NM];
+    mbuf w[NC], pos[NM], slot[NM], gam[NM], bet[NM];
     fview x[NM + 1], y[NC];
     sh_gemm_group gc[NC], gg[NC];
     /* each model owns 8 distinct physical blocks (as a sequence owns its
@@ -846,6 +863,8 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
             float gm[576];
             for (int j = 0; j < ms[i].k; j++) gm[j] = opr_unif(&r, 0.5f, 1.5f);
             mb_new(&gam[i], gm, (size_t)ms[i].k * sizeof(float));
+            for (int j = 0; j < ms[i].k; j++) gm[j] = opr_unif(&r, -0.5f, 0.5f);
+            mb_new(&bet[i], gm, (size_t)ms[i].k * sizeof(float));
         }
         const sh_dtype dt = only >= 0 ? (sh_dtype)only : ms[i].dt;
         for (int j = 0; j < 3; j++) {
@@ -867,8 +886,9 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
                 e->kv = (sh_kv_ref){mb(&pl->m, on_gpu), pl->dt, pl->block_bytes, NULL, ms[i].layer,
                                     ms[i].nkv * ms[i].hd};
                 if (rms) {
-                    e->xf = SH_XF_RMS;
+                    e->xf = rms == SH_XF_LN ? SH_XF_LN : SH_XF_RMS;
                     e->xf_gamma = mb(&gam[i], on_gpu);
+                    e->xf_beta = rms == SH_XF_LN ? mb(&bet[i], on_gpu) : NULL;
                     e->xf_eps = 1e-5f;
                 }
             }
@@ -906,6 +926,7 @@ static void test_gemm_qkv_mixed(const char *label, sh_cuda_gemm_path path, int o
         mb_free(&pos[i]);
         mb_free(&slot[i]);
         mb_free(&gam[i]);
+        mb_free(&bet[i]);
     }
     mb_free(&pools[0].m);
     mb_free(&pools[1].m);
@@ -1512,6 +1533,9 @@ int main(int argc, char **argv) {
         if (!quick)
             test_gemm_mixed(gp[i].name, gemm_prefill, (int)(sizeof gemm_prefill / sizeof gemm_prefill[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_xf, (int)(sizeof gemm_xf / sizeof gemm_xf[0]), gp[i].p);
+        test_gemm_mixed(gp[i].name, gemm_ln, (int)(sizeof gemm_ln / sizeof gemm_ln[0]), gp[i].p);
+        for (int c = 0; c < (int)(sizeof gemm_ln / sizeof gemm_ln[0]); c++)
+            test_gemm_mixed(gp[i].name, &gemm_ln[c], 1, gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi, (int)(sizeof gemm_epi / sizeof gemm_epi[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_epi_rms, (int)(sizeof gemm_epi_rms / sizeof gemm_epi_rms[0]), gp[i].p);
         test_gemm_mixed(gp[i].name, gemm_norm, (int)(sizeof gemm_norm / sizeof gemm_norm[0]), gp[i].p);
@@ -1519,6 +1543,8 @@ int main(int argc, char **argv) {
     }
     /* one row: the SIMT path that reads the slot and the angle before the wait */
     test_gemm_qkv_mixed("auto (one row)", SH_CUDA_GEMM_AUTO, -1, 1, 0);
+    test_gemm_qkv_mixed("auto (one row, LN)", SH_CUDA_GEMM_AUTO, -1, 1, SH_XF_LN);
+    test_gemm_qkv_mixed("auto (LN apart)", SH_CUDA_GEMM_AUTO, -1, 0, SH_XF_LN);
     /* every tensor-core tile configuration, whatever the launch size picks */
     static const char *tiles[] = {"mma/tile0", "mma/tile1", "mma/tile2", "mma/tile3", "mma/tile4"};
     OK(sh_cuda_set_gemm_tmx(gpu, 0));

@@ -180,8 +180,9 @@ static shoal_status sh_cpu_gemm_xf(sh_backend *be, int n, const sh_gemm_group *g
         const sh_view x = g[i].x;
         const sh_view t = {cb->xf_buf + off, x.rows, x.cols, x.cols};
         off += (size_t)x.rows * (size_t)x.cols;
-        if (g[i].xf == SH_XF_RMS)
-            ng[nn++] = (sh_norm_group){x, {NULL, 0, 0, 0}, g[i].xf_gamma, NULL, g[i].xf_eps, SH_NORM_RMS, t};
+        if (g[i].xf == SH_XF_RMS || g[i].xf == SH_XF_LN)
+            ng[nn++] = (sh_norm_group){x, {NULL, 0, 0, 0}, g[i].xf_gamma, g[i].xf == SH_XF_LN ? g[i].xf_beta : NULL,
+                                       g[i].xf_eps, g[i].xf == SH_XF_LN ? SH_NORM_LAYER : SH_NORM_RMS, t};
         else
             ag[na++] = (sh_act_group){x, g[i].xf == SH_XF_SILU_MUL ? g[i].x2 : (sh_view){NULL, 0, 0, 0}, t,
                                       g[i].xf == SH_XF_SILU_MUL    ? SH_ACT_SILU_MUL
@@ -372,6 +373,7 @@ shoal_status sh_cpu_backend_create_isa(int n_threads, sh_cpu_isa isa, sh_backend
     }
     cb->base.ops = &sh_cpu_ops;
     cb->base.xf_rows_max = INT_MAX; /* materialised: the same work either way */
+    cb->base.xf_ln = 1;
     cb->base.gemm_norm = 1;
     snprintf(cb->base.device, sizeof cb->base.device, "cpu");
     cb->isa = isa;

@@ -116,6 +116,7 @@ typedef struct sh_cu_backend {
                                   per-warp ring, 2 tensor-copy, 4 streamed terms); the others' launches take a
                                   norm launch into xnorm and read that instead */
     float *xnorm;              /* those norms' rows (SH_CU_XNORM_BYTES) */
+    int xf_ln;                 /* LN transform in one-row launches (SHOAL_CUDA_XF_LN) */
     struct {                   /* the RoPE epilogue's tables (cos, sin per position and pair) */
         float theta;
         int head_dim;
@@ -847,8 +848,8 @@ static int cu_x2_aligned(const sh_gemm_group *e) {
     return e->xf != SH_XF_SILU_MUL || (cu_aligned(e->x2.data, 16) && e->x2.stride % 4 == 0);
 }
 
-/* The kernels' transform class of a group: 0 none, 1 RMS, 2 SiLU-gate, 3 GELU. */
-static int cu_xk(sh_gemm_xf xf) { return xf >= SH_XF_GELU_TANH ? 3 : (int)xf; }
+/* The kernels' transform class of a group: 0 none, 1 RMS, 2 SiLU-gate, 3 GELU, 4 LN. */
+static int cu_xk(sh_gemm_xf xf) { return xf == SH_XF_LN ? 4 : xf >= SH_XF_GELU_TANH ? 3 : (int)xf; }
 
 static sh_cu_kv cu_kv(const sh_kv_ref *r) {
     return (sh_cu_kv){
@@ -881,15 +882,24 @@ static shoal_status cu_gemm_norm_apart(sh_backend *be, int n, const sh_gemm_grou
     return st;
 }
 
-/* A launch of RMS-transform groups that the streamed forms take: the norms
- * first, as a launch of their own into xnorm, then the GEMM on those rows
- * without the transform. On the H200 the norm launch (hidden under PDL)
- * cost less than the transform inside those forms (bench/NOTES.md,
- * "Session 14"). Past xnorm's capacity the transform stays in the GEMM. */
+/* A launch of RMS-transform groups that the streamed forms take, or of LN
+ * groups that the one-row kernel cannot take: the norms first, as a launch
+ * of their own into xnorm, then the GEMM on those rows without the
+ * transform. On the H200 the norm launch (hidden under PDL) cost less than
+ * the RMS transform inside those forms (bench/NOTES.md, "Session 14"). Past
+ * xnorm's capacity, group by group; a group larger than xnorm keeps the RMS
+ * transform in the GEMM, and an LN one is refused. */
 static shoal_status cu_gemm_norm_first(sh_cu_backend *cb, int n, const sh_gemm_group *g) {
     size_t need = 0;
     for (int i = 0; i < n; i++) need += ((size_t)g[i].x.rows * (size_t)g[i].w.n_in + 3) / 4 * 4;
     if (!cb->xnorm || need * sizeof(float) > SH_CU_XNORM_BYTES) {
+        if (n > 1) {
+            for (int i = 0; i < n; i++) SH_TRY(cu_gemm_norm_first(cb, 1, &g[i]));
+            return SHOAL_OK;
+        }
+        if (g[0].xf == SH_XF_LN)
+            return sh_fail(SHOAL_ERR_UNSUPPORTED, "cuda: gemm: an LN transform over %d x %d activations exceeds %zu bytes",
+                           g[0].x.rows, (int)g[0].w.n_in, SH_CU_XNORM_BYTES);
         const int keep = cb->xf_forms;
         cb->xf_forms = 7;
         const shoal_status st = cu_gemm(&cb->base, n, g);
@@ -904,11 +914,13 @@ static shoal_status cu_gemm_norm_first(sh_cu_backend *cb, int n, const sh_gemm_g
     for (int i = 0; i < n && st == SHOAL_OK; i++) {
         const int k = (int)g[i].w.n_in;
         const sh_view out = {cb->xnorm + off, g[i].x.rows, k, k};
-        ng[i] = (sh_norm_group){g[i].x, {NULL, 0, 0, 0}, g[i].xf_gamma, NULL, g[i].xf_eps, SH_NORM_RMS, out};
+        const int ln = g[i].xf == SH_XF_LN;
+        ng[i] = (sh_norm_group){g[i].x, {NULL, 0, 0, 0}, g[i].xf_gamma, ln ? g[i].xf_beta : NULL, g[i].xf_eps,
+                                ln ? SH_NORM_LAYER : SH_NORM_RMS, out};
         gg[i] = g[i];
         gg[i].x = out;
         gg[i].xf = SH_XF_NONE;
-        gg[i].xf_gamma = NULL;
+        gg[i].xf_gamma = gg[i].xf_beta = NULL;
         off += ((size_t)g[i].x.rows * (size_t)k + 3) / 4 * 4;
     }
     if (st == SHOAL_OK) st = cu_norm(&cb->base, n, ng);
@@ -929,7 +941,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
             sh_gemm_group *sub = malloc((size_t)n * sizeof *sub);
             if (!sub) return sh_fail(SHOAL_ERR_NOMEM, "gemm: out of memory");
             shoal_status st = SHOAL_OK;
-            for (int k = 0; k < 4 && st == SHOAL_OK; k++) {
+            for (int k = 0; k < 5 && st == SHOAL_OK; k++) {
                 int m = 0;
                 for (int j = 0; j < n; j++)
                     if (cu_xk(g[j].xf) == k) sub[m++] = g[j];
@@ -968,6 +980,21 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
                            e->x.stride % 4 == 0 && (!float_dt || vec) && cu_x2_aligned(e);
         mma[i] = mma_ok && (cb->gemm_path == SH_CUDA_GEMM_MMA ||
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
+    }
+    if (xk == 4) { /* LN: the one-row SIMT kernel with x direct and 16-byte rows (simt_ln), else the norm apart */
+        int native = S == 1 && cb->xf_ln;
+        for (int i = 0; i < n && native; i++) {
+            const sh_gemm_group *e = &g[i];
+            const sh_dtype dt = e->w.dtype;
+            native = !mma[i] && (dt == SH_F32 || dt == SH_F16 || dt == SH_BF16) && cu_aligned(e->w.data, 16) &&
+                     sh_dtype_row_bytes(dt, (uint64_t)e->w.n_in) % 16 == 0 &&
+                     (e->epi != SH_EPI_SILU_PAIR || cu_aligned(e->w2.data, 16)) && cu_aligned(e->x.data, 16) &&
+                     !e->norm_out.data && cu_aligned(e->xf_gamma, 16) && cu_aligned(e->xf_beta, 16);
+        }
+        if (!native) {
+            if (mma != mma_small) free(mma);
+            return cu_gemm_norm_first(cb, n, g);
+        }
     }
     int tma_kp = 0, tma_per_sm = 0, tma_ns = 0, tmx_per_sm = 0;
     const int tmx_nt = cu_tmx_config(cb, S, xk, n, g, mma, &tmx_per_sm);
@@ -1032,7 +1059,8 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         d[i].xdirect = cu_aligned(e->x.data, 16) && cu_x2_aligned(e);
         d[i].xf = (int32_t)e->xf;
         d[i].eps = e->xf_eps;
-        d[i].gamma = e->xf == SH_XF_RMS ? e->xf_gamma : NULL;
+        d[i].gamma = e->xf == SH_XF_RMS || e->xf == SH_XF_LN ? e->xf_gamma : NULL;
+        d[i].beta = e->xf == SH_XF_LN ? e->xf_beta : NULL;
         if (e->xf == SH_XF_SILU_MUL) {
             d[i].x2 = e->x2.data;
             d[i].x2_stride = e->x2.stride;
@@ -1653,6 +1681,11 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
      * row count. */
     const char *xr = getenv("SHOAL_CUDA_XF_ROWS");
     cb->base.xf_rows_max = xr ? atoi(xr) : 16;
+    /* GPT-2's LayerNorms through the QKV and up GEMMs (one row: simt_ln;
+     * else a norm launch apart); SHOAL_CUDA_XF_LN=0 keeps the norm launches */
+    const char *xl = getenv("SHOAL_CUDA_XF_LN");
+    cb->xf_ln = !(xl && strcmp(xl, "0") == 0);
+    cb->base.xf_ln = cb->xf_ln;
     /* GEMM row norms lose to the separate norm kernel on the H200 at every
      * size measured (bench/NOTES.md, "GEMM row norms"); SHOAL_CUDA_GEMM_NORM=1
      * has the planner use them. */

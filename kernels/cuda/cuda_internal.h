@@ -48,8 +48,9 @@ typedef struct sh_cu_gemm_desc {
     int32_t tiles_n;     /* MMA: column tiles; block b -> (b % tiles_n, b / tiles_n) */
     /* activation transform (sh_gemm_xf) applied as x is read */
     int32_t xf;
-    float eps;           /* RMS */
-    const float *gamma;  /* RMS: (k) or NULL; 16-byte aligned on the MMA path */
+    float eps;           /* RMS, LN */
+    const float *gamma;  /* RMS, LN: (k) or NULL; 16-byte aligned on the MMA path and for LN */
+    const float *beta;   /* LN: (k) or NULL; 16-byte aligned */
     const float *x2;     /* SILU_MUL: (m, k), x2_stride floats between rows */
     int32_t x2_stride;
     /* epilogue (sh_gemm_epi) applied to each output */

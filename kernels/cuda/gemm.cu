@@ -11,6 +11,7 @@ extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args
     case 1: return sh_cu_launch_gemm_rms(s, a);
     case 2: return sh_cu_launch_gemm_silu(s, a);
     case 3: return sh_cu_launch_gemm_gelu(s, a);
+    case 4: return sh_cu_launch_gemm_ln(s, a);
     default: return cudaErrorInvalidValue;
     }
 }

@@ -96,11 +96,12 @@ __device__ __forceinline__ void unpack16(const uint4 u, float *w) {
 
 /* ---- activation transforms ---------------------------------------------- */
 
-enum { XF_NONE = 0, XF_RMS = 1, XF_SILU_MUL = 2, XF_GELU_TANH = 3, XF_GELU_ERF = 4 };
+enum { XF_NONE = 0, XF_RMS = 1, XF_SILU_MUL = 2, XF_GELU_TANH = 3, XF_GELU_ERF = 4, XF_LN = 5 };
 
 /* Transform classes a kernel is compiled for (XK; the host picks one per
- * launch): 0 none, 1 RMS, 2 SILU_MUL, 3 GELU (tanh or erf, per group). */
-__host__ __device__ constexpr int xk_of(int xf) { return xf >= XF_GELU_TANH ? 3 : xf; }
+ * launch): 0 none, 1 RMS, 2 SILU_MUL, 3 GELU (tanh or erf, per group), 4 LN
+ * (one-row SIMT launches with 16-byte rows only: simt_ln). */
+__host__ __device__ constexpr int xk_of(int xf) { return xf == XF_LN ? 4 : xf >= XF_GELU_TANH ? 3 : xf; }
 
 /* silu(a) * b, gelu_tanh(a), gelu_erf(a): act_kernel's expressions */
 __device__ __forceinline__ float xf_act(int xf, float a, float b) {
@@ -272,6 +273,65 @@ __device__ __forceinline__ void simt_vec(const sh_cu_gemm_desc &d, const unsigne
 #pragma unroll
                     for (int j = 0; j < V; j++) acc[r][m] = fmaf(w[r][j], xv[j], acc[r][m]);
             }
+        }
+    }
+}
+
+/* One activation row through the LayerNorm transform (XK = 4), 16-byte
+ * weight rows: besides a1[r] = sum w_r[k] gamma[k] x[k] the lane sums
+ * a2[r] = sum w_r[k] gamma[k], a3[r] = sum w_r[k] beta[k], s1 = sum x[k]
+ * and ss = sum x[k]^2, so that with mean mu and rstd = 1 / sqrt(var + eps)
+ * row r's result is rstd (a1 - mu a2) + a3 = sum w_r ((x - mu) rstd gamma +
+ * beta) — the norm and the GEMM in one pass over the weights. gamma and beta
+ * are 16-byte aligned (the host checks). */
+template <int R, int DT>
+__device__ __forceinline__ void simt_ln(const sh_cu_gemm_desc &d, const unsigned char *const (&wrow)[R],
+                                        float (&a1)[R][1], float (&a2)[R], float (&a3)[R], float &s1, float &ss,
+                                        int lane, epi_pre *pre) {
+    constexpr int ES = DT == DT_F32 ? 4 : 2;
+    constexpr int V = 16 / ES;
+    constexpr int U = simt_batch(1, R);
+    const int kc = d.k;
+    for (int kb = lane * V; kb < kc; kb += U * 32 * V) {
+        uint4 raw[U][R];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kk = min(kb + u * 32 * V, kc - V);
+#pragma unroll
+            for (int r = 0; r < R; r++) raw[u][r] = ld_stream16(wrow[r] + (int64_t)kk * ES);
+        }
+        pre_wait(d, pre); /* activations next; no-op after the first batch */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kk = kb + u * 32 * V;
+            if (kk >= kc) break;
+            float w[R][V], xv[V], gv[V], bv[V];
+#pragma unroll
+            for (int r = 0; r < R; r++) unpack16<DT>(raw[u][r], w[r]);
+#pragma unroll
+            for (int j = 0; j < V / 4; j++) {
+                const float4 t = __ldg(reinterpret_cast<const float4 *>(d.x + kk + 4 * j));
+                const float4 g = d.gamma ? __ldg(reinterpret_cast<const float4 *>(d.gamma + kk + 4 * j))
+                                         : make_float4(1.f, 1.f, 1.f, 1.f);
+                const float4 b = d.beta ? __ldg(reinterpret_cast<const float4 *>(d.beta + kk + 4 * j))
+                                        : make_float4(0.f, 0.f, 0.f, 0.f);
+                s1 += (t.x + t.y) + (t.z + t.w);
+                ss = fmaf(t.x, t.x, ss);
+                ss = fmaf(t.y, t.y, ss);
+                ss = fmaf(t.z, t.z, ss);
+                ss = fmaf(t.w, t.w, ss);
+                xv[4 * j] = t.x * g.x, xv[4 * j + 1] = t.y * g.y, xv[4 * j + 2] = t.z * g.z, xv[4 * j + 3] = t.w * g.w;
+                gv[4 * j] = g.x, gv[4 * j + 1] = g.y, gv[4 * j + 2] = g.z, gv[4 * j + 3] = g.w;
+                bv[4 * j] = b.x, bv[4 * j + 1] = b.y, bv[4 * j + 2] = b.z, bv[4 * j + 3] = b.w;
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int j = 0; j < V; j++) {
+                    a1[r][0] = fmaf(w[r][j], xv[j], a1[r][0]);
+                    a2[r] = fmaf(w[r][j], gv[j], a2[r]);
+                    a3[r] = fmaf(w[r][j], bv[j], a3[r]);
+                }
         }
     }
 }
@@ -510,7 +570,27 @@ __device__ __forceinline__ void gemm_simt_body(const sh_cu_gemm_desc &d, int loc
 #pragma unroll
     for (int r = 0; r < R; r++) wrow[r] = simt_row<R>(d, row0, r);
 
-    if (MT == 1 && d.xdirect) {
+    if constexpr (XK == 4) { /* LN: one-row launches with x direct and 16-byte rows only (the host checks) */
+        float a1[R][1], a2[R], a3[R], s1 = 0.0f, ss = 0.0f, scale[1] = {1.0f};
+#pragma unroll
+        for (int r = 0; r < R; r++) a1[r][0] = a2[r] = a3[r] = 0.0f;
+        epi_pre pre = {epi_begin(d, 0), row0 + lane, d.epi == EPI_ROPE};
+        if (row0 < d.n) {
+            if (d.dtype == DT_BF16) simt_ln<R, DT_BF16>(d, wrow, a1, a2, a3, s1, ss, lane, &pre);
+            else if (d.dtype == DT_F16) simt_ln<R, DT_F16>(d, wrow, a1, a2, a3, s1, ss, lane, &pre);
+            else simt_ln<R, DT_F32>(d, wrow, a1, a2, a3, s1, ss, lane, &pre);
+        }
+        if (pre.armed) epi_end(d, pre.p, pre.e);
+        const float mu = warp_sum(s1) / (float)d.k, var = fmaxf(warp_sum(ss) / (float)d.k - mu * mu, 0.0f);
+        const float rstd = 1.0f / sqrtf(var + d.eps);
+#pragma unroll
+        for (int r = 0; r < R; r++) { /* the row's result in lane 0 (simt_store sums the warp: + zeros) */
+            const float v1 = warp_sum(a1[r][0]), v2 = warp_sum(a2[r]), v3 = warp_sum(a3[r]);
+            a1[r][0] = lane == 0 ? rstd * (v1 - mu * v2) + v3 : 0.0f;
+        }
+        simt_store<1, R>(d, 0, row0, a1, scale, lane, &pre.e);
+        return;
+    } else if (MT == 1 && d.xdirect) {
         float acc[R][MT], ss = 0.0f, scale[MT] = {1.0f};
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
@@ -1043,8 +1123,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
         return sh_cu_launch_k(gemm_kernel<S, C, XK>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts,      \
                               a->n_groups);
 
-/* one per translation unit (gemm.cu, gemm_rms.cu, gemm_silu.cu, gemm_gelu.cu) */
+/* one per translation unit (gemm.cu, gemm_rms.cu, gemm_silu.cu, gemm_gelu.cu, gemm_ln.cu) */
 extern "C" cudaError_t sh_cu_launch_gemm_rms(cudaStream_t s, const sh_cu_launch_args *a);
+extern "C" cudaError_t sh_cu_launch_gemm_ln(cudaStream_t s, const sh_cu_launch_args *a);
 extern "C" cudaError_t sh_cu_launch_gemm_silu(cudaStream_t s, const sh_cu_launch_args *a);
 extern "C" cudaError_t sh_cu_launch_gemm_gelu(cudaStream_t s, const sh_cu_launch_args *a);
 
