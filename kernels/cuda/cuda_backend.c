@@ -116,7 +116,6 @@ typedef struct sh_cu_backend {
                                   per-warp ring, 2 tensor-copy, 4 streamed terms); the others' launches take a
                                   norm launch into xnorm and read that instead */
     float *xnorm;              /* those norms' rows (SH_CU_XNORM_BYTES) */
-    int xf_ln;                 /* LN transform in one-row launches (SHOAL_CUDA_XF_LN) */
     struct {                   /* the RoPE epilogue's tables (cos, sin per position and pair) */
         float theta;
         int head_dim;
@@ -982,7 +981,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
                             (cb->gemm_path == SH_CUDA_GEMM_AUTO && e->x.rows >= SH_CU_MMA_MIN_M));
     }
     if (xk == 4) { /* LN: the one-row SIMT kernel with x direct and 16-byte rows (simt_ln), else the norm apart */
-        int native = S == 1 && cb->xf_ln;
+        int native = S == 1 && cb->base.xf_ln;
         for (int i = 0; i < n && native; i++) {
             const sh_gemm_group *e = &g[i];
             const sh_dtype dt = e->w.dtype;
@@ -1684,8 +1683,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     /* GPT-2's LayerNorms through the QKV and up GEMMs (one row: simt_ln;
      * else a norm launch apart); SHOAL_CUDA_XF_LN=0 keeps the norm launches */
     const char *xl = getenv("SHOAL_CUDA_XF_LN");
-    cb->xf_ln = !(xl && strcmp(xl, "0") == 0);
-    cb->base.xf_ln = cb->xf_ln;
+    cb->base.xf_ln = !(xl && strcmp(xl, "0") == 0);
     /* GEMM row norms lose to the separate norm kernel on the H200 at every
      * size measured (bench/NOTES.md, "GEMM row norms"); SHOAL_CUDA_GEMM_NORM=1
      * has the planner use them. */
