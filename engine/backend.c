@@ -145,6 +145,23 @@ shoal_status sh_be_step_end(sh_backend *be) {
     return be->ops->step_end ? be->ops->step_end(be) : SHOAL_OK;
 }
 
+shoal_status sh_be_download_async(sh_backend *be, void *dst, const void *src, size_t bytes, int *ticket) {
+    if (!ticket) return sh_fail(SHOAL_ERR_INVALID_ARG, "download_async: ticket is NULL");
+    *ticket = -1;
+    if (!be) return sh_fail(SHOAL_ERR_INVALID_ARG, "download_async: backend is NULL");
+    if (bytes == 0) return SHOAL_OK;
+    if (!dst || !src) return sh_fail(SHOAL_ERR_INVALID_ARG, "download_async: NULL %s", dst ? "source" : "destination");
+    if (be->ops->download_async && be->ops->wait_download) return be->ops->download_async(be, dst, src, bytes, ticket);
+    return be->ops->download(be, dst, src, bytes);
+}
+
+shoal_status sh_be_wait_download(sh_backend *be, int ticket) {
+    if (!be) return sh_fail(SHOAL_ERR_INVALID_ARG, "wait_download: backend is NULL");
+    if (ticket < 0) return SHOAL_OK;
+    if (!be->ops->wait_download) return sh_fail(SHOAL_ERR_INVALID_ARG, "wait_download: the backend has no tickets");
+    return be->ops->wait_download(be, ticket);
+}
+
 shoal_status sh_be_step_flush(sh_backend *be) {
     if (!be) return sh_fail(SHOAL_ERR_INVALID_ARG, "step_flush: backend is NULL");
     return be->ops->step_flush ? be->ops->step_flush(be) : SHOAL_OK;

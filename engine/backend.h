@@ -318,7 +318,18 @@ typedef struct sh_backend_ops {
     /* (optional) Inside a step: starts what is queued so far, so the device
      * runs the step's first layers while the host packs the rest. */
     shoal_status (*step_flush)(sh_backend *be);
+    /* (optional, both or neither) A download queued behind the work queued
+     * so far that returns at once: *ticket names it, and wait_download
+     * blocks until that copy (and the work before it) is done, leaves the
+     * bytes at dst and reports deferred device errors as sync does. Tickets
+     * are waited for in the order issued; a backend keeps at least
+     * SH_BE_ASYNC_TICKETS in flight. Lets the planner queue the next step
+     * before the last one's ids are on the host (overlapped steps). */
+    shoal_status (*download_async)(sh_backend *be, void *dst, const void *src, size_t bytes, int *ticket);
+    shoal_status (*wait_download)(sh_backend *be, int ticket);
 } sh_backend_ops;
+
+#define SH_BE_ASYNC_TICKETS 2
 
 struct sh_backend {
     const sh_backend_ops *ops;
@@ -366,6 +377,10 @@ shoal_status sh_be_sync(sh_backend *be);
 shoal_status sh_be_step_begin(sh_backend *be);
 shoal_status sh_be_step_end(sh_backend *be);
 shoal_status sh_be_step_flush(sh_backend *be);
+/* download_async where the backend has it (*ticket >= 0); elsewhere a
+ * synchronous download (*ticket = -1, which wait_download passes). */
+shoal_status sh_be_download_async(sh_backend *be, void *dst, const void *src, size_t bytes, int *ticket);
+shoal_status sh_be_wait_download(sh_backend *be, int ticket);
 
 /* Seconds on the monotonic clock (host timing of steps and calls). */
 double sh_host_seconds(void);

@@ -61,6 +61,23 @@ struct sh_exec {
     int fuse_kv;        /* 1: the KV store (and llama's RoPE) as the QKV GEMM's epilogue (with fuse_epi) */
     int chunk;          /* layers per step chunk after the first (sh_be_step_flush); 0: one chunk */
     int chunk0;         /* layers in a step's first chunk */
+    int chained;        /* the launch being packed reads its tokens from the last launch's ids */
+    /* steps launched and not yet finished, oldest first (sh_exec_launch) */
+    struct flight {
+        int n;          /* sequences */
+        int async;      /* its ids come by a download ticket; else its results are already out */
+        int ticket;
+        int lrows;      /* ids (one a logits row, at the ints' start) */
+        int32_t *ids;   /* host (lrows) */
+        size_t ids_cap;
+        int32_t **dst;  /* per sequence (caller's order): where its ids go, their offset and count */
+        int *off, *cnt;
+        const sh_seq **seq; /* per sequence: its KV state (chains must name the same ones) */
+        int cap;
+        uint64_t launches, groups;
+        int models;
+    } fl[2];
+    int n_fl;
 };
 
 shoal_status sh_exec_create(sh_backend *be, sh_kv_pool *pool, sh_exec **out) {
@@ -107,6 +124,13 @@ void sh_exec_free(sh_exec *ex) {
     free(ex->ss);
     free(ex->groups);
     free(ex->h_sp);
+    for (int i = 0; i < 2; i++) {
+        free(ex->fl[i].ids);
+        free(ex->fl[i].dst);
+        free(ex->fl[i].off);
+        free(ex->fl[i].cnt);
+        free(ex->fl[i].seq);
+    }
     free(ex);
 }
 
@@ -241,7 +265,10 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
     for (int i = 0; i < nseg; i++) {
         const seg *g = &S[segidx[i]];
         int d = g->m->hp.n_embd;
-        eg[n++] = (sh_get_rows_group){g->m->tok_embd, I + off_tok + g->row0, V(A, g->x, g->rows, d, d), 0};
+        /* a chained launch's tokens are the ids the launch before it left at
+         * the ints' start (the same layout: a row and an id a sequence) */
+        const int32_t *ids = ex->chained ? I + g->lbase : I + off_tok + g->row0;
+        eg[n++] = (sh_get_rows_group){g->m->tok_embd, ids, V(A, g->x, g->rows, d, d), 0};
     }
     SH_TRY(sh_be_get_rows(ex->be, n, eg));
     if (t != SH_TMPL_LLAMA) {
@@ -514,7 +541,7 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
         /* step chunks: the first after ex->chunk0 layers, then every
          * ex->chunk layers, so the device runs while the host packs the rest */
         const int done = l + 1;
-        if (ex->chunk > 0 && done < max_layers &&
+        if (ex->chunk > 0 && !ex->chained && done < max_layers &&
             (done == ex->chunk0 || (done > ex->chunk0 && (done - ex->chunk0) % ex->chunk == 0)))
             SH_TRY(sh_be_step_flush(ex->be));
     }
@@ -569,9 +596,70 @@ static int cmp_seq_model(const void *a, const void *b) {
     return x->in < y->in ? -1 : x->in > y->in;
 }
 
+/* Whether n sequences (in this order) can run as a launch chained to the
+ * last one: that launch is in flight with ids coming by ticket, and it ran
+ * the same KV states in the same order, a row and an id each. */
+static int chain_match(const sh_exec *ex, int n, const sh_step_seq *seqs) {
+    if (ex->n_fl < 1 || ex->n_fl >= 2) return 0;
+    const struct flight *f = &ex->fl[ex->n_fl - 1];
+    if (!f->async || f->n != n || f->lrows != n) return 0;
+    for (int i = 0; i < n; i++) {
+        const sh_step_seq *s = &seqs[i];
+        if (s->seq != f->seq[i] || s->n_tokens != 1 || s->out != SH_OUT_LAST || !s->next || s->logits ||
+            f->cnt[i] != 1 || s->model->hp.tmpl == SH_TMPL_BERT)
+            return 0;
+    }
+    return 1;
+}
+
+static shoal_status fl_reserve(struct flight *f, int n) {
+    if (n <= f->cap) return SHOAL_OK;
+    int nc = f->cap ? f->cap : 16;
+    while (nc < n) nc *= 2;
+    int32_t **d = realloc(f->dst, (size_t)nc * sizeof *d);
+    if (d) f->dst = d;
+    int *o = realloc(f->off, (size_t)nc * sizeof *o);
+    if (o) f->off = o;
+    int *c = realloc(f->cnt, (size_t)nc * sizeof *c);
+    if (c) f->cnt = c;
+    const sh_seq **q = realloc(f->seq, (size_t)nc * sizeof *q);
+    if (q) f->seq = q;
+    if (!d || !o || !c || !q) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+    f->cap = nc;
+    return SHOAL_OK;
+}
+
+int sh_exec_in_flight(const sh_exec *ex) { return ex ? ex->n_fl : 0; }
+
+int sh_exec_can_chain(const sh_exec *ex, int n, const sh_step_seq *seqs) {
+    if (!ex || n < 1 || !seqs || !chain_match(ex, n, seqs)) return 0;
+    /* the ints must not move (they hold the ids the chained launch reads) */
+    size_t n_bt = 0, need_blocks = 0;
+    for (int i = 0; i < n; i++) {
+        const sh_seq *q = seqs[i].seq;
+        int nb = sh_kv_blocks_for(q->n_past + 1);
+        if (nb < q->n_blocks) nb = q->n_blocks;
+        n_bt += (size_t)nb;
+        need_blocks += (size_t)(nb - q->n_blocks);
+        if ((int64_t)q->n_past + 1 > seqs[i].model->hp.n_ctx) return 0;
+    }
+    if (need_blocks > (size_t)ex->pool->n_free) return 0;
+    return (size_t)n + 4 * (size_t)n + n_bt <= ex->ints_cap;
+}
+
 shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
-    if (!ex || n < 0 || (n > 0 && !seqs)) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_step: bad arguments");
+    if (ex && ex->n_fl) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_step: a launched step is not finished");
+    SH_TRY(sh_exec_launch(ex, n, seqs, 0));
+    return n > 0 ? sh_exec_finish(ex) : SHOAL_OK;
+}
+
+shoal_status sh_exec_launch(sh_exec *ex, int n, sh_step_seq *seqs, int chain) {
+    if (!ex || n < 0 || (n > 0 && !seqs)) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: bad arguments");
     if (n == 0) return SHOAL_OK;
+    if (ex->n_fl >= 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: two steps are in flight already");
+    if (chain && !chain_match(ex, n, seqs))
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: a chained step must run the sequences of the step "
+                                              "in flight, in its order, one row and one id each");
     /* ---- validate, and order by model (segments in first-appearance order) ---- */
     if (n > ex->cap_ss) {
         sseq *ns = realloc(ex->ss, (size_t)n * sizeof *ns);
@@ -588,7 +676,7 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
     int nseg = 0, need_blocks_total = 0;
     for (int i = 0; i < n; i++) {
         sh_step_seq *s = &seqs[i];
-        if (!s->model || !s->seq || !s->tokens || s->n_tokens < 1)
+        if (!s->model || !s->seq || (!s->tokens && !chain) || s->n_tokens < 1)
             return sh_fail(SHOAL_ERR_INVALID_ARG, "step: sequence %d has no model, KV state or tokens", i);
         const sh_hparams *hp = &s->model->hp;
         if (s->model->be != ex->be)
@@ -600,7 +688,7 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
         if ((int64_t)s->seq->n_past + s->n_tokens > hp->n_ctx)
             return sh_fail(SHOAL_ERR_RANGE, "step: %d + %d positions exceed the model's context of %d",
                            s->seq->n_past, s->n_tokens, hp->n_ctx);
-        for (int k = 0; k < s->n_tokens; k++) {
+        for (int k = 0; !chain && k < s->n_tokens; k++) {
             if (s->tokens[k] < 0 || s->tokens[k] >= hp->n_vocab)
                 return sh_fail(SHOAL_ERR_INVALID_ARG, "step: token id %d at %d is outside the vocabulary (%d)",
                                s->tokens[k], k, hp->n_vocab);
@@ -692,20 +780,25 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
         any_sample |= q->dev && s->sample;
     }
     const int dev_call_sample = n_dev && (any_sample || !has_argmax);
-    size_t off_tok = 0, off_pos = (size_t)rows, off_typ = 2 * (size_t)rows, off_bt = 3 * (size_t)rows;
+    /* ints: the ids first (a chained launch reads them where the launch
+     * before it left them), then what the host uploads */
+    size_t off_am = 0, off_tok = (size_t)lrows_all, off_pos = off_tok + (size_t)rows, off_typ = off_pos + (size_t)rows;
+    size_t off_bt = off_typ + (size_t)rows;
     size_t off_slot = off_bt + n_bt; /* each row's KV pool slot (block * SH_KV_BLOCK + offset) */
-    size_t off_am = off_slot + (size_t)rows;
-    size_t n_ints = off_am + (size_t)lrows_all;
+    size_t n_ints = off_slot + (size_t)rows;
     for (int i = 0; i < n; i++) ex->ss[i].bt += off_bt;
+    if (chain && (n_dev != n || lrows_all != n || n_ints > ex->ints_cap || fl > ex->arena_cap))
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: this step cannot be chained (sh_exec_can_chain)");
     SH_TRY(grow_dev(ex->be, (void **)&ex->arena, &ex->arena_cap, fl, sizeof(float)));
-    SH_TRY(grow_dev(ex->be, (void **)&ex->ints, &ex->ints_cap, n_ints, sizeof(int32_t)));
+    /* room for a chained step's new blocks (one a sequence) */
+    SH_TRY(grow_dev(ex->be, (void **)&ex->ints, &ex->ints_cap, n_ints + (size_t)n, sizeof(int32_t)));
     SH_TRY(grow_host((void **)&ex->h_ints, &ex->h_ints_cap, n_ints, sizeof(int32_t)));
     for (int i = 0; i < n; i++) {
         const sseq *q = &ex->ss[i];
         const sh_step_seq *s = q->in;
         int r0 = ex->segs[q->seg].row0 + q->row;
         for (int k = 0; k < s->n_tokens; k++) {
-            ex->h_ints[off_tok + r0 + k] = s->tokens[k];
+            ex->h_ints[off_tok + r0 + k] = chain ? 0 : s->tokens[k];
             ex->h_ints[off_pos + r0 + k] = s->seq->n_past + k;
             ex->h_ints[off_typ + r0 + k] = s->types ? s->types[k] : 0;
             const int p = s->seq->n_past + k, b = p / SH_KV_BLOCK;
@@ -718,14 +811,19 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
 
     uint64_t l0 = ex->be->n_launches, g0 = ex->be->n_groups;
     SH_TRY(sh_be_step_begin(ex->be));
-    SH_TRY(sh_be_upload(ex->be, ex->ints, ex->h_ints, off_am * sizeof(int32_t)));
+    SH_TRY(sh_be_upload(ex->be, ex->ints + off_tok, ex->h_ints + off_tok, (n_ints - off_tok) * sizeof(int32_t)));
     /* ---- one walk per template present ---- */
     int idx[nseg];
     for (int t = 0; t < SH_TMPL_COUNT; t++) {
         int ns = 0;
         for (int k = 0; k < nseg; k++)
             if (ex->segs[k].m->hp.tmpl == (sh_template)t) idx[ns++] = k;
-        if (ns) SH_TRY(run_template(ex, (sh_template)t, idx, ns, off_tok, off_pos, off_typ, off_slot));
+        if (ns) {
+            ex->chained = chain;
+            shoal_status st = run_template(ex, (sh_template)t, idx, ns, off_tok, off_pos, off_typ, off_slot);
+            ex->chained = 0;
+            SH_TRY(st);
+        }
     }
     if (n_dev) {
         /* one group per run of consecutive device sequences of a model (one
@@ -763,7 +861,35 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
     }
     SH_TRY(sh_be_step_end(ex->be));
 
-    /* ---- results back to the host ---- */
+    /* ---- the flight record ---- */
+    struct flight *f = &ex->fl[ex->n_fl];
+    SH_TRY(fl_reserve(f, n));
+    f->n = n;
+    f->lrows = lrows_all;
+    f->async = n_dev == n && lrows_all == n; /* only ids come back: no logits, hidden states or embeddings */
+    f->ticket = -1;
+    f->launches = ex->be->n_launches - l0;
+    f->groups = ex->be->n_groups - g0;
+    f->models = nseg;
+    for (int i = 0; i < n; i++) f->seq[i] = seqs[i].seq;
+    if (f->async) {
+        /* ids only: queue their download and return; sh_exec_finish waits */
+        SH_TRY(grow_host((void **)&f->ids, &f->ids_cap, (size_t)lrows_all, sizeof(int32_t)));
+        for (int i = 0; i < n; i++) {
+            const sseq *q = &ex->ss[i];
+            const size_t k = (size_t)(q->in - seqs); /* the caller's index */
+            f->dst[k] = q->in->next;
+            f->off[k] = ex->segs[q->seg].lbase + q->lrow;
+            f->cnt[k] = q->nl;
+        }
+        SH_TRY(sh_be_download_async(ex->be, f->ids, ex->ints + off_am, (size_t)lrows_all * sizeof(int32_t), &f->ticket));
+        for (int i = 0; i < n; i++) seqs[i].seq->n_past += seqs[i].n_tokens;
+        ex->stats.rows += (uint64_t)rows;
+        ex->n_fl++;
+        return SHOAL_OK;
+    }
+
+    /* ---- results back to the host (everything else: now) ---- */
     if (n_dev)
         SH_TRY(sh_be_download(ex->be, ex->h_ints + off_am, ex->ints + off_am, (size_t)lrows_all * sizeof(int32_t)));
     for (int k = 0; k < nseg; k++) {
@@ -818,13 +944,31 @@ shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
     }
     SH_TRY(sh_be_sync(ex->be));
     for (int i = 0; i < n; i++) seqs[i].seq->n_past += seqs[i].n_tokens;
-
-    ex->stats.steps++;
     ex->stats.rows += (uint64_t)rows;
-    ex->stats.last_launches = ex->be->n_launches - l0;
-    ex->stats.last_groups = ex->be->n_groups - g0;
-    ex->stats.launches += ex->stats.last_launches;
-    ex->stats.groups += ex->stats.last_groups;
-    ex->stats.last_models = nseg;
+    ex->n_fl++;
     return SHOAL_OK;
+}
+
+shoal_status sh_exec_finish(sh_exec *ex) {
+    if (!ex) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_finish: exec is NULL");
+    if (!ex->n_fl) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_finish: no step in flight");
+    struct flight *f = &ex->fl[0];
+    shoal_status s = SHOAL_OK;
+    if (f->async) {
+        s = sh_be_wait_download(ex->be, f->ticket);
+        for (int i = 0; s == SHOAL_OK && i < f->n; i++)
+            memcpy(f->dst[i], f->ids + f->off[i], (size_t)f->cnt[i] * sizeof(int32_t));
+    }
+    ex->stats.steps++;
+    ex->stats.last_launches = f->launches;
+    ex->stats.last_groups = f->groups;
+    ex->stats.launches += f->launches;
+    ex->stats.groups += f->groups;
+    ex->stats.last_models = f->models;
+    /* the next oldest moves to the front (its buffers swap in) */
+    struct flight t = ex->fl[0];
+    ex->fl[0] = ex->fl[1];
+    ex->fl[1] = t;
+    ex->n_fl--;
+    return s;
 }

@@ -67,4 +67,24 @@ int sh_exec_device_sample(const sh_exec *ex);
  * at n_past 0 and are run bidirectionally. */
 shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs);
 
+/* sh_exec_step in two halves, so the host can queue the next step while the
+ * device runs this one (overlapped steps). sh_exec_launch packs and queues
+ * the step and advances n_past; when every sequence wants only ids from the
+ * device (argmax or sample: no logits, hidden states or embeddings), their
+ * download is queued too and the call returns at once, else it returns with
+ * the results out, as sh_exec_step. sh_exec_finish completes the oldest
+ * launched step: waits for its ids and writes them to each sequence's next
+ * (the seqs array and its next buffers must live until then). At most two
+ * steps are in flight.
+ *
+ * chain = 1: the step's input tokens are the ids the step in flight is
+ * computing, read on the device (seqs[i].tokens may be NULL), so it can be
+ * queued before that step is finished. It must name the same KV states in
+ * the same order, one row and one id each (sh_exec_can_chain says whether
+ * it can, KV blocks and buffers included). */
+shoal_status sh_exec_launch(sh_exec *ex, int n, sh_step_seq *seqs, int chain);
+shoal_status sh_exec_finish(sh_exec *ex);
+int sh_exec_in_flight(const sh_exec *ex);
+int sh_exec_can_chain(const sh_exec *ex, int n, const sh_step_seq *seqs);
+
 #endif

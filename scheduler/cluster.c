@@ -82,6 +82,10 @@ shoal_status shoal_cluster_create(const shoal_cluster_params *params, shoal_clus
     if (!c->p.max_running) c->p.max_running = SH_DEF_MAX_RUNNING;
     /* every running sequence must get a row each step */
     if (c->p.max_running > c->p.max_batch_rows) c->p.max_running = c->p.max_batch_rows;
+    /* SHOAL_STEP_OVERLAP=0: every step planned after the last one's ids are
+     * on the host (the baseline for overlapped steps; results are the same) */
+    const char *ov = getenv("SHOAL_STEP_OVERLAP");
+    c->overlap = !(ov && strcmp(ov, "0") == 0);
     const char *device = p->device && *p->device ? p->device : "cpu";
     snprintf(c->device, sizeof c->device, "%s", device);
 
@@ -167,6 +171,7 @@ void shoal_cluster_free(shoal_cluster *c) {
     pthread_mutex_unlock(&c->mu);
     if (c->has_thread) pthread_join(c->thread, NULL);
     c->has_thread = 0;
+    sh_sched_drain(c); /* a step the last stepper left in flight */
     /* finish everything still pending */
     shoal_request *fin = NULL;
     pthread_mutex_lock(&c->mu);
@@ -193,6 +198,11 @@ void shoal_cluster_free(shoal_cluster *c) {
     free(c->batch);
     free(c->breq);
     free(c->brows);
+    free(c->nx_batch);
+    free(c->nx_breq);
+    free(c->nx_brows);
+    free(c->nx_sampled);
+    free(c->nx_bsp);
     free(c->logits);
     free(c->sampled);
     free(c->to_sample);

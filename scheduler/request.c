@@ -361,10 +361,14 @@ shoal_status shoal_request_cancel(shoal_request *r) {
     shoal_cluster *c = r->c;
     shoal_request *list = NULL;
     pthread_mutex_lock(&c->mu);
-    if (r->where == SH_REQ_QUEUED || (r->where == SH_REQ_RUNNING && !c->in_step))
+    /* between steps a running request finishes here, even with a step in
+     * flight on the device (overlapped steps): that step's entry for it is
+     * dropped when it finishes, and its KV blocks can only be handed out to
+     * work queued after that step, which runs after it */
+    if (r->where == SH_REQ_QUEUED || (r->where == SH_REQ_RUNNING && !c->stepping))
         sh_fin_push(c, &list, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
     else if (r->where == SH_REQ_RUNNING)
-        r->cancel = 1; /* the stepper frees its KV right after the step in flight */
+        r->cancel = 1; /* the stepper frees its KV right after the step it is running */
     pthread_mutex_unlock(&c->mu);
     sh_fin_run(list);
     return SHOAL_OK;

@@ -439,104 +439,246 @@ static int is_stop(const shoal_request *r, int32_t id) {
     return 0;
 }
 
+/* The step info of entries [0, n) of a step's scratch (c->mu held). */
+static void step_info(shoal_cluster *c, shoal_request *const *breq, const int *brows, int n, int chained,
+                      shoal_step_info *info) {
+    memset(info, 0, sizeof *info);
+    c->n_plans++;
+    info->seqs = n;
+    for (int i = 0; i < n; i++) {
+        shoal_request *r = breq[i];
+        int rows = brows[i];
+        /* a chained row is a decode row: its token is the one the step before
+         * it computes (n_past has moved on, n_ids not yet) */
+        if (chained || (rows == 1 && r->kv.n_past + 1 == r->n_ids && r->n_ids > r->n_prompt)) info->decode_rows++;
+        else info->prefill_rows += rows;
+        info->rows += rows;
+        if (c->model_mark[r->model] != c->n_plans) {
+            c->model_mark[r->model] = c->n_plans;
+            info->models++;
+            info->weight_bytes += r->m->n_bytes;
+        }
+        const sh_hparams *hp = &r->m->hp;
+        uint64_t attended = (uint64_t)rows * (uint64_t)r->kv.n_past + (uint64_t)rows * (uint64_t)(rows + 1) / 2;
+        info->kv_bytes += attended * (uint64_t)hp->n_layer * 2u * (uint64_t)sh_model_kv_dim(r->m) *
+                          (c->kv_dtype == SH_F16 ? 2u : 4u);
+    }
+}
+
+/* Whether the step being finished (entries [0, n)) can have the next one
+ * chained behind it, queued before its ids are on the host: every entry is
+ * a running decoder on a one-row step whose id the device decides, that will
+ * still want a token after this one; and nothing waits to be admitted (the
+ * plan would then be this step again). (c->mu held) */
+static int chain_ok(const shoal_cluster *c, int n, double now) {
+    if (!c->overlap || !c->p.fused || n < 1) return 0;
+    if (c->n_queue && c->n_running < c->p.max_running) return 0;
+    for (int i = 0; i < n; i++) {
+        const shoal_request *r = c->breq[i];
+        const sh_step_seq *b = &c->batch[i];
+        if (r->where != SH_REQ_RUNNING || r->cancel || c->brows[i] != 1 || b->out != SH_OUT_LAST || !b->next ||
+            b->logits)
+            return 0;
+        if (r->cancel_at_deadline && now >= r->deadline) return 0;
+        const int g = r->n_ids + 1 - r->n_prompt; /* tokens generated once this step's is in */
+        if (g >= r->max_tokens || g >= r->max_gen) return 0;
+    }
+    return 1;
+}
+
+/* Builds the chained step into the nx scratch: the same requests in the same
+ * order, one row each, tokens from the device. 0 when the engine cannot take
+ * it (KV blocks, buffers); the rng draws are taken only once it can, so they
+ * match the steps planned one by one. (c->mu held) */
+static int chain_build(shoal_cluster *c, int n) {
+    if (c->cap_nx != c->cap_batch) {
+        /* the same capacity as the step's scratch, so that swapping them
+         * keeps every array (to_sample included) as large as cap_batch says */
+        int nc = c->cap_batch;
+        sh_step_seq *nb = realloc(c->nx_batch, (size_t)nc * sizeof *nb);
+        if (nb) c->nx_batch = nb;
+        shoal_request **nr = realloc(c->nx_breq, (size_t)nc * sizeof *nr);
+        if (nr) c->nx_breq = nr;
+        int *nw = realloc(c->nx_brows, (size_t)nc * sizeof *nw);
+        if (nw) c->nx_brows = nw;
+        int32_t *ns = realloc(c->nx_sampled, (size_t)nc * sizeof *ns);
+        if (ns) c->nx_sampled = ns;
+        sh_sample_params *np = realloc(c->nx_bsp, (size_t)nc * sizeof *np);
+        if (np) c->nx_bsp = np;
+        if (!nb || !nr || !nw || !ns || !np) return 0;
+        c->cap_nx = nc;
+    }
+    for (int i = 0; i < n; i++) {
+        shoal_request *r = c->breq[i];
+        sh_step_seq *b = &c->nx_batch[i];
+        memset(b, 0, sizeof *b);
+        b->model = r->m;
+        b->seq = &r->kv;
+        b->n_tokens = 1;
+        b->out = SH_OUT_LAST;
+        b->next = &c->nx_sampled[i];
+        c->nx_breq[i] = r;
+        c->nx_brows[i] = 1;
+    }
+    if (!sh_exec_can_chain(c->ex, n, c->nx_batch)) return 0;
+    for (int i = 0; i < n; i++) {
+        shoal_request *r = c->breq[i];
+        if (!c->batch[i].sample) continue;
+        c->nx_bsp[i] = (sh_sample_params){r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p,
+                                          sh_rng_uniform(&r->rng)};
+        c->nx_batch[i].sample = &c->nx_bsp[i];
+    }
+    return 1;
+}
+
+/* The chained scratch becomes the step's (the old one is kept for reuse). */
+static void swap_scratch(shoal_cluster *c) {
+#define SWAP(T, a, b) do { T t_ = (a); (a) = (b); (b) = t_; } while (0)
+    SWAP(sh_step_seq *, c->batch, c->nx_batch);
+    SWAP(shoal_request **, c->breq, c->nx_breq);
+    SWAP(int *, c->brows, c->nx_brows);
+    SWAP(int32_t *, c->sampled, c->nx_sampled);
+    SWAP(sh_sample_params *, c->bsp, c->nx_bsp);
+    SWAP(int, c->cap_batch, c->cap_nx);
+#undef SWAP
+    /* to_sample follows cap_batch (host sampling only: never of a chained step) */
+}
+
+static void unref_all(shoal_request *const *breq, int n) {
+    for (int i = 0; i < n; i++) sh_req_unref(breq[i]);
+}
+
+void sh_sched_drain(shoal_cluster *c) {
+    if (!c || !c->n_fly) return;
+    (void)sh_exec_finish(c->ex);
+    unref_all(c->breq, c->n_fly);
+    c->n_fly = 0;
+    pthread_mutex_lock(&c->mu);
+    c->in_step = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* One step: plan, launch and finish it, or finish the one a previous call
+ * left in flight; and, where nothing would change (chain_ok), queue the next
+ * step behind it first, so the device runs that one while the host takes
+ * this one's ids, streams them and decides. */
 shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
     if (did_work) *did_work = 0;
     double t0 = sh_now_ms();
     shoal_request *fin = NULL;
     shoal_status s = SHOAL_OK;
     pthread_mutex_lock(&c->mu);
-    if (c->in_step) { /* another stepper is between plan and commit */
+    if (c->stepping) { /* another stepper is inside */
         pthread_mutex_unlock(&c->mu);
         return SHOAL_OK;
     }
+    c->stepping = 1;
     expire(c, t0, &fin);
-    int only = c->p.fused ? -1 : pick_model(c);
-    plan pl;
-    s = make_plan(c, only, &pl, &fin);
-    int n = pl.n;
-    if (s != SHOAL_OK || n == 0) {
-        /* nothing to run (or out of host memory for the plan: fail nothing,
-         * the next step retries) */
-        int idle = !c->n_queue && !c->n_running;
-        if (idle) pthread_cond_broadcast(&c->cv_idle);
-        pthread_mutex_unlock(&c->mu);
-        if (did_work && fin) *did_work = 1;
-        sh_fin_run(fin);
-        return s;
-    }
-
-    /* ---- the batch: a next token for sequences whose feed ends here; plain
-     * greedy ones take the step's argmax, those without a repetition penalty
-     * the step's sample with a draw from their rng (both on the device where
-     * the backend can: no logits download), the others sample from host
-     * logits ---- */
-    size_t n_logits = 0;
-    for (int i = 0; i < n; i++) {
-        shoal_request *r = c->breq[i];
-        if (wants_token(r, c->brows[i]) && !plain_greedy(r) && !step_sampled(c, r))
-            n_logits += (size_t)r->m->hp.n_vocab;
-    }
-    s = grow_logits(c, n_logits ? n_logits : 1);
+    int n;
+    const int held = c->n_fly > 0; /* finishing a step queued by an earlier call: its entries hold refs */
     shoal_step_info info;
-    memset(&info, 0, sizeof info);
-    info.index = c->st.steps;
-    c->n_plans++;
-    info.seqs = n;
-    info.admitted = pl.admitted;
-    size_t lo = 0;
-    for (int i = 0; i < n && s == SHOAL_OK; i++) {
-        shoal_request *r = c->breq[i];
-        int rows = c->brows[i];
-        sh_step_seq *b = &c->batch[i];
-        memset(b, 0, sizeof *b);
-        b->model = r->m;
-        b->seq = &r->kv;
-        b->tokens = r->ids + r->kv.n_past;
-        b->n_tokens = rows;
-        if (r->m->hp.tmpl == SH_TMPL_BERT) {
-            b->types = r->types;
-            b->embedding = r->embedding;
-        } else if (wants_token(r, rows)) {
-            b->out = SH_OUT_LAST;
-            if (plain_greedy(r)) {
-                b->next = &c->sampled[i];
-            } else if (step_sampled(c, r)) {
-                /* temperature > 0 here: the one draw sh_sample would take */
-                c->bsp[i] = (sh_sample_params){r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p,
-                                               sh_rng_uniform(&r->rng)};
-                b->next = &c->sampled[i];
-                b->sample = &c->bsp[i];
-            } else {
-                b->logits = c->logits + lo;
-                lo += (size_t)r->m->hp.n_vocab;
+    double exec_ms = 0;
+    if (held) {
+        n = c->n_fly;
+        info = c->fly_info;
+    } else {
+        int only = c->p.fused ? -1 : pick_model(c);
+        plan pl;
+        s = make_plan(c, only, &pl, &fin);
+        n = pl.n;
+        if (s != SHOAL_OK || n == 0) {
+            /* nothing to run (or out of host memory for the plan: fail nothing,
+             * the next step retries) */
+            int idle = !c->n_queue && !c->n_running;
+            if (idle) pthread_cond_broadcast(&c->cv_idle);
+            c->stepping = 0;
+            pthread_mutex_unlock(&c->mu);
+            if (did_work && fin) *did_work = 1;
+            sh_fin_run(fin);
+            return s;
+        }
+
+        /* ---- the batch: a next token for sequences whose feed ends here; plain
+         * greedy ones take the step's argmax, those without a repetition penalty
+         * the step's sample with a draw from their rng (both on the device where
+         * the backend can: no logits download), the others sample from host
+         * logits ---- */
+        size_t n_logits = 0;
+        for (int i = 0; i < n; i++) {
+            shoal_request *r = c->breq[i];
+            if (wants_token(r, c->brows[i]) && !plain_greedy(r) && !step_sampled(c, r))
+                n_logits += (size_t)r->m->hp.n_vocab;
+        }
+        s = grow_logits(c, n_logits ? n_logits : 1);
+        step_info(c, c->breq, c->brows, n, 0, &info);
+        info.admitted = pl.admitted;
+        size_t lo = 0;
+        for (int i = 0; i < n && s == SHOAL_OK; i++) {
+            shoal_request *r = c->breq[i];
+            int rows = c->brows[i];
+            sh_step_seq *b = &c->batch[i];
+            memset(b, 0, sizeof *b);
+            b->model = r->m;
+            b->seq = &r->kv;
+            b->tokens = r->ids + r->kv.n_past;
+            b->n_tokens = rows;
+            if (r->m->hp.tmpl == SH_TMPL_BERT) {
+                b->types = r->types;
+                b->embedding = r->embedding;
+            } else if (wants_token(r, rows)) {
+                b->out = SH_OUT_LAST;
+                if (plain_greedy(r)) {
+                    b->next = &c->sampled[i];
+                } else if (step_sampled(c, r)) {
+                    /* temperature > 0 here: the one draw sh_sample would take */
+                    c->bsp[i] = (sh_sample_params){r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p,
+                                                   sh_rng_uniform(&r->rng)};
+                    b->next = &c->sampled[i];
+                    b->sample = &c->bsp[i];
+                } else {
+                    b->logits = c->logits + lo;
+                    lo += (size_t)r->m->hp.n_vocab;
+                }
             }
         }
-        if (rows == 1 && r->kv.n_past + 1 == r->n_ids && r->n_ids > r->n_prompt) info.decode_rows++;
-        else info.prefill_rows += rows;
-        info.rows += rows;
-        if (c->model_mark[r->model] != c->n_plans) {
-            c->model_mark[r->model] = c->n_plans;
-            info.models++;
-            info.weight_bytes += r->m->n_bytes;
-        }
-        const sh_hparams *hp = &r->m->hp;
-        uint64_t attended = (uint64_t)rows * (uint64_t)r->kv.n_past + (uint64_t)rows * (uint64_t)(rows + 1) / 2;
-        info.kv_bytes += attended * (uint64_t)hp->n_layer * 2u * (uint64_t)sh_model_kv_dim(r->m) *
-                         (c->kv_dtype == SH_F16 ? 2u : 4u);
+        c->in_step = 1;
+        pthread_mutex_unlock(&c->mu);
+        double te0 = sh_now_ms();
+        if (s == SHOAL_OK) s = sh_exec_launch(c->ex, n, c->batch, 0);
+        exec_ms += sh_now_ms() - te0;
+        pthread_mutex_lock(&c->mu);
     }
-    c->in_step = 1;
-    pthread_mutex_unlock(&c->mu);
 
-    /* ---- compute: one fused call for every model ---- */
+    /* ---- the next step, chained behind this one where nothing would change ---- */
+    int nx = 0;
+    shoal_step_info nx_info;
+    if (s == SHOAL_OK && chain_ok(c, n, t0) && chain_build(c, n)) {
+        nx = n;
+        step_info(c, c->nx_breq, c->nx_brows, nx, 1, &nx_info);
+        for (int i = 0; i < nx; i++) atomic_fetch_add(&c->nx_breq[i]->refs, 1);
+    }
+    pthread_mutex_unlock(&c->mu);
+    shoal_status s_nx = SHOAL_OK;
+    char nx_err[256] = "";
+    if (nx) {
+        double te0 = sh_now_ms();
+        s_nx = sh_exec_launch(c->ex, nx, c->nx_batch, 1);
+        exec_ms += sh_now_ms() - te0;
+        if (s_nx != SHOAL_OK) snprintf(nx_err, sizeof nx_err, "%s", shoal_last_error());
+    }
+
+    /* ---- this step's ids ---- */
     double te0 = sh_now_ms();
-    if (s == SHOAL_OK) s = sh_exec_step(c->ex, n, c->batch);
-    info.exec_ms = sh_now_ms() - te0;
+    if (s == SHOAL_OK) s = sh_exec_finish(c->ex);
+    exec_ms += sh_now_ms() - te0;
+    info.exec_ms = exec_ms;
+    info.index = c->st.steps;
     const sh_step_stats *es = sh_exec_stats(c->ex);
     info.launches = s == SHOAL_OK ? es->last_launches : 0;
     info.groups = s == SHOAL_OK ? es->last_groups : 0;
 
     /* ---- sample, stream, decide (no lock: in_step keeps others off) ---- */
-    int n_fin = 0;
+    int n_fin = 0, n_tok = 0;
     double ts0 = sh_now_ms();
     if (s == SHOAL_OK) {
         int n_items = 0;
@@ -547,6 +689,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
         for (int i = 0; i < n; i++) {
             shoal_request *r = c->breq[i];
             sh_step_seq *b = &c->batch[i];
+            if (r->where != SH_REQ_RUNNING) continue; /* finished while in flight (cancel, deadline) */
             r->fin_next = NULL;
             r->finish = SHOAL_FINISH_NONE;
             if (r->m->hp.tmpl == SH_TMPL_BERT) {
@@ -561,6 +704,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
                 r->token_ms[g] = now - r->t_submit;
                 if (r->t_first < 0) r->t_first = now;
                 sh_req_publish(r, g + 1);
+                n_tok++;
                 int stop = is_stop(r, id);
                 int cb_stop = r->on_token ? r->on_token(r, id, g, r->user) != 0 : 0;
                 if (stop) r->finish = SHOAL_FINISH_STOP;
@@ -588,6 +732,8 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
             sh_fin_push(c, &fin, r, SHOAL_OK, r->finish, NULL);
         else if (r->cancel)
             sh_fin_push(c, &fin, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
+        else if (s_nx != SHOAL_OK)
+            sh_fin_push(c, &fin, r, s_nx, SHOAL_FINISH_ERROR, "step failed: %s", nx_err);
         else
             continue;
         n_fin++;
@@ -611,12 +757,34 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
         c->st.last_models = info.models;
         if (info.launches > c->st.max_launches_per_step) c->st.max_launches_per_step = info.launches;
         c->st.prefill_rows += (uint64_t)info.prefill_rows;
-        for (int i = 0; i < n; i++)
-            if (c->batch[i].out == SH_OUT_LAST) c->st.tokens_generated++;
+        c->st.tokens_generated += (uint64_t)n_tok;
+        if (held) c->st.overlapped_steps++;
     }
     c->st.busy_ms += info.ms;
-    c->in_step = 0;
-    if (!c->n_queue && !c->n_running) pthread_cond_broadcast(&c->cv_idle);
+    /* the entries of a step queued by an earlier call held a reference each
+     * (they may have finished meanwhile); the chained step, if it went out,
+     * is now the one in flight */
+    if (held) unref_all(c->breq, n);
+    c->n_fly = 0;
+    if (nx && s_nx == SHOAL_OK) {
+        swap_scratch(c);
+        c->n_fly = nx;
+        c->fly_info = nx_info;
+        int live = 0;
+        for (int i = 0; i < nx && !live; i++) live = c->breq[i]->where == SH_REQ_RUNNING;
+        if (!live) { /* every one of its sequences finished here: drop it */
+            pthread_mutex_unlock(&c->mu);
+            (void)sh_exec_finish(c->ex);
+            pthread_mutex_lock(&c->mu);
+            unref_all(c->breq, nx);
+            c->n_fly = 0;
+        }
+    } else if (nx) {
+        unref_all(c->nx_breq, nx);
+    }
+    c->in_step = c->n_fly > 0;
+    c->stepping = 0;
+    if (!c->n_queue && !c->n_running && !c->n_fly) pthread_cond_broadcast(&c->cv_idle);
     shoal_step_cb on_step = c->p.on_step;
     void *step_user = c->p.step_user;
     pthread_mutex_unlock(&c->mu);

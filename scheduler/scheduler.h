@@ -2,13 +2,16 @@
  *
  * Locks and who owns what:
  *  - c->mu guards the queue, the running set, every request's `where` and
- *    `cancel` fields, the stats, and `in_step`.
+ *    `cancel` fields, the stats, `stepping` and `in_step`.
  *  - One stepper at a time (the scheduler thread, or a caller of
- *    shoal_cluster_step) plans a step under c->mu, sets in_step, and then runs
- *    the fused compute, sampling and callbacks without the lock. While
- *    in_step, only the stepper touches the KV pool and the running sequences'
- *    KV and ids; others only flag (cancel). When not in_step, anyone holding
- *    c->mu may release a running request's KV (cancel frees it at once).
+ *    shoal_cluster_step) sets stepping, plans a step under c->mu, sets
+ *    in_step, and then runs the fused compute, sampling and callbacks without
+ *    the lock. While stepping, only the stepper touches the KV pool and the running sequences'
+ *    KV and ids; others only flag (cancel). Between a stepper's calls
+ *    (!stepping) anyone holding c->mu may release a running request's KV
+ *    (cancel frees it at once), even with a step in flight (n_fly): the device
+ *    runs work in queue order, so blocks freed then serve only later work,
+ *    and the step in flight skips entries that are no longer running.
  *  - r->mu guards what readers of a request see: n_gen (tokens visible to
  *    poll) and the finished state. The stepper writes ids/token_ms beyond
  *    n_gen first and publishes by raising n_gen under r->mu.
@@ -122,7 +125,8 @@ struct shoal_cluster {
     pthread_cond_t cv_idle;     /* run_until_idle waits on it */
     pthread_t thread;
     int has_thread, stop;
-    int in_step;                /* a stepper is between plan and commit */
+    int in_step;                /* a stepper is between plan and commit, or a step is in flight */
+    int stepping;               /* a stepper is inside sh_sched_step */
     int n_finishing;            /* pushed by sh_fin_push, not yet through sh_fin_run */
 
     shoal_request **queue;      /* (n_queue) best first: priority, deadline, age */
@@ -145,6 +149,19 @@ struct shoal_cluster {
     sh_spool *spool;            /* NULL: sample on the stepper alone */
     uint64_t *model_mark;       /* (n_models) the plan number a model was last counted in */
     uint64_t n_plans;           /* plans made (failed steps included) */
+    /* overlapped steps: a decode step chained behind the one being finished
+     * is queued before that one's ids are known (sh_exec_launch, chain) and
+     * finished by the next sh_sched_step; its scratch, swapped with the
+     * above when it becomes the step being finished */
+    int overlap;                /* chain steps (SHOAL_STEP_OVERLAP=0: never) */
+    sh_step_seq *nx_batch;
+    shoal_request **nx_breq;
+    int *nx_brows;
+    int32_t *nx_sampled;
+    sh_sample_params *nx_bsp;
+    int cap_nx;
+    int n_fly;                  /* entries of the step in flight (c->breq/c->batch), 0: none */
+    shoal_step_info fly_info;   /* its step info so far */
 
     shoal_cluster_stats st;
 };
@@ -163,6 +180,8 @@ shoal_status sh_spool_create(shoal_cluster *c, int n, sh_spool **out);
 void sh_spool_free(sh_spool *sp);
 /* One iteration (see shoal_cluster_step); the caller is the only stepper. */
 shoal_status sh_sched_step(shoal_cluster *c, int *did_work);
+/* Finishes a step left in flight and drops its results (cluster teardown). */
+void sh_sched_drain(shoal_cluster *c);
 /* The scheduler thread's body. */
 void *sh_sched_thread(void *arg);
 

@@ -825,6 +825,93 @@ static void test_embed_and_config(void) {
     rmdir(dir);
 }
 
+
+/* ============================================================================
+ * Overlapped steps change nothing: the same tokens, finish reasons and KV
+ * ========================================================================== */
+
+typedef struct ov_out {
+    int32_t tokens[8][40];
+    int n[8];
+    shoal_status status[8];
+    shoal_finish_reason finish[8];
+    uint64_t overlapped, steps;
+    int kv_end_free, kv_blocks;
+} ov_out;
+
+/* Eight sequences of three models decoding together (greedy and sampled,
+ * some with stop ids that end them mid-run, one cancelled mid-run) under
+ * SHOAL_STEP_OVERLAP=on (1) or 0, stepped by hand. */
+static void run_overlap(int on, ov_out *o) {
+    memset(o, 0, sizeof *o);
+    setenv("SHOAL_STEP_OVERLAP", on ? "1" : "0", 1);
+    shoal_cluster_model ms[] = {{"tiny", "synthetic:tiny:f32:7"}, {"gqa", g_paths[1]}, {"tinyg", "synthetic:tiny-gpt2:f32:9"}};
+    const int vocab[] = {512, 256, 512};
+    shoal_cluster *c = make_cluster(ms, 3, 0, 0, 0, 0);
+    unsetenv("SHOAL_STEP_OVERLAP");
+    if (!c) return;
+    static const int32_t stops[] = {3, 17, 40, 101, 200, 77, 5, 9, 250, 128, 64, 31};
+    shoal_request *r[8];
+    for (int i = 0; i < 8; i++) {
+        int32_t prompt[24];
+        make_prompt(prompt, 6 + 2 * i, vocab[i % 3], (uint64_t)i + 900);
+        shoal_request_params rp;
+        shoal_request_params_init(&rp);
+        rp.model = ms[i % 3].name;
+        rp.prompt = prompt;
+        rp.n_prompt = 6 + 2 * i;
+        rp.max_tokens = 12 + 3 * i;
+        if (i % 2) rp.sampling.n_stop_ids = 12, rp.sampling.stop_ids = stops;
+        if (i % 4 == 1) rp.sampling.temperature = 0.9f, rp.sampling.top_k = 50, rp.sampling.seed = 11u * (uint64_t)i + 1;
+        CHECK(shoal_cluster_submit(c, &rp, &r[i]) == SHOAL_OK, "submit: %s", shoal_last_error());
+    }
+    for (int step = 0; step < 400; step++) {
+        if (step == 9) CHECK(shoal_request_cancel(r[6]) == SHOAL_OK, "cancel");
+        int did = 0;
+        CHECK(shoal_cluster_step(c, &did) == SHOAL_OK, "step: %s", shoal_last_error());
+        if (!did) break;
+    }
+    for (int i = 0; i < 8; i++) {
+        shoal_request_result res;
+        CHECK(shoal_request_get_result(r[i], &res) == SHOAL_OK, "result");
+        o->status[i] = res.status;
+        o->finish[i] = res.finish;
+        o->n[i] = res.n_tokens < 40 ? res.n_tokens : 40;
+        memcpy(o->tokens[i], res.tokens, (size_t)o->n[i] * sizeof(int32_t));
+        shoal_request_free(r[i]);
+    }
+    shoal_cluster_stats st;
+    shoal_cluster_get_stats(c, &st);
+    o->overlapped = st.overlapped_steps;
+    o->steps = st.steps;
+    o->kv_end_free = st.kv_free;
+    o->kv_blocks = st.kv_blocks;
+    shoal_cluster_free(c);
+}
+
+static void test_overlap(void) {
+    static ov_out on, off;
+    run_overlap(0, &off);
+    run_overlap(1, &on);
+    int same = 0, stopped = 0;
+    for (int i = 0; i < 8; i++) {
+        int eq = on.n[i] == off.n[i] && !memcmp(on.tokens[i], off.tokens[i], (size_t)on.n[i] * sizeof(int32_t)) &&
+                 on.status[i] == off.status[i] && on.finish[i] == off.finish[i];
+        CHECK(eq, "sequence %d: overlapped steps changed it (%d vs %d tokens, finish %d vs %d)", i, on.n[i], off.n[i],
+              on.finish[i], off.finish[i]);
+        same += eq;
+        stopped += off.finish[i] == SHOAL_FINISH_STOP;
+    }
+    CHECK(off.finish[6] == SHOAL_FINISH_CANCELLED && off.status[6] == SHOAL_ERR_CANCELLED, "sequence 6 was cancelled");
+    CHECK(stopped > 0, "some sequence ended on a stop id (%d)", stopped);
+    CHECK(off.overlapped == 0, "no overlapped steps with SHOAL_STEP_OVERLAP=0 (%llu)", (unsigned long long)off.overlapped);
+    CHECK(on.overlapped * 2 > on.steps, "most steps overlapped (%llu of %llu)", (unsigned long long)on.overlapped,
+          (unsigned long long)on.steps);
+    CHECK(on.kv_end_free == on.kv_blocks && off.kv_end_free == off.kv_blocks, "KV all free at the end");
+    printf("overlap: %d/8 sequences the same, %llu of %llu steps overlapped (%llu steps without), %d stopped on an id\n",
+           same, (unsigned long long)on.overlapped, (unsigned long long)on.steps, (unsigned long long)off.steps, stopped);
+}
+
 int main(void) {
     static char fix[1024];
     g_fix = realpath(check_env("SHOAL_FIXTURES", "tests/fixtures"), fix) ? fix : "tests/fixtures";
@@ -835,6 +922,7 @@ int main(void) {
     test_cancel();
     test_launches();
     test_exact_mixed();
+    test_overlap();
     g_samplers = 2; /* again with sequences sampled on helper threads */
     test_exact_mixed();
     g_samplers = 0;

@@ -35,4 +35,7 @@ def main():
         print("%6d %9.2f %9.2f %9.2f %6.1f%%  %s" % (s[0], s[1] / s[0], s[2] / s[0], s[3] / s[0], 100 * s[3] / span, n))
 
 
-main()
+try:
+    main()
+except BrokenPipeError:  # the reader (head) stopped early
+    sys.stderr.close()

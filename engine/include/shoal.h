@@ -359,6 +359,8 @@ typedef struct shoal_cluster_stats {
     int queued, running;        /* now */
     int kv_blocks, kv_free;     /* pool size and free blocks now */
     double busy_ms;             /* time spent inside steps */
+    uint64_t overlapped_steps;  /* decode steps queued behind the step before them, before its
+                                 * tokens were on the host (SHOAL_STEP_OVERLAP=0: none) */
 } shoal_cluster_stats;
 
 shoal_status shoal_cluster_get_stats(shoal_cluster *c, shoal_cluster_stats *st);

@@ -61,6 +61,9 @@ _Static_assert(SH_KV_TOKENS == SH_KV_BLOCK, "kernel and interface KV block sizes
 #define SH_CU_NROPE 8          /* RoPE tables kept (one per theta and head size) */
 #define SH_CU_ROPE_POS 8192    /* positions a RoPE table covers; later ones compute the angle */
 #define SH_CU_NSEEN 16 /* step signatures remembered before capture */
+#define SH_CU_NIDLE 64 /* flushes the idle probe keeps in flight */
+#define SH_CU_NASYNC 4 /* downloads in flight (download_async) */
+_Static_assert(SH_CU_NASYNC >= SH_BE_ASYNC_TICKETS, "fewer async downloads than the interface promises");
 #define SH_CU_BOUNCE ((size_t)2 << 20)       /* bytes per download bounce buffer */
 #define SH_CU_BOUNCE_MIN ((size_t)256 << 10) /* downloads from this size use them */
 
@@ -70,6 +73,17 @@ typedef struct sh_cu_stage {
     cudaEvent_t done;    /* recorded after the copy out of this buffer */
     int pending;         /* done was recorded and not yet waited for */
 } sh_cu_stage;
+
+/* A download in flight (download_async): the bytes, then the device error
+ * word, land in a page-locked buffer; wait_download copies them out. */
+typedef struct sh_cu_async {
+    unsigned char *host; /* pinned */
+    size_t cap;
+    cudaEvent_t ev;      /* recorded behind the copies */
+    void *dst;
+    size_t bytes;
+    int ticket;          /* -1: free */
+} sh_cu_async;
 
 typedef struct sh_cu_launch_rec {
     sh_cu_launch_fn fn;
@@ -137,6 +151,8 @@ typedef struct sh_cu_backend {
     uint64_t tick;           /* LRU clock */
     sh_cuda_graph_stats gstats;
     double bw;               /* measured copy bandwidth (bytes/s); 0: not yet */
+    sh_cu_async async[SH_CU_NASYNC];
+    int async_next;          /* the next ticket */
     void *bounce[2];         /* pinned, SH_CU_BOUNCE bytes each (large downloads) */
     cudaEvent_t bounce_ev[2];
     /* step timing (SHOAL_CUDA_GRAPH_STATS=1): host time from step_begin to
@@ -148,6 +164,19 @@ typedef struct sh_cu_backend {
     int t_chunks;            /* chunks flushed so far in this step */
     double t_begin, host_s, dev_s;
     uint64_t t_steps, t_dev_steps;
+    /* device idle probe (SHOAL_CUDA_GRAPH_STATS=2): events before each
+     * flush's copy and after its launches; the gap from one flush's end to
+     * the next one's start is time the device waited for the host */
+    struct {
+        cudaEvent_t a, b;
+        int first; /* first flush of a step */
+    } idle[SH_CU_NIDLE];
+    int idle_n, idle_read;   /* recorded / read (counters; slot = count % SH_CU_NIDLE) */
+    int idle_have_prev;      /* idle_prev_b holds the last read flush's end */
+    int idle_first;          /* the next flush is a step's first */
+    cudaEvent_t idle_prev_b;
+    double idle_step_s, idle_in_s;
+    uint64_t idle_steps;
 } sh_cu_backend;
 
 static const sh_backend_ops sh_cu_ops;
@@ -375,6 +404,48 @@ static shoal_status cu_run_step(sh_cu_backend *cb, const sh_cu_launch_rec *recs,
     return SHOAL_OK;
 }
 
+/* Idle probe: reads the flushes whose end event has completed, oldest first. */
+static void cu_idle_collect(sh_cu_backend *cb, int wait) {
+    while (cb->idle_read < cb->idle_n) {
+        int i = cb->idle_read % SH_CU_NIDLE;
+        if (wait) (void)cudaEventSynchronize(cb->idle[i].b);
+        if (cudaEventQuery(cb->idle[i].b) != cudaSuccess) break;
+        float ms = 0;
+        if (cb->idle_have_prev && cudaEventElapsedTime(&ms, cb->idle_prev_b, cb->idle[i].a) == cudaSuccess && ms > 0) {
+            if (cb->idle[i].first) cb->idle_step_s += 1e-3 * ms;
+            else cb->idle_in_s += 1e-3 * ms;
+        }
+        if (cb->idle[i].first) cb->idle_steps++;
+        /* keep this end: swap it with the spare so the slot can be reused */
+        cudaEvent_t t = cb->idle_prev_b;
+        cb->idle_prev_b = cb->idle[i].b;
+        cb->idle[i].b = t;
+        cb->idle_have_prev = 1;
+        cb->idle_read++;
+    }
+    (void)cudaGetLastError();
+}
+
+/* Records the start event of a flush of a step (returns its slot, -1: none). */
+static int cu_idle_begin(sh_cu_backend *cb) {
+    if (cb->timing < 2) return -1;
+    if (cb->idle_n - cb->idle_read >= SH_CU_NIDLE) cu_idle_collect(cb, 1);
+    int i = cb->idle_n % SH_CU_NIDLE;
+    if (cudaEventRecord(cb->idle[i].a, cb->stream) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    cb->idle[i].first = cb->idle_first;
+    cb->idle_first = 0;
+    return i;
+}
+
+static void cu_idle_end(sh_cu_backend *cb, int i) {
+    if (i < 0) return;
+    if (cudaEventRecord(cb->idle[i].b, cb->stream) == cudaSuccess) cb->idle_n++;
+    (void)cudaGetLastError();
+}
+
 /* Copies the staged descriptors to the device and launches the queue;
  * at_step_end: through the step-graph cache. */
 static shoal_status cu_flush_ex(sh_cu_backend *cb, int at_step_end) {
@@ -402,6 +473,12 @@ static shoal_status cu_flush_ex(sh_cu_backend *cb, int at_step_end) {
         cb->arena = p;
         cb->arena_cap = cap;
     }
+    /* the idle probe: only our own steps, outside anyone's capture */
+    enum cudaStreamCaptureStatus cap0 = cudaStreamCaptureStatusNone;
+    int probe = at_step_end && cb->timing >= 2 && cudaStreamIsCapturing(cb->stream, &cap0) == cudaSuccess &&
+                        cap0 == cudaStreamCaptureStatusNone
+                    ? cu_idle_begin(cb)
+                    : -1;
     CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->stream), "descriptor copy");
     /* Under someone else's stream capture the copy becomes a graph node that
      * reads the staging buffer at every replay: no event can track it, so
@@ -412,10 +489,16 @@ static shoal_status cu_flush_ex(sh_cu_backend *cb, int at_step_end) {
     if (cap == cudaStreamCaptureStatusNone) {
         CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
         st->pending = 1;
-        if (at_step_end && cb->graphs) return cu_run_step(cb, cb->recs, n_recs, used);
+        if (at_step_end && cb->graphs) {
+            shoal_status s = cu_run_step(cb, cb->recs, n_recs, used);
+            cu_idle_end(cb, probe);
+            return s;
+        }
     }
     if (at_step_end) cb->gstats.direct++;
-    return cu_launch_recs(cb, cb->recs, n_recs);
+    shoal_status s = cu_launch_recs(cb, cb->recs, n_recs);
+    cu_idle_end(cb, probe);
+    return s;
 }
 
 static shoal_status cu_flush(sh_cu_backend *cb) { return cu_flush_ex(cb, 0); }
@@ -1500,6 +1583,55 @@ static shoal_status cu_bandwidth(sh_backend *be, double *bytes_per_s) {
 
 /* ---- sync and steps ---------------------------------------------------- */
 
+static shoal_status cu_sync(sh_backend *be);
+
+static shoal_status cu_download_async(sh_backend *be, void *dst, const void *src, size_t bytes, int *ticket) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    *ticket = -1;
+    SH_TRY(cu_set_device(cb));
+    SH_TRY(cu_flush(cb));
+    if (cb->async_next < 0) cb->async_next = 0; /* wrapped */
+    sh_cu_async *a = &cb->async[cb->async_next % SH_CU_NASYNC];
+    if (a->ticket >= 0)
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: more than %d downloads in flight", SH_CU_NASYNC);
+    const size_t eo = (bytes + 15) & ~(size_t)15, need = eo + sizeof(int);
+    if (need > a->cap) {
+        if (a->host) (void)cudaFreeHost(a->host);
+        a->host = NULL;
+        a->cap = 0;
+        void *p = NULL;
+        size_t cap = 256;
+        while (cap < need) cap *= 2;
+        CU_TRY(cudaHostAlloc(&p, cap, cudaHostAllocDefault), "cudaHostAlloc (async download)");
+        a->host = p;
+        a->cap = cap;
+    }
+    if (!a->ev) CU_TRY(cudaEventCreateWithFlags(&a->ev, cudaEventDisableTiming), "cudaEventCreate");
+    CU_TRY(cudaMemcpyAsync(a->host, src, bytes, cudaMemcpyDeviceToHost, cb->stream), "download");
+    CU_TRY(cudaMemcpyAsync(a->host + eo, cb->d_err, sizeof(int), cudaMemcpyDeviceToHost, cb->stream), "download");
+    CU_TRY(cudaEventRecord(a->ev, cb->stream), "cudaEventRecord");
+    a->dst = dst;
+    a->bytes = bytes;
+    a->ticket = cb->async_next++;
+    *ticket = a->ticket;
+    return SHOAL_OK;
+}
+
+static shoal_status cu_wait_download(sh_backend *be, int ticket) {
+    sh_cu_backend *cb = (sh_cu_backend *)be;
+    sh_cu_async *a = ticket >= 0 ? &cb->async[ticket % SH_CU_NASYNC] : NULL;
+    if (!a || a->ticket != ticket)
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: wait_download: ticket %d is not in flight", ticket);
+    SH_TRY(cu_set_device(cb));
+    a->ticket = -1;
+    CU_TRY(cudaEventSynchronize(a->ev), "wait_download");
+    memcpy(a->dst, a->host, a->bytes);
+    int err = 0;
+    memcpy(&err, a->host + ((a->bytes + 15) & ~(size_t)15), sizeof err);
+    /* a device error: drain, and let sync report and clear it */
+    return err ? cu_sync(be) : SHOAL_OK;
+}
+
 static shoal_status cu_sync(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     SH_TRY(cu_set_device(cb));
@@ -1541,6 +1673,8 @@ static shoal_status cu_step_begin(sh_backend *be) {
     cb->in_step = 1;
     if (cb->timing) {
         cu_timing_collect(cb);
+        if (cb->timing >= 2) cu_idle_collect(cb, 0);
+        cb->idle_first = 1;
         cb->t_begin = sh_host_seconds();
     }
     return SHOAL_OK;
@@ -1584,8 +1718,16 @@ static void cu_destroy(sh_backend *be) {
     sh_cu_backend *cb = (sh_cu_backend *)be;
     if (!cb) return;
     if (cb->timing) {
-        if (cb->stream && cudaSetDevice(cb->device) == cudaSuccess && cudaStreamSynchronize(cb->stream) == cudaSuccess)
+        if (cb->stream && cudaSetDevice(cb->device) == cudaSuccess && cudaStreamSynchronize(cb->stream) == cudaSuccess) {
             cu_timing_collect(cb);
+            if (cb->timing >= 2) cu_idle_collect(cb, 0);
+        }
+        if (cb->timing >= 2)
+            fprintf(stderr, "cuda idle probe: the device waited %.1f us a step for the host before a step's first "
+                    "chunk and %.1f us within steps (%llu steps)\n",
+                    cb->idle_steps ? 1e6 * cb->idle_step_s / (double)cb->idle_steps : 0.0,
+                    cb->idle_steps ? 1e6 * cb->idle_in_s / (double)cb->idle_steps : 0.0,
+                    (unsigned long long)cb->idle_steps);
         fprintf(stderr, "cuda step graphs: %llu direct, %llu captured, %llu replayed, %llu evicted, %llu failed; "
                 "per step: host %.1f us from step_begin to step_end (%llu steps), device %.1f us from descriptor "
                 "copy to last kernel (%llu steps)\n",
@@ -1621,6 +1763,15 @@ static void cu_destroy(sh_backend *be) {
             if (cb->bounce_ev[i]) (void)cudaEventDestroy(cb->bounce_ev[i]);
             if (cb->t_ev[i]) (void)cudaEventDestroy(cb->t_ev[i]);
         }
+        for (int i = 0; i < SH_CU_NASYNC; i++) {
+            if (cb->async[i].host) (void)cudaFreeHost(cb->async[i].host);
+            if (cb->async[i].ev) (void)cudaEventDestroy(cb->async[i].ev);
+        }
+        for (int i = 0; i < SH_CU_NIDLE; i++) {
+            if (cb->idle[i].a) (void)cudaEventDestroy(cb->idle[i].a);
+            if (cb->idle[i].b) (void)cudaEventDestroy(cb->idle[i].b);
+        }
+        if (cb->idle_prev_b) (void)cudaEventDestroy(cb->idle_prev_b);
         if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     }
     (void)cudaGetLastError();
@@ -1653,6 +1804,8 @@ static const sh_backend_ops sh_cu_ops = {
     .bandwidth = cu_bandwidth,
     .argmax = cu_argmax,
     .sample = cu_sample,
+    .download_async = cu_download_async,
+    .wait_download = cu_wait_download,
 };
 
 shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
@@ -1669,6 +1822,7 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     sh_cu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return sh_fail(SHOAL_ERR_NOMEM, "cuda: out of memory");
     cb->base.ops = &sh_cu_ops;
+    for (int i = 0; i < SH_CU_NASYNC; i++) cb->async[i].ticket = -1;
     /* GEMM x transforms (the RMS norms read by the QKV and gate+up GEMMs)
      * for launches of one-row groups and launches of up to 16 rows in all:
      * there they take the tile kernels and win (one row: +6-10% SmolLM-135M
@@ -1771,10 +1925,16 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->xf_forms = xff && atoi(xff) >= 0 && atoi(xff) <= 7 ? atoi(xff) : 0;
     *cb->h_err = 0;
     const char *gs = getenv("SHOAL_CUDA_GRAPH_STATS");
-    if (gs && strcmp(gs, "1") == 0) {
-        cb->timing = 1;
+    if (gs && (strcmp(gs, "1") == 0 || strcmp(gs, "2") == 0)) {
+        cb->timing = gs[0] - '0';
         for (int i = 0; i < 2; i++)
             if ((e = cudaEventCreate(&cb->t_ev[i])) != cudaSuccess) {
+                s = cu_fail(e, "cudaEventCreate");
+                goto fail;
+            }
+        for (int i = 0; cb->timing >= 2 && i < SH_CU_NIDLE; i++)
+            if ((e = cudaEventCreate(&cb->idle[i].a)) != cudaSuccess || (e = cudaEventCreate(&cb->idle[i].b)) != cudaSuccess ||
+                (!cb->idle_prev_b && (e = cudaEventCreate(&cb->idle_prev_b)) != cudaSuccess)) {
                 s = cu_fail(e, "cudaEventCreate");
                 goto fail;
             }
