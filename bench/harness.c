@@ -150,7 +150,7 @@ typedef struct run_result {
     double launches_per_step, launches_per_decode_step, groups_per_launch, rows_per_step;
     double bytes_per_step, step_ms, exec_ms, sample_ms, achieved, bw;
     const char *bw_kind;
-    uint64_t weight_bytes, steps, decode_steps, preemptions, tokens;
+    uint64_t weight_bytes, steps, decode_steps, preemptions, tokens, overlapped;
     int nthreads;
     const char *kv_dtype;
 } run_result;
@@ -290,6 +290,7 @@ static int run_once(const bopts *o, const char *dts, int fused, run_result *rr) 
     shoal_cluster_get_stats(c, &st);
     rr->steps = st.steps;
     rr->preemptions = st.preemptions;
+    rr->overlapped = st.overlapped_steps;
     rr->launches_per_step = st.launches_per_step;
     rr->groups_per_launch = st.groups_per_launch;
     rr->rows_per_step = st.rows_per_step;
@@ -490,9 +491,9 @@ static void print_run(const bopts *o, const char *dts, const run_result *r, int 
     printf("  ttft:        p50 %.2f ms  p99 %.2f ms\n", r->ttft50, r->ttft99);
     printf("  per token:   p50 %.3f ms  p99 %.3f ms\n", r->tpot50, r->tpot99);
     printf("  launches:    %.1f per decode step, %.1f per step overall, %.2f groups per launch (%d models, "
-           "%llu steps, %.1f rows/step)\n",
+           "%llu steps, %llu overlapped, %.1f rows/step)\n",
            r->launches_per_decode_step, r->launches_per_step, r->groups_per_launch, o->models,
-           (unsigned long long)r->steps, r->rows_per_step);
+           (unsigned long long)r->steps, (unsigned long long)r->overlapped, r->rows_per_step);
     printf("  decode step: %.3f ms = compute %.3f (logits download included) + sampling %.3f + scheduling %.3f\n",
            r->step_ms, r->exec_ms, r->sample_ms, r->step_ms - r->exec_ms - r->sample_ms);
     printf("  bytes/step:  %.2f MB (weights of all models %.1f MB) in %.3f ms = %.2f GB/s\n", r->bytes_per_step / 1e6,
@@ -511,13 +512,14 @@ static void json_run(FILE *f, const run_result *r) {
             "\"rows_per_step\":%.2f,\"weight_bytes\":%llu,\"bytes_per_step\":%.0f,\"step_ms\":%.6f,"
             "\"step_exec_ms\":%.6f,\"step_sample_ms\":%.6f,"
             "\"achieved_bytes_per_s\":%.0f,\"bandwidth_bytes_per_s\":%.0f,\"bandwidth_kind\":\"%s\","
-            "\"roofline_fraction\":%.5f,\"preemptions\":%llu}",
+            "\"roofline_fraction\":%.5f,\"preemptions\":%llu,\"overlapped_steps\":%llu}",
             r->device, r->kv_dtype, r->nthreads, r->agg_tok_s, r->wall_s, (unsigned long long)r->tokens,
             r->decode_tok_s, r->decode_s, (unsigned long long)r->decode_steps, (unsigned long long)r->steps, r->ttft50,
             r->ttft99, r->tpot50, r->tpot99, r->launches_per_decode_step, r->launches_per_step, r->groups_per_launch,
             r->rows_per_step, (unsigned long long)r->weight_bytes, r->bytes_per_step, r->step_ms, r->exec_ms, r->sample_ms,
             r->achieved, r->bw,
-            r->bw_kind, r->bw > 0 ? r->achieved / r->bw : 0.0, (unsigned long long)r->preemptions);
+            r->bw_kind, r->bw > 0 ? r->achieved / r->bw : 0.0, (unsigned long long)r->preemptions,
+            (unsigned long long)r->overlapped);
 }
 
 int cli_cmd_bench(int argc, char **argv) {
