@@ -30,6 +30,7 @@ typedef struct sseq {   /* a sequence in model order */
     int lrow;           /* first logits row within its segment */
     int nl;             /* logits rows */
     int dev;            /* its ids come from the device argmax/sample call */
+    int tok_at;         /* chained launches: where its token is in the ints (the last launch's id) */
     size_t bt;          /* staging offset of its block table (ints) */
     size_t pool;        /* arena offset of its pooled embedding */
 } sseq;
@@ -62,6 +63,8 @@ struct sh_exec {
     int chunk;          /* layers per step chunk after the first (sh_be_step_flush); 0: one chunk */
     int chunk0;         /* layers in a step's first chunk */
     int chained;        /* the launch being packed reads its tokens from the last launch's ids */
+    int *map;           /* chained launches: each sequence's token offset (caller's order) */
+    size_t map_cap;
     /* steps launched and not yet finished, oldest first (sh_exec_launch) */
     struct flight {
         int n;          /* sequences */
@@ -124,6 +127,7 @@ void sh_exec_free(sh_exec *ex) {
     free(ex->ss);
     free(ex->groups);
     free(ex->h_sp);
+    free(ex->map);
     for (int i = 0; i < 2; i++) {
         free(ex->fl[i].ids);
         free(ex->fl[i].dst);
@@ -265,10 +269,14 @@ static shoal_status run_template(sh_exec *ex, sh_template t, const int *segidx, 
     for (int i = 0; i < nseg; i++) {
         const seg *g = &S[segidx[i]];
         int d = g->m->hp.n_embd;
-        /* a chained launch's tokens are the ids the launch before it left at
-         * the ints' start (the same layout: a row and an id a sequence) */
-        const int32_t *ids = ex->chained ? I + g->lbase : I + off_tok + g->row0;
-        eg[n++] = (sh_get_rows_group){g->m->tok_embd, ids, V(A, g->x, g->rows, d, d), 0};
+        if (ex->chained) {
+            /* a chained launch's tokens are the ids the launch before it left
+             * at the ints' start: a group a sequence (one row each) */
+            for (int j = g->s0; j < g->s0 + g->ns; j++)
+                eg[n++] = (sh_get_rows_group){g->m->tok_embd, I + Q[j].tok_at, V(A, g->x + (size_t)Q[j].row * d, 1, d, d), 0};
+            continue;
+        }
+        eg[n++] = (sh_get_rows_group){g->m->tok_embd, I + off_tok + g->row0, V(A, g->x, g->rows, d, d), 0};
     }
     SH_TRY(sh_be_get_rows(ex->be, n, eg));
     if (t != SH_TMPL_LLAMA) {
@@ -596,18 +604,23 @@ static int cmp_seq_model(const void *a, const void *b) {
     return x->in < y->in ? -1 : x->in > y->in;
 }
 
-/* Whether n sequences (in this order) can run as a launch chained to the
- * last one: that launch is in flight with ids coming by ticket, and it ran
- * the same KV states in the same order, a row and an id each. */
-static int chain_match(const sh_exec *ex, int n, const sh_step_seq *seqs) {
+/* Whether n sequences can run as a launch chained to the last one: that
+ * launch is in flight with ids coming by ticket, and every sequence here is
+ * one of its (in its order, any of them left out) with a row and an id
+ * there and here. map (n, or NULL): each one's id offset in the ints. */
+static int chain_match(const sh_exec *ex, int n, const sh_step_seq *seqs, int *map) {
     if (ex->n_fl < 1 || ex->n_fl >= 2) return 0;
     const struct flight *f = &ex->fl[ex->n_fl - 1];
-    if (!f->async || f->n != n || f->lrows != n) return 0;
+    if (!f->async || n > f->n) return 0;
+    int j = 0;
     for (int i = 0; i < n; i++) {
         const sh_step_seq *s = &seqs[i];
-        if (s->seq != f->seq[i] || s->n_tokens != 1 || s->out != SH_OUT_LAST || !s->next || s->logits ||
-            f->cnt[i] != 1 || s->model->hp.tmpl == SH_TMPL_BERT)
+        if (s->n_tokens != 1 || s->out != SH_OUT_LAST || !s->next || s->logits || s->model->hp.tmpl == SH_TMPL_BERT)
             return 0;
+        while (j < f->n && f->seq[j] != s->seq) j++;
+        if (j == f->n || f->cnt[j] != 1) return 0;
+        if (map) map[i] = f->off[j];
+        j++;
     }
     return 1;
 }
@@ -632,7 +645,7 @@ static shoal_status fl_reserve(struct flight *f, int n) {
 int sh_exec_in_flight(const sh_exec *ex) { return ex ? ex->n_fl : 0; }
 
 int sh_exec_can_chain(const sh_exec *ex, int n, const sh_step_seq *seqs) {
-    if (!ex || n < 1 || !seqs || !chain_match(ex, n, seqs)) return 0;
+    if (!ex || n < 1 || !seqs || !chain_match(ex, n, seqs, NULL)) return 0;
     /* the ints must not move (they hold the ids the chained launch reads) */
     size_t n_bt = 0, need_blocks = 0;
     for (int i = 0; i < n; i++) {
@@ -644,7 +657,8 @@ int sh_exec_can_chain(const sh_exec *ex, int n, const sh_step_seq *seqs) {
         if ((int64_t)q->n_past + 1 > seqs[i].model->hp.n_ctx) return 0;
     }
     if (need_blocks > (size_t)ex->pool->n_free) return 0;
-    return (size_t)n + 4 * (size_t)n + n_bt <= ex->ints_cap;
+    const size_t lr = (size_t)ex->fl[ex->n_fl - 1].lrows; /* the ids read, before what is uploaded */
+    return (lr > (size_t)n ? lr : (size_t)n) + 4 * (size_t)n + n_bt <= ex->ints_cap;
 }
 
 shoal_status sh_exec_step(sh_exec *ex, int n, sh_step_seq *seqs) {
@@ -657,9 +671,10 @@ shoal_status sh_exec_launch(sh_exec *ex, int n, sh_step_seq *seqs, int chain) {
     if (!ex || n < 0 || (n > 0 && !seqs)) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: bad arguments");
     if (n == 0) return SHOAL_OK;
     if (ex->n_fl >= 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: two steps are in flight already");
-    if (chain && !chain_match(ex, n, seqs))
-        return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: a chained step must run the sequences of the step "
-                                              "in flight, in its order, one row and one id each");
+    if (chain && !chain_match(ex, n, seqs, NULL))
+        return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: a chained step must run sequences of the step in "
+                                              "flight, in its order, one row and one id each");
+    const int prev_lrows = chain ? ex->fl[ex->n_fl - 1].lrows : 0;
     /* ---- validate, and order by model (segments in first-appearance order) ---- */
     if (n > ex->cap_ss) {
         sseq *ns = realloc(ex->ss, (size_t)n * sizeof *ns);
@@ -782,13 +797,19 @@ shoal_status sh_exec_launch(sh_exec *ex, int n, sh_step_seq *seqs, int chain) {
     const int dev_call_sample = n_dev && (any_sample || !has_argmax);
     /* ints: the ids first (a chained launch reads them where the launch
      * before it left them), then what the host uploads */
-    size_t off_am = 0, off_tok = (size_t)lrows_all, off_pos = off_tok + (size_t)rows, off_typ = off_pos + (size_t)rows;
+    size_t off_am = 0, off_tok = (size_t)(lrows_all > prev_lrows ? lrows_all : prev_lrows);
+    size_t off_pos = off_tok + (size_t)rows, off_typ = off_pos + (size_t)rows;
     size_t off_bt = off_typ + (size_t)rows;
     size_t off_slot = off_bt + n_bt; /* each row's KV pool slot (block * SH_KV_BLOCK + offset) */
     size_t n_ints = off_slot + (size_t)rows;
     for (int i = 0; i < n; i++) ex->ss[i].bt += off_bt;
     if (chain && (n_dev != n || lrows_all != n || n_ints > ex->ints_cap || fl > ex->arena_cap))
         return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: this step cannot be chained (sh_exec_can_chain)");
+    if (chain) {
+        SH_TRY(grow_host((void **)&ex->map, &ex->map_cap, (size_t)n, sizeof(int)));
+        (void)chain_match(ex, n, seqs, ex->map);
+        for (int i = 0; i < n; i++) ex->ss[i].tok_at = ex->map[ex->ss[i].in - seqs];
+    }
     SH_TRY(grow_dev(ex->be, (void **)&ex->arena, &ex->arena_cap, fl, sizeof(float)));
     /* room for a chained step's new blocks (one a sequence) */
     SH_TRY(grow_dev(ex->be, (void **)&ex->ints, &ex->ints_cap, n_ints + (size_t)n, sizeof(int32_t)));

@@ -467,33 +467,15 @@ static void step_info(shoal_cluster *c, shoal_request *const *breq, const int *b
 
 /* Whether the step being finished (entries [0, n)) can have the next one
  * chained behind it, queued before its ids are on the host: every entry is
- * a running decoder on a one-row step whose id the device decides, that will
- * still want a token after this one; and nothing waits to be admitted (the
- * plan would then be this step again). (c->mu held) */
-static int chain_ok(const shoal_cluster *c, int n, double now) {
-    if (!c->overlap || !c->p.fused || n < 1) return 0;
-    if (c->n_queue && c->n_running < c->p.max_running) return 0;
-    for (int i = 0; i < n; i++) {
-        const shoal_request *r = c->breq[i];
-        const sh_step_seq *b = &c->batch[i];
-        if (r->where != SH_REQ_RUNNING || r->cancel || c->brows[i] != 1 || b->out != SH_OUT_LAST || !b->next ||
-            b->logits)
-            return 0;
-        if (r->cancel_at_deadline && now >= r->deadline) return 0;
-        const int g = r->n_ids + 1 - r->n_prompt; /* tokens generated once this step's is in */
-        if (g >= r->max_tokens || g >= r->max_gen) return 0;
-    }
-    return 1;
-}
-
-/* Builds the chained step into the nx scratch: the same requests in the same
- * order, one row each, tokens from the device. 0 when the engine cannot take
- * it (KV blocks, buffers); the rng draws are taken only once it can, so they
- * match the steps planned one by one. (c->mu held) */
-static int chain_build(shoal_cluster *c, int n) {
+ * a decoder on a one-row step whose id the device decides; the chained step
+ * takes those that are still running and will want a token after this one
+ * (those that finish by length here are left out), and nothing waits to be
+ * admitted (the plan would differ). Marks the entries it takes in c->nx_brows
+ * and returns how many. (c->mu held) */
+/* The nx scratch at the step scratch's capacity, so that swapping them
+ * keeps every array (to_sample included) as large as cap_batch says. */
+static int chain_room(shoal_cluster *c, int n) {
     if (c->cap_nx != c->cap_batch) {
-        /* the same capacity as the step's scratch, so that swapping them
-         * keeps every array (to_sample included) as large as cap_batch says */
         int nc = c->cap_batch;
         sh_step_seq *nb = realloc(c->nx_batch, (size_t)nc * sizeof *nb);
         if (nb) c->nx_batch = nb;
@@ -508,27 +490,57 @@ static int chain_build(shoal_cluster *c, int n) {
         if (!nb || !nr || !nw || !ns || !np) return 0;
         c->cap_nx = nc;
     }
+    return n <= c->cap_nx;
+}
+
+static int chain_ok(shoal_cluster *c, int n, double now) {
+    if (!c->overlap || !c->p.fused || n < 1 || !chain_room(c, n)) return 0;
+    if (c->n_queue && c->n_running < c->p.max_running) return 0;
+    int take = 0, left = 0;
     for (int i = 0; i < n; i++) {
+        const shoal_request *r = c->breq[i];
+        const sh_step_seq *b = &c->batch[i];
+        if (c->brows[i] != 1 || b->out != SH_OUT_LAST || !b->next || b->logits) return 0;
+        const int g = r->n_ids + 1 - r->n_prompt; /* tokens generated once this step's is in */
+        const int on = r->where == SH_REQ_RUNNING && !r->cancel && !(r->cancel_at_deadline && now >= r->deadline) &&
+                       g < r->max_tokens && g < r->max_gen;
+        c->nx_brows[i] = on;
+        take += on;
+        left += !on;
+    }
+    /* finishing sequences free room a queued request would take */
+    if (c->n_queue && left) return 0;
+    return take;
+}
+
+/* Builds the chained step into the nx scratch from the entries chain_ok
+ * marked, in order, one row each, tokens from the device. 0 when the engine
+ * cannot take it (KV blocks, buffers); the rng draws are taken only once it
+ * can, so they match the steps planned one by one. (c->mu held) */
+static int chain_build(shoal_cluster *c, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!c->nx_brows[i]) continue;
         shoal_request *r = c->breq[i];
-        sh_step_seq *b = &c->nx_batch[i];
+        sh_step_seq *b = &c->nx_batch[k];
         memset(b, 0, sizeof *b);
         b->model = r->m;
         b->seq = &r->kv;
         b->n_tokens = 1;
         b->out = SH_OUT_LAST;
-        b->next = &c->nx_sampled[i];
-        c->nx_breq[i] = r;
+        b->next = &c->nx_sampled[k];
+        b->sample = c->batch[i].sample ? &c->nx_bsp[k] : NULL; /* filled below */
+        c->nx_breq[k++] = r;
+    }
+    if (!k || !sh_exec_can_chain(c->ex, k, c->nx_batch)) return 0;
+    for (int i = 0; i < k; i++) {
+        shoal_request *r = c->nx_breq[i];
         c->nx_brows[i] = 1;
+        if (c->nx_batch[i].sample)
+            c->nx_bsp[i] = (sh_sample_params){r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p,
+                                              sh_rng_uniform(&r->rng)};
     }
-    if (!sh_exec_can_chain(c->ex, n, c->nx_batch)) return 0;
-    for (int i = 0; i < n; i++) {
-        shoal_request *r = c->breq[i];
-        if (!c->batch[i].sample) continue;
-        c->nx_bsp[i] = (sh_sample_params){r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p,
-                                          sh_rng_uniform(&r->rng)};
-        c->nx_batch[i].sample = &c->nx_bsp[i];
-    }
-    return 1;
+    return k;
 }
 
 /* The chained scratch becomes the step's (the old one is kept for reuse). */
@@ -652,8 +664,7 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
     /* ---- the next step, chained behind this one where nothing would change ---- */
     int nx = 0;
     shoal_step_info nx_info;
-    if (s == SHOAL_OK && chain_ok(c, n, t0) && chain_build(c, n)) {
-        nx = n;
+    if (s == SHOAL_OK && chain_ok(c, n, t0) && (nx = chain_build(c, n)) > 0) {
         step_info(c, c->nx_breq, c->nx_brows, nx, 1, &nx_info);
         for (int i = 0; i < nx; i++) atomic_fetch_add(&c->nx_breq[i]->refs, 1);
     }
@@ -732,12 +743,16 @@ shoal_status sh_sched_step(shoal_cluster *c, int *did_work) {
             sh_fin_push(c, &fin, r, SHOAL_OK, r->finish, NULL);
         else if (r->cancel)
             sh_fin_push(c, &fin, r, SHOAL_ERR_CANCELLED, SHOAL_FINISH_CANCELLED, "cancelled");
-        else if (s_nx != SHOAL_OK)
-            sh_fin_push(c, &fin, r, s_nx, SHOAL_FINISH_ERROR, "step failed: %s", nx_err);
         else
             continue;
         n_fin++;
     }
+    /* a chained step that failed to go out fails its sequences */
+    for (int i = 0; nx && s_nx != SHOAL_OK && i < nx; i++)
+        if (c->nx_breq[i]->where == SH_REQ_RUNNING) {
+            sh_fin_push(c, &fin, c->nx_breq[i], s_nx, SHOAL_FINISH_ERROR, "step failed: %s", nx_err);
+            n_fin++;
+        }
     /* cancels of running sequences outside this step (unfused mode) */
     for (int i = c->n_running - 1; i >= 0; i--)
         if (c->running[i]->cancel) {
