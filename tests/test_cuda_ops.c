@@ -1052,55 +1052,6 @@ static void test_attn_mixed(const char *label, const attn_case *cs, int nc, int 
     mb_free(&pools[1].m);
 }
 
-
-/* attn_dec's launches of a few pairs: a warp per query head (the default)
- * gives attn_dec's block-wide results bit for bit, each case alone */
-static void test_attn_warp_bitwise(const attn_case *cs, int nc) {
-    opr_rng r = {4242};
-    kvpool pools[2];
-    pool_new(&pools[0], &r, SH_F32);
-    pool_new(&pools[1], &r, SH_F16);
-    int same = 0;
-    for (int i = 0; i < nc; i++) {
-        int qd = cs[i].n_head * cs[i].hd;
-        int nb = (cs[i].n_kv + SH_KV_BLOCK - 1) / SH_KV_BLOCK;
-        int32_t *t = malloc((size_t)nb * sizeof(int32_t));
-        for (int j = 0; j < nb; j++) t[j] = opr_int(&r, POOL_BLOCKS);
-        mbuf tab;
-        mb_new(&tab, t, (size_t)nb * sizeof(int32_t));
-        free(t);
-        fview q, out;
-        fv_new(&q, &r, cs[i].rows, qd, qd + 4, 1, -cs[i].qs, cs[i].qs, 0);
-        fv_new(&out, &r, cs[i].rows, qd, qd + 1, 2, 0, 0, 1);
-        const kvpool *pl = &pools[cs[i].f16];
-        sh_attn_group g = {fv_view(&q, 1), fv_view(&out, 1), cs[i].n_head, cs[i].n_head_kv, cs[i].hd,
-                           1.0f / sqrtf((float)cs[i].hd), cs[i].pos0, cs[i].n_kv, cs[i].causal,
-                           {mb(&pl->m, 1), pl->dt, pl->block_bytes, mb(&tab, 1), cs[i].layer, cs[i].n_head_kv * cs[i].hd}};
-        const size_t bytes = ((size_t)out.off + (size_t)out.rows * out.stride + 2) * sizeof(float);
-        float *res[2] = {malloc(bytes), malloc(bytes)};
-        for (int w = 0; w < 2; w++) {
-            OK(sh_cuda_set_attn_warp(gpu, w));
-            OK(sh_be_attn(gpu, 1, &g));
-            OK(sh_be_sync(gpu));
-            OK(sh_be_download(gpu, res[w], out.m.g, bytes));
-        }
-        const int eq = !memcmp(res[0], res[1], bytes);
-        CHECK(eq, "attn warp per head [%s hd=%d rows=%d %d:%d pos0=%d]: differs from the block-wide phases",
-              cs[i].f16 ? "f16" : "f32", cs[i].hd, cs[i].rows, cs[i].n_head, cs[i].n_head_kv, cs[i].pos0);
-        same += eq;
-        free(res[0]);
-        free(res[1]);
-        mb_free(&q.m);
-        mb_free(&out.m);
-        mb_free(&tab);
-    }
-    OK(sh_cuda_set_attn_warp(gpu, 1));
-    CHECK(sh_cuda_set_attn_warp(gpu, 2) == SHOAL_ERR_INVALID_ARG, "set_attn_warp took 2");
-    printf("attn warp per head: %d/%d cases bitwise equal to the block-wide phases\n", same, nc);
-    mb_free(&pools[0].m);
-    mb_free(&pools[1].m);
-}
-
 /* ---- a step of dependent ops --------------------------------------------- */
 
 /* h = rmsnorm(x); u = h W1^T; a = silu(u) * u; y = a W2^T; y += x, h =
@@ -1719,14 +1670,6 @@ int main(int argc, char **argv) {
     }
     OK(sh_cuda_set_attn_dec(gpu, 1));
     OK(sh_cuda_set_attn_dec_split(gpu, 1));
-    test_attn_warp_bitwise(attn_dec_cases, nd);
-    /* the block-wide phases for the few-pairs launches too, against the CPU and the reference */
-    OK(sh_cuda_set_attn_warp(gpu, 0));
-    test_attn_mixed("cuda/attn-dec (no warp)", attn_dec_cases, nd, 1);
-    f0 = check_fail_;
-    opref_attn_all(gpu, "cuda/attn-dec (no warp)", 7000);
-    printf("op_ref attention [%s]: %s\n", "cuda/attn-dec (no warp)", check_fail_ == f0 ? "ok" : "FAILED");
-    OK(sh_cuda_set_attn_warp(gpu, 1));
     CHECK(sh_cuda_set_attn_dec_split(gpu, 0) == SHOAL_ERR_INVALID_ARG, "set_attn_dec_split took 0");
     CHECK(sh_cuda_set_attn_dec_split(gpu, 33) == SHOAL_ERR_INVALID_ARG, "set_attn_dec_split took 33");
     CHECK(sh_cuda_set_attn_dec(gpu, 3) == SHOAL_ERR_INVALID_ARG, "set_attn_dec took 3");

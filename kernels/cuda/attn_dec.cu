@@ -80,42 +80,6 @@ __device__ __forceinline__ void dec_copy(const sh_cu_attn_desc &d, int hk, unsig
     }
 }
 
-/* A key's K row (shared memory) against a head's query: four interleaved
- * partial sums (short dependent chains), added pairwise. */
-__device__ __forceinline__ float dec_score(const unsigned char *kp, const float *qh, int hd, bool f16) {
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma unroll 4
-    for (int i = 0; i < hd; i += 8) {
-        float kf[8];
-        if (f16) {
-            const uint4 u = *reinterpret_cast<const uint4 *>(kp + 2 * i);
-            const unsigned wv[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-            for (int t = 0; t < 4; t++) {
-                const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&wv[t]));
-                kf[2 * t] = f.x;
-                kf[2 * t + 1] = f.y;
-            }
-        } else {
-            const float4 x0 = *reinterpret_cast<const float4 *>(kp + 4 * i);
-            const float4 x1 = *reinterpret_cast<const float4 *>(kp + 4 * i + 16);
-            kf[0] = x0.x, kf[1] = x0.y, kf[2] = x0.z, kf[3] = x0.w;
-            kf[4] = x1.x, kf[5] = x1.y, kf[6] = x1.z, kf[7] = x1.w;
-        }
-        const float4 q0 = *reinterpret_cast<const float4 *>(qh + i);
-        const float4 q1 = *reinterpret_cast<const float4 *>(qh + i + 4);
-        a0 = fmaf(q0.x, kf[0], a0);
-        a1 = fmaf(q0.y, kf[1], a1);
-        a2 = fmaf(q0.z, kf[2], a2);
-        a3 = fmaf(q0.w, kf[3], a3);
-        a0 = fmaf(q1.x, kf[4], a0);
-        a1 = fmaf(q1.y, kf[5], a1);
-        a2 = fmaf(q1.z, kf[6], a2);
-        a3 = fmaf(q1.w, kf[7], a3);
-    }
-    return (a0 + a1) + (a2 + a3);
-}
-
 /* VD consecutive elements of a K/V row in shared memory, as floats */
 template <int VD>
 __device__ __forceinline__ void dec_row(const unsigned char *p, bool f16, float *v) {
@@ -253,7 +217,39 @@ __global__ void __launch_bounds__(NT)
     for (int w = tid; w < G * n_keys; w += NT) {
         const int h = w / n_keys, j = w - h * n_keys;
         const bool ok = __ldg(d.kv.block_table + ((k0 + j) >> 4)) >= 0;
-        ps[h * nkp + j] = ok ? dec_score(ks + j * rs, qs + h * hd, hd, f16) * d.scale : -INFINITY;
+        const unsigned char *kp = ks + j * rs;
+        const float *qh = qs + h * hd;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma unroll 4
+        for (int i = 0; i < hd; i += 8) {
+            float kf[8];
+            if (f16) {
+                const uint4 u = *reinterpret_cast<const uint4 *>(kp + 2 * i);
+                const unsigned wv[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+                for (int t = 0; t < 4; t++) {
+                    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&wv[t]));
+                    kf[2 * t] = f.x;
+                    kf[2 * t + 1] = f.y;
+                }
+            } else {
+                const float4 x0 = *reinterpret_cast<const float4 *>(kp + 4 * i);
+                const float4 x1 = *reinterpret_cast<const float4 *>(kp + 4 * i + 16);
+                kf[0] = x0.x, kf[1] = x0.y, kf[2] = x0.z, kf[3] = x0.w;
+                kf[4] = x1.x, kf[5] = x1.y, kf[6] = x1.z, kf[7] = x1.w;
+            }
+            const float4 q0 = *reinterpret_cast<const float4 *>(qh + i);
+            const float4 q1 = *reinterpret_cast<const float4 *>(qh + i + 4);
+            a0 = fmaf(q0.x, kf[0], a0);
+            a1 = fmaf(q0.y, kf[1], a1);
+            a2 = fmaf(q0.z, kf[2], a2);
+            a3 = fmaf(q0.w, kf[3], a3);
+            a0 = fmaf(q1.x, kf[4], a0);
+            a1 = fmaf(q1.y, kf[5], a1);
+            a2 = fmaf(q1.z, kf[6], a2);
+            a3 = fmaf(q1.w, kf[7], a3);
+        }
+        ps[h * nkp + j] = ok ? ((a0 + a1) + (a2 + a3)) * d.scale : -INFINITY;
     }
     __syncthreads();
     SH_CU_PHASE(4);
@@ -350,108 +346,6 @@ __global__ void __launch_bounds__(NT)
     SH_CU_PHASE_PRINT("attn_dec", d.pos0 == SH_CU_PHASES && d.kv.layer < 4, n_keys);
 }
 
-
-/* Launches of a few pairs (one sequence): the same results as
- * attn_dec_kernel, bit for bit, with a warp per query head taking the
- * scores (a lane per key, kept in registers for the maximum), the softmax and
- * p V over all the keys, so the phases need no block barriers; the block's
- * other warps only help with the copies. p V keeps attn_dec_kernel's ranges
- * (SH_CU_ATTN_DEC_PARTS of cs keys, each summed in key order, then added in
- * order); the lane walks them side by side for independent chains. */
-template <int VD>
-__device__ __forceinline__ void warp_pv(const unsigned char *vs, int rs, bool f16, const float *p, int n_keys, int hd,
-                                        int lane, float l, float *out) {
-    constexpr int PL = SH_CU_ATTN_DEC_PARTS;
-    const int d0 = VD * lane;
-    if (d0 >= hd) return;
-    const int cs = ((n_keys + PL - 1) / PL + 3) & ~3, eb = (f16 ? 2 : 4) * d0;
-    float acc[PL][VD];
-#pragma unroll
-    for (int pp = 0; pp < PL; pp++)
-#pragma unroll
-        for (int i = 0; i < VD; i++) acc[pp][i] = 0.0f;
-    for (int t = 0; t < cs; t++) {
-#pragma unroll
-        for (int pp = 0; pp < PL; pp++) {
-            const int j = pp * cs + t;
-            if (j < n_keys) {
-                const float w = p[j];
-                float v[VD];
-                dec_row<VD>(vs + j * rs + eb, f16, v);
-#pragma unroll
-                for (int i = 0; i < VD; i++) acc[pp][i] = fmaf(w, v[i], acc[pp][i]);
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < VD; i++) {
-        float num = 0.0f;
-#pragma unroll
-        for (int pp = 0; pp < PL; pp++) num += acc[pp][i];
-        out[d0 + i] = l > 0.0f ? num / l : 0.0f;
-    }
-}
-
-template <int NT>
-__global__ void __launch_bounds__(NT)
-    attn_warp_kernel(const sh_cu_attn_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
-                     int *err) {
-    extern __shared__ __align__(16) unsigned char sm[];
-    if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
-    const int gi = sh_find_group(starts, n_groups, blockIdx.x);
-    const sh_cu_attn_desc d = descs[gi];
-    pdl_trigger();
-    const int pair = blockIdx.x - __ldg(starts + gi);
-    const int row = pair / d.n_head_kv, hk = pair % d.n_head_kv;
-    const int G = d.n_head / d.n_head_kv, hd = d.head_dim, head0 = hk * G;
-    const bool f16 = d.kv.dtype == DT_F16;
-    const int rs = hd * (f16 ? 2 : 4) + 16;
-    const int n_keys = d.causal ? d.pos0 + row + 1 : d.n_kv, nkp = (n_keys + 3) & ~3;
-    unsigned char *ks = sm, *vs = sm + (size_t)n_keys * rs;
-    float *qs = reinterpret_cast<float *>(vs + (size_t)n_keys * rs); /* [G][hd] */
-    float *ps = qs + G * hd;                                         /* [G][nkp] */
-
-    bool bad = false;
-    const int early = min(d.pos0, n_keys); /* keys of earlier steps */
-    dec_copy(d, hk, ks, vs, rs, 0, early, 0, bad);
-    cp_async_commit();
-    pdl_wait(); /* everything below reads or writes what earlier kernels may touch */
-    dec_copy(d, hk, ks, vs, rs, early, n_keys, 0, bad);
-    cp_async_commit();
-    const float *q = d.q + (int64_t)row * d.q_stride + (int64_t)head0 * hd;
-    for (int i = threadIdx.x; i < G * hd; i += NT) qs[i] = q[i];
-    cp_async_wait<0>();
-    __syncthreads();
-
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float *out = d.out + (int64_t)row * d.out_stride + (int64_t)head0 * hd;
-    for (int h = warp; h < G; h += NT / 32) {
-        const float *qh = qs + h * hd;
-        float *p = ps + h * nkp;
-        float m = -INFINITY;
-        for (int j = lane; j < n_keys; j += 32) {
-            const bool ok = __ldg(d.kv.block_table + (j >> 4)) >= 0;
-            const float sc = ok ? dec_score(ks + j * rs, qh, hd, f16) * d.scale : -INFINITY;
-            p[j] = sc;
-            m = fmaxf(m, sc);
-        }
-        m = warp_max(m);
-        float l = 0.0f;
-        for (int j = lane; j < n_keys; j += 32) {
-            const float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - m);
-            p[j] = e;
-            l += e;
-        }
-        l = warp_sum(l);
-        __syncwarp(); /* every lane's weights are in p */
-        const int VD = sh_cu_attn_dec_span(hd) / 32;
-        if (VD == 1) warp_pv<1>(vs, rs, f16, p, n_keys, hd, lane, l, out + h * hd);
-        else if (VD == 2) warp_pv<2>(vs, rs, f16, p, n_keys, hd, lane, l, out + h * hd);
-        else warp_pv<4>(vs, rs, f16, p, n_keys, hd, lane, l, out + h * hd);
-    }
-    if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
-}
-
 } // namespace
 
 /* variant = 2 (128 threads), 3 (512: launches of a few blocks) or 4 (256:
@@ -473,20 +367,9 @@ static cudaError_t launch_dec(cudaStream_t s, const sh_cu_launch_args *a, int sm
     return r;
 }
 
-/* variant 5: attn_warp_kernel (256 threads: a warp per query head, up to 8) */
-static cudaError_t launch_warp(cudaStream_t s, const sh_cu_launch_args *a, int smem) {
-    static int set_bytes[64];
-    const cudaError_t e = sh_cu_smem_optin(attn_warp_kernel<256>, smem, set_bytes);
-    if (e != cudaSuccess) return e;
-    return sh_cu_launch_ks(attn_warp_kernel<256>, a->n_blocks, 256, (size_t)smem, s, a->pdl,
-                           static_cast<const sh_cu_attn_desc *>(a->desc), a->starts, a->n_groups, a->err);
-}
-static_assert(SH_CU_ATTN_DEC_HEADS <= 256 / 32, "attn_warp_kernel: a warp per query head");
-
 extern "C" cudaError_t sh_cu_launch_attn_dec(cudaStream_t s, const sh_cu_launch_args *a) {
     const int smem = (a->variant >> 8) * 1024;
     const int v = a->variant & 0xff;
-    if (v == 5) return launch_warp(s, a, smem);
     return v == 3 ? launch_dec<SH_CU_ATTN_DEC_WIDE>(s, a, smem)
            : v == 4 ? launch_dec<2 * kThreads>(s, a, smem)
                     : launch_dec<kThreads>(s, a, smem);

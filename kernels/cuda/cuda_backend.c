@@ -140,7 +140,6 @@ typedef struct sh_cu_backend {
     int attn_kb;               /* attn_dec: shared memory asked for in steps of this many KB (SHOAL_CUDA_ATTN_KB, 16) */
     int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128; 2: in every launch that is not wide) */
     int attn_dec_split;        /* attn_dec: blocks a (row, KV head) may be split over in launches of a few pairs (sh_cuda_set_attn_dec_split; 1: never) */
-    int attn_warp;             /* attn_dec: launches of a few pairs (unsplit) take a warp per query head (sh_cuda_set_attn_warp) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
     int pdl;                 /* launch with programmatic dependent launch */
@@ -1385,9 +1384,7 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
                 CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv * S);
             }
             pk.starts[n] = (int32_t)total;
-            /* a launch of a few pairs unsplit: a warp per query head (the same results) where on */
-            const int v = wide ? (S == 1 && cb->attn_warp ? 5 : 3) : mid ? 4 : 2;
-            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, v | (int)(kb << 8), "attn");
+            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, (wide ? 3 : mid ? 4 : 2) | (int)(kb << 8), "attn");
         }
     }
     /* Split: the key tiles of each block's (row, heads) unit are dealt to up
@@ -1923,9 +1920,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         s = cu_fail(e, "cudaMalloc (norm rows)");
         goto fail;
     }
-    /* SHOAL_CUDA_ATTN_WARP=0: launches of a few pairs take attn_dec's block-wide phases (sh_cuda_set_attn_warp) */
-    const char *aw = getenv("SHOAL_CUDA_ATTN_WARP");
-    cb->attn_warp = !(aw && strcmp(aw, "0") == 0);
     /* SHOAL_CUDA_XF_FORMS=N: the streamed forms that take the RMS transform inside (sh_cuda_set_xf_forms) */
     const char *xff = getenv("SHOAL_CUDA_XF_FORMS");
     cb->xf_forms = xff && atoi(xff) >= 0 && atoi(xff) <= 7 ? atoi(xff) : 0;
@@ -2022,14 +2016,6 @@ shoal_status sh_cuda_set_attn_dec_split(sh_backend *be, int max_blocks) {
     if (max_blocks < 1 || max_blocks > 32)
         return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_dec_split: %d blocks", max_blocks);
     cb->attn_dec_split = max_blocks;
-    return SHOAL_OK;
-}
-
-shoal_status sh_cuda_set_attn_warp(sh_backend *be, int on) {
-    sh_cu_backend *cb = cu_of(be);
-    if (!cb) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_warp: not a CUDA backend");
-    if (on < 0 || on > 1) return sh_fail(SHOAL_ERR_INVALID_ARG, "cuda: set_attn_warp: unknown mode %d", on);
-    cb->attn_warp = on;
     return SHOAL_OK;
 }
 

@@ -82,13 +82,6 @@ shoal_status sh_cuda_set_attn_dec(sh_backend *be, int mode);
  * bitwise. SHOAL_ERR_INVALID_ARG outside 1..32 or for a non-CUDA backend. */
 shoal_status sh_cuda_set_attn_dec_split(sh_backend *be, int max_blocks);
 
-/* attn_dec in launches of a few (row, KV head) pairs (one sequence), unsplit:
- * 1 (the default unless SHOAL_CUDA_ATTN_WARP=0) takes a warp per query head
- * over all the keys (scores, softmax and p V with no block barriers), 0 the
- * block-wide phases. Both give the same results, bit for bit.
- * SHOAL_ERR_INVALID_ARG for other values or a non-CUDA backend. */
-shoal_status sh_cuda_set_attn_warp(sh_backend *be, int on);
-
 /* The streamed GEMM (weights through a ring of shared-memory stages, a few
  * persistent blocks per SM) for tensor-core launches of 16-bit weights at
  * M >= 2: 0 never, 1 (the default unless SHOAL_CUDA_GEMM_RING says
