@@ -20,21 +20,25 @@
  *
  * Step graphs. At step_end the queued launches are compared with the steps
  * seen before: their signature is every launch's kernel, variant, grid and
- * descriptor offsets, plus the staged byte count (kernel parameters are only
- * these and the arena address). A signature seen once before is captured
- * (kernels only) into a CUDA graph and kept (LRU of SH_CU_NGRAPH); a known
- * one replays its graph. Either way the descriptors go first as a plain
- * asynchronous copy into the same device arena, so a replay reads this
- * step's descriptors, and every address a kernel uses comes from them: the
- * graph stays valid while the engine's buffers move. Growing the arena drops
- * every graph. SHOAL_CUDA_GRAPH=0 turns graphs off; SHOAL_CUDA_GRAPH_STATS=1
+ * descriptor offsets, plus the staged byte count and the arena (kernel
+ * parameters are only these and the arena address). A signature seen once
+ * before is captured (kernels only) into a CUDA graph and kept (LRU of
+ * SH_CU_NGRAPH); a known one replays its graph. Either way the descriptors
+ * go first as a plain asynchronous copy into that arena, so a replay reads
+ * this step's descriptors, and every address a kernel uses comes from them:
+ * the graph stays valid while the engine's buffers move. Growing the arenas
+ * drops every graph. SHOAL_CUDA_GRAPH=0 turns graphs off; SHOAL_CUDA_GRAPH_STATS=1
  * times steps (host packing, device execution) and prints that and what
  * step_end did when the backend is destroyed.
  *
  * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
  * after the event recorded behind its last copy has completed, so the host
- * may run several flushes ahead of the device. The device arena is single:
- * stream order puts each copy after the kernels that read the previous one.
+ * may run several flushes ahead of the device. The device arenas are two,
+ * filled in turn on a copy stream: a flush's copy waits only for the kernels
+ * of the flush before the previous one (the last readers of that arena), so
+ * it runs while the previous flush's kernels do, and its kernels wait for it
+ * (an event). A graph's kernels read one arena: it is part of the step's
+ * signature.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -97,6 +101,7 @@ typedef struct sh_cu_graph {
     sh_cu_launch_rec *recs; /* (n_recs) */
     int n_recs;
     size_t used;            /* staged bytes of the step */
+    const void *arena;      /* the descriptor buffer its kernels read */
     cudaGraphExec_t exec;   /* NULL: free slot */
     uint64_t last_use;
 } sh_cu_graph;
@@ -110,8 +115,15 @@ typedef struct sh_cu_backend {
     int cur;                 /* stage being filled */
     int cur_ready;           /* its previous copy is known complete */
     size_t used;             /* bytes packed into stage[cur] */
-    unsigned char *arena;    /* device descriptor buffer */
-    size_t arena_cap;
+    unsigned char *arena;    /* device descriptor buffer of the flush being launched (one of arenas) */
+    unsigned char *arenas[2];/* two, used in turn: a flush's copy overlaps the kernels of the one before */
+    size_t arena_cap;        /* bytes each */
+    int half;                /* arenas[half] is the last one filled */
+    cudaStream_t cstream;    /* descriptor copies (off the kernels' stream) */
+    cudaEvent_t half_free[2];  /* recorded behind the launches that read arenas[i] */
+    cudaEvent_t half_ready[2]; /* recorded behind the copy into arenas[i] */
+    int half_used[2];        /* half_free[i] was recorded */
+    int desc_stream;         /* copies on cstream into the arenas in turn (SHOAL_CUDA_DESC_STREAM=0: one arena, in order) */
     sh_cu_launch_rec *recs;  /* queued launches */
     int n_recs, cap_recs;
     int in_step;
@@ -361,11 +373,12 @@ static cudaGraphExec_t cu_capture(sh_cu_backend *cb, const sh_cu_launch_rec *rec
 /* Runs a step's launch list through the graph cache: replay a known step,
  * capture one seen before, else remember it and launch directly. */
 static shoal_status cu_run_step(sh_cu_backend *cb, const sh_cu_launch_rec *recs, int n_recs, size_t used) {
-    const uint64_t h = cu_sig(recs, n_recs, used, cb->pdl);
+    const uint64_t h = cu_sig(recs, n_recs, used, cb->pdl) ^ (uint64_t)(uintptr_t)cb->arena;
     cb->tick++;
     for (int i = 0; i < SH_CU_NGRAPH; i++) {
         sh_cu_graph *g = &cb->graph[i];
-        if (g->exec && g->hash == h && g->n_recs == n_recs && g->used == used && cu_recs_equal(g->recs, recs, n_recs)) {
+        if (g->exec && g->hash == h && g->n_recs == n_recs && g->used == used && g->arena == cb->arena &&
+            cu_recs_equal(g->recs, recs, n_recs)) {
             g->last_use = cb->tick;
             cb->gstats.replays++;
             CU_TRY(cudaGraphLaunch(g->exec, cb->stream), "cudaGraphLaunch");
@@ -398,7 +411,7 @@ static shoal_status cu_run_step(sh_cu_backend *cb, const sh_cu_launch_rec *recs,
         cb->gstats.evictions++;
     }
     free(slot->recs);
-    *slot = (sh_cu_graph){h, copy, n_recs, used, exec, cb->tick};
+    *slot = (sh_cu_graph){h, copy, n_recs, used, cb->arena, exec, cb->tick};
     cb->gstats.captures++;
     CU_TRY(cudaGraphLaunch(exec, cb->stream), "cudaGraphLaunch");
     return SHOAL_OK;
@@ -462,41 +475,64 @@ static shoal_status cu_flush_ex(sh_cu_backend *cb, int at_step_end) {
     if (used > cb->arena_cap) {
         size_t cap = cb->arena_cap ? cb->arena_cap : 64 * 1024;
         while (cap < used) cap *= 2;
-        /* kernels still queued may read the old arena */
+        /* kernels still queued may read the old arenas, copies may fill them */
         CU_TRY(cudaStreamSynchronize(cb->stream), "cudaStreamSynchronize (descriptor arena)");
-        cu_graph_clear(cb); /* their kernel parameters point into the old arena */
-        if (cb->arena) (void)cudaFree(cb->arena);
+        CU_TRY(cudaStreamSynchronize(cb->cstream), "cudaStreamSynchronize (descriptor arena)");
+        cu_graph_clear(cb); /* their kernel parameters point into the old arenas */
+        for (int i = 0; i < 2; i++) {
+            if (cb->arenas[i]) (void)cudaFree(cb->arenas[i]);
+            cb->arenas[i] = NULL;
+            cb->half_used[i] = 0;
+        }
         cb->arena = NULL;
         cb->arena_cap = 0;
-        void *p = NULL;
-        CU_TRY(cudaMalloc(&p, cap), "cudaMalloc (descriptor arena)");
-        cb->arena = p;
+        for (int i = 0; i < 2; i++) {
+            void *p = NULL;
+            CU_TRY(cudaMalloc(&p, cap), "cudaMalloc (descriptor arena)");
+            cb->arenas[i] = p;
+        }
         cb->arena_cap = cap;
     }
-    /* the idle probe: only our own steps, outside anyone's capture */
-    enum cudaStreamCaptureStatus cap0 = cudaStreamCaptureStatusNone;
-    int probe = at_step_end && cb->timing >= 2 && cudaStreamIsCapturing(cb->stream, &cap0) == cudaSuccess &&
-                        cap0 == cudaStreamCaptureStatusNone
-                    ? cu_idle_begin(cb)
-                    : -1;
-    CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->stream), "descriptor copy");
     /* Under someone else's stream capture the copy becomes a graph node that
      * reads the staging buffer at every replay: no event can track it, so
      * that caller syncs before capturing and keeps the backend idle while it
-     * replays. Our own step graphs hold kernels only. */
+     * replays; the copy stays on the captured stream, into the arena last
+     * filled. Our own step graphs hold kernels only. */
     enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     CU_TRY(cudaStreamIsCapturing(cb->stream, &cap), "cudaStreamIsCapturing");
-    if (cap == cudaStreamCaptureStatusNone) {
-        CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
-        st->pending = 1;
-        if (at_step_end && cb->graphs) {
-            shoal_status s = cu_run_step(cb, cb->recs, n_recs, used);
-            cu_idle_end(cb, probe);
-            return s;
+    if (cap != cudaStreamCaptureStatusNone || !cb->desc_stream) {
+        cb->arena = cb->arenas[cb->half];
+        CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->stream), "descriptor copy");
+        if (cap == cudaStreamCaptureStatusNone) { /* SHOAL_CUDA_DESC_STREAM=0: one arena, in stream order */
+            CU_TRY(cudaEventRecord(st->done, cb->stream), "cudaEventRecord");
+            st->pending = 1;
+            if (at_step_end && cb->graphs) return cu_run_step(cb, cb->recs, n_recs, used);
         }
+        if (at_step_end) cb->gstats.direct++;
+        return cu_launch_recs(cb, cb->recs, n_recs);
     }
-    if (at_step_end) cb->gstats.direct++;
-    shoal_status s = cu_launch_recs(cb, cb->recs, n_recs);
+    const int probe = at_step_end && cb->timing >= 2 ? cu_idle_begin(cb) : -1;
+    /* the other arena: its copy waits only for the kernels that last read it
+     * (the flush before the previous one), on the copy stream, so it runs
+     * while the previous flush's kernels do; the kernels wait for it */
+    const int hf = cb->half ^ 1;
+    cb->half = hf;
+    cb->arena = cb->arenas[hf];
+    if (cb->half_used[hf]) CU_TRY(cudaStreamWaitEvent(cb->cstream, cb->half_free[hf], 0), "cudaStreamWaitEvent");
+    CU_TRY(cudaMemcpyAsync(cb->arena, st->host, used, cudaMemcpyHostToDevice, cb->cstream), "descriptor copy");
+    CU_TRY(cudaEventRecord(st->done, cb->cstream), "cudaEventRecord");
+    st->pending = 1;
+    CU_TRY(cudaEventRecord(cb->half_ready[hf], cb->cstream), "cudaEventRecord");
+    CU_TRY(cudaStreamWaitEvent(cb->stream, cb->half_ready[hf], 0), "cudaStreamWaitEvent");
+    shoal_status s;
+    if (at_step_end && cb->graphs) {
+        s = cu_run_step(cb, cb->recs, n_recs, used);
+    } else {
+        if (at_step_end) cb->gstats.direct++;
+        s = cu_launch_recs(cb, cb->recs, n_recs);
+    }
+    if (cudaEventRecord(cb->half_free[hf], cb->stream) == cudaSuccess) cb->half_used[hf] = 1;
+    else if (s == SHOAL_OK) s = cu_fail(cudaGetLastError(), "cudaEventRecord");
     cu_idle_end(cb, probe);
     return s;
 }
@@ -1748,7 +1784,13 @@ static void cu_destroy(sh_backend *be) {
             if (cb->stage[i].done) (void)cudaEventDestroy(cb->stage[i].done);
         }
         cu_graph_clear(cb);
-        if (cb->arena) (void)cudaFree(cb->arena);
+        if (cb->cstream) (void)cudaStreamSynchronize(cb->cstream);
+        for (int i = 0; i < 2; i++) {
+            if (cb->arenas[i]) (void)cudaFree(cb->arenas[i]);
+            if (cb->half_free[i]) (void)cudaEventDestroy(cb->half_free[i]);
+            if (cb->half_ready[i]) (void)cudaEventDestroy(cb->half_ready[i]);
+        }
+        if (cb->cstream) (void)cudaStreamDestroy(cb->cstream);
         if (cb->d_err) (void)cudaFree(cb->d_err);
         if (cb->attn_part) (void)cudaFree(cb->attn_part);
         if (cb->attn_count) (void)cudaFree(cb->attn_count);
@@ -1892,10 +1934,17 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         (void)cudaGetLastError();
         goto fail;
     }
-    if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&cb->cstream, cudaStreamNonBlocking)) != cudaSuccess) {
         s = cu_fail(e, "cudaStreamCreate");
         goto fail;
     }
+    for (int i = 0; i < 2; i++)
+        if ((e = cudaEventCreateWithFlags(&cb->half_free[i], cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&cb->half_ready[i], cudaEventDisableTiming)) != cudaSuccess) {
+            s = cu_fail(e, "cudaEventCreate");
+            goto fail;
+        }
     for (int i = 0; i < SH_CU_NSTAGE; i++)
         if ((e = cudaEventCreateWithFlags(&cb->stage[i].done, cudaEventDisableTiming)) != cudaSuccess) {
             s = cu_fail(e, "cudaEventCreate");
@@ -1920,6 +1969,8 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
         s = cu_fail(e, "cudaMalloc (norm rows)");
         goto fail;
     }
+    const char *ds = getenv("SHOAL_CUDA_DESC_STREAM");
+    cb->desc_stream = !(ds && strcmp(ds, "0") == 0);
     /* SHOAL_CUDA_XF_FORMS=N: the streamed forms that take the RMS transform inside (sh_cuda_set_xf_forms) */
     const char *xff = getenv("SHOAL_CUDA_XF_FORMS");
     cb->xf_forms = xff && atoi(xff) >= 0 && atoi(xff) <= 7 ? atoi(xff) : 0;
