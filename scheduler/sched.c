@@ -148,22 +148,30 @@ typedef struct plan {
     int admitted;
 } plan;
 
+/* Resizes a step's scratch arrays to nc entries; 0 when one failed (the
+ * others may have moved: the old capacity still holds for all). */
+static int scratch_resize(sh_step_seq **batch, shoal_request ***breq, int **brows, int32_t **sampled,
+                          sh_sample_params **bsp, int nc) {
+    sh_step_seq *nb = realloc(*batch, (size_t)nc * sizeof *nb);
+    if (nb) *batch = nb;
+    shoal_request **nr = realloc(*breq, (size_t)nc * sizeof *nr);
+    if (nr) *breq = nr;
+    int *nw = realloc(*brows, (size_t)nc * sizeof *nw);
+    if (nw) *brows = nw;
+    int32_t *ns = realloc(*sampled, (size_t)nc * sizeof *ns);
+    if (ns) *sampled = ns;
+    sh_sample_params *np = realloc(*bsp, (size_t)nc * sizeof *np);
+    if (np) *bsp = np;
+    return nb && nr && nw && ns && np;
+}
+
 static shoal_status plan_add(shoal_cluster *c, plan *pl, shoal_request *r, int rows) {
     if (pl->n == c->cap_batch) {
         int nc = c->cap_batch ? 2 * c->cap_batch : 64;
-        sh_step_seq *nb = realloc(c->batch, (size_t)nc * sizeof *nb);
-        if (nb) c->batch = nb;
-        shoal_request **nr = realloc(c->breq, (size_t)nc * sizeof *nr);
-        if (nr) c->breq = nr;
-        int *nw = realloc(c->brows, (size_t)nc * sizeof *nw);
-        if (nw) c->brows = nw;
-        int32_t *ns = realloc(c->sampled, (size_t)nc * sizeof *ns);
-        if (ns) c->sampled = ns;
         int *nt = realloc(c->to_sample, (size_t)nc * sizeof *nt);
         if (nt) c->to_sample = nt;
-        sh_sample_params *np = realloc(c->bsp, (size_t)nc * sizeof *np);
-        if (np) c->bsp = np;
-        if (!nb || !nr || !nw || !ns || !nt || !np) return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
+        if (!scratch_resize(&c->batch, &c->breq, &c->brows, &c->sampled, &c->bsp, nc) || !nt)
+            return sh_fail(SHOAL_ERR_NOMEM, "out of memory");
         c->cap_batch = nc;
     }
     c->breq[pl->n] = r;
@@ -476,19 +484,9 @@ static void step_info(shoal_cluster *c, shoal_request *const *breq, const int *b
  * keeps every array (to_sample included) as large as cap_batch says. */
 static int chain_room(shoal_cluster *c, int n) {
     if (c->cap_nx != c->cap_batch) {
-        int nc = c->cap_batch;
-        sh_step_seq *nb = realloc(c->nx_batch, (size_t)nc * sizeof *nb);
-        if (nb) c->nx_batch = nb;
-        shoal_request **nr = realloc(c->nx_breq, (size_t)nc * sizeof *nr);
-        if (nr) c->nx_breq = nr;
-        int *nw = realloc(c->nx_brows, (size_t)nc * sizeof *nw);
-        if (nw) c->nx_brows = nw;
-        int32_t *ns = realloc(c->nx_sampled, (size_t)nc * sizeof *ns);
-        if (ns) c->nx_sampled = ns;
-        sh_sample_params *np = realloc(c->nx_bsp, (size_t)nc * sizeof *np);
-        if (np) c->nx_bsp = np;
-        if (!nb || !nr || !nw || !ns || !np) return 0;
-        c->cap_nx = nc;
+        if (!scratch_resize(&c->nx_batch, &c->nx_breq, &c->nx_brows, &c->nx_sampled, &c->nx_bsp, c->cap_batch))
+            return 0;
+        c->cap_nx = c->cap_batch;
     }
     return n <= c->cap_nx;
 }
