@@ -151,6 +151,7 @@ typedef struct sh_cu_backend {
     int attn_dec;              /* attention with every key in shared memory: 0 never, 1 launches of a (row, KV head) per SM, 2 whenever it fits */
     int attn_kb;               /* attn_dec: shared memory asked for in steps of this many KB (SHOAL_CUDA_ATTN_KB, 16) */
     int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128; 2: in every launch that is not wide) */
+    int attn_wide;             /* attn_dec: threads a block in launches of a few blocks (SHOAL_CUDA_ATTN_WIDE: 512, 256, 128) */
     int attn_dec_split;        /* attn_dec: blocks a (row, KV head) may be split over in launches of a few pairs (sh_cuda_set_attn_dec_split; 1: never) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -1420,7 +1421,8 @@ static shoal_status cu_attn(sh_backend *be, int n, const sh_attn_group *g) {
                 CU_START(pk, i, total, (int64_t)e->q.rows * e->n_head_kv * S);
             }
             pk.starts[n] = (int32_t)total;
-            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, (wide ? 3 : mid ? 4 : 2) | (int)(kb << 8), "attn");
+            const int v = wide ? (cb->attn_wide == 512 ? 3 : cb->attn_wide == 256 ? 4 : 2) : mid ? 4 : 2;
+            return cu_queue(cb, sh_cu_launch_attn, &pk, n, total, v | (int)(kb << 8), "attn");
         }
     }
     /* Split: the key tiles of each block's (row, heads) unit are dealt to up
@@ -1899,6 +1901,9 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     cb->attn_kb = kb_env && atoi(kb_env) >= 1 && atoi(kb_env) <= 64 ? atoi(kb_env) : 16;
     const char *mid_env = getenv("SHOAL_CUDA_ATTN_MID");
     cb->attn_mid = mid_env ? atoi(mid_env) : 1; /* 2: 256 threads in every launch of more blocks (measurements) */
+    /* SHOAL_CUDA_ATTN_WIDE=256 or 128: launches of a few blocks take that many threads a block, not 512 */
+    const char *wide_env = getenv("SHOAL_CUDA_ATTN_WIDE");
+    cb->attn_wide = wide_env && (atoi(wide_env) == 256 || atoi(wide_env) == 128) ? atoi(wide_env) : 512;
     /* SHOAL_CUDA_ATTN_DEC_SPLIT=N: attn_dec's split of one-sequence launches, at most N blocks a pair (1: off) */
     const char *ds_env = getenv("SHOAL_CUDA_ATTN_DEC_SPLIT");
     cb->attn_dec_split = ds_env && atoi(ds_env) >= 1 && atoi(ds_env) <= 32 ? atoi(ds_env) : 1;
