@@ -29,7 +29,8 @@
  * the graph stays valid while the engine's buffers move. Growing the arenas
  * drops every graph. SHOAL_CUDA_GRAPH=0 turns graphs off; SHOAL_CUDA_GRAPH_STATS=1
  * times steps (host packing, device execution) and prints that and what
- * step_end did when the backend is destroyed.
+ * step_end did when the backend is destroyed; =2 adds the idle probe (how
+ * long the device waited for the host before and within steps).
  *
  * Staging buffers rotate (SH_CU_NSTAGE of them); a buffer is refilled only
  * after the event recorded behind its last copy has completed, so the host
