@@ -153,7 +153,6 @@ typedef struct sh_cu_backend {
     int attn_kb;               /* attn_dec: shared memory asked for in steps of this many KB (SHOAL_CUDA_ATTN_KB, 16) */
     int attn_mid;              /* attn_dec: 256 threads a block in launches of up to two blocks an SM (SHOAL_CUDA_ATTN_MID=0: 128; 2: in every launch that is not wide) */
     int attn_wide;             /* attn_dec: threads a block in launches of a few blocks (SHOAL_CUDA_ATTN_WIDE: 512, 256, 128) */
-    int qkv_late;              /* one-row GEMM launches with a KV store trigger their dependents at the end (SHOAL_CUDA_QKV_LATE=1) */
     int attn_dec_split;        /* attn_dec: blocks a (row, KV head) may be split over in launches of a few pairs (sh_cuda_set_attn_dec_split; 1: never) */
     int *h_err;              /* pinned copy */
     sh_cuda_gemm_path gemm_path;
@@ -1249,10 +1248,7 @@ static shoal_status cu_gemm(sh_backend *be, int n, const sh_gemm_group *g) {
         return cu_queue_grid(cb, sh_cu_launch_gemm_ring, &pk, n, total, sms * SH_CU_RING_PER_SM,
                              nt | ring_wm << 4 | (g[0].w.dtype == SH_F16) << 8 | (xk == 1) << 9, "gemm");
     }
-    /* SHOAL_CUDA_QKV_LATE=1: one-row launches with a KV store let the next kernel launch only when done */
-    int late = 0;
-    for (int i = 0; i < n && S == 1 && cb->qkv_late; i++) late |= g[i].kv_which != 0;
-    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12) | (late << 15), "gemm");
+    return cu_queue(cb, sh_cu_launch_gemm, &pk, n, total, S | (C << 8) | (xk << 12), "gemm");
 }
 
 static shoal_status cu_get_rows(sh_backend *be, int n, const sh_get_rows_group *g) {
@@ -1907,8 +1903,6 @@ shoal_status sh_cuda_backend_create(int device_index, sh_backend **out) {
     const char *mid_env = getenv("SHOAL_CUDA_ATTN_MID");
     cb->attn_mid = mid_env ? atoi(mid_env) : 1; /* 2: 256 threads in every launch of more blocks (measurements) */
     /* SHOAL_CUDA_ATTN_WIDE=256 or 128: launches of a few blocks take that many threads a block, not 512 */
-    const char *late_env = getenv("SHOAL_CUDA_QKV_LATE");
-    cb->qkv_late = late_env && strcmp(late_env, "1") == 0;
     const char *wide_env = getenv("SHOAL_CUDA_ATTN_WIDE");
     cb->attn_wide = wide_env && (atoi(wide_env) == 256 || atoi(wide_env) == 128) ? atoi(wide_env) : 512;
     /* SHOAL_CUDA_ATTN_DEC_SPLIT=N: attn_dec's split of one-sequence launches, at most N blocks a pair (1: off) */

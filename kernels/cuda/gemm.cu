@@ -6,7 +6,7 @@
 SH_CU_GEMM_LAUNCHER(sh_cu_launch_gemm_plain, 0)
 
 extern "C" cudaError_t sh_cu_launch_gemm(cudaStream_t s, const sh_cu_launch_args *a) {
-    switch ((a->variant >> 12) & 7) {
+    switch (a->variant >> 12) {
     case 0: return sh_cu_launch_gemm_plain(s, a);
     case 1: return sh_cu_launch_gemm_rms(s, a);
     case 2: return sh_cu_launch_gemm_silu(s, a);

@@ -1071,12 +1071,10 @@ __host__ __device__ constexpr int min_blocks(int s, int c, int xk) {
 
 template <int S, int C, int XK>
 __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
-    gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups,
-                int late) {
+    gemm_kernel(const sh_cu_gemm_desc *__restrict__ descs, const int32_t *__restrict__ starts, int n_groups) {
     constexpr int SMEM = smem_floats(S);
     __shared__ __align__(16) float smem[SMEM + kSsFloats];
-    /* late (variant bit 15): the next kernel may launch only once this one's work is done */
-    if (!late) pdl_trigger();
+    pdl_trigger();
     if (sh_block_idle(starts, n_groups)) return; /* capacity padding */
     const int g = sh_find_group(starts, n_groups, blockIdx.x);
     const int local = blockIdx.x - __ldg(starts + g);
@@ -1098,7 +1096,6 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
         const int r0 = tile * 8 * NT, r1 = mma ? min(r0 + 8 * NT, d.m) : d.m;
         gemm_row_norm(descs + g, tile, r0, r1, smem);
     }
-    if (late) pdl_trigger();
 }
 
 } // namespace
@@ -1124,7 +1121,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(S, C, XK))
 #define SH_CU_GEMM_CASE(S, C, XK)                                                                             \
     case S | (C << 8):                                                                                        \
         return sh_cu_launch_k(gemm_kernel<S, C, XK>, a->n_blocks, kThreads, s, a->pdl, desc, a->starts,      \
-                              a->n_groups, (a->variant >> 15) & 1);
+                              a->n_groups);
 
 /* one per translation unit (gemm.cu, gemm_rms.cu, gemm_silu.cu, gemm_gelu.cu, gemm_ln.cu) */
 extern "C" cudaError_t sh_cu_launch_gemm_rms(cudaStream_t s, const sh_cu_launch_args *a);
