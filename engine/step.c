@@ -671,7 +671,9 @@ shoal_status sh_exec_launch(sh_exec *ex, int n, sh_step_seq *seqs, int chain) {
     if (!ex || n < 0 || (n > 0 && !seqs)) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: bad arguments");
     if (n == 0) return SHOAL_OK;
     if (ex->n_fl >= 2) return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: two steps are in flight already");
-    if (chain && !chain_match(ex, n, seqs, NULL))
+    /* a chained launch: each sequence's token offset, from the step in flight (caller's order) */
+    if (chain) SH_TRY(grow_host((void **)&ex->map, &ex->map_cap, (size_t)n, sizeof(int)));
+    if (chain && !chain_match(ex, n, seqs, ex->map))
         return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: a chained step must run sequences of the step in "
                                               "flight, in its order, one row and one id each");
     const int prev_lrows = chain ? ex->fl[ex->n_fl - 1].lrows : 0;
@@ -805,11 +807,7 @@ shoal_status sh_exec_launch(sh_exec *ex, int n, sh_step_seq *seqs, int chain) {
     for (int i = 0; i < n; i++) ex->ss[i].bt += off_bt;
     if (chain && (n_dev != n || lrows_all != n || n_ints > ex->ints_cap || fl > ex->arena_cap))
         return sh_fail(SHOAL_ERR_INVALID_ARG, "sh_exec_launch: this step cannot be chained (sh_exec_can_chain)");
-    if (chain) {
-        SH_TRY(grow_host((void **)&ex->map, &ex->map_cap, (size_t)n, sizeof(int)));
-        (void)chain_match(ex, n, seqs, ex->map);
-        for (int i = 0; i < n; i++) ex->ss[i].tok_at = ex->map[ex->ss[i].in - seqs];
-    }
+    for (int i = 0; chain && i < n; i++) ex->ss[i].tok_at = ex->map[ex->ss[i].in - seqs];
     SH_TRY(grow_dev(ex->be, (void **)&ex->arena, &ex->arena_cap, fl, sizeof(float)));
     /* room for a chained step's new blocks (one a sequence) */
     SH_TRY(grow_dev(ex->be, (void **)&ex->ints, &ex->ints_cap, n_ints + (size_t)n, sizeof(int32_t)));
