@@ -30,8 +30,11 @@
  * Shared memory (dynamic, sized by the host per launch, see
  * sh_cu_attn_dec_smem): K rows, V rows (rs bytes apart: the row plus 16, so
  * threads reading different rows at one offset hit different banks), the
- * queries, the scores / weights [G][keys], the partition sums, the heads'
- * sums of weights and maxima.
+ * queries, the scores / weights [G][keys], the heads' sums of weights and
+ * maxima; the partition sums of p V reuse the K rows' space (at least their
+ * size), which the scores were the last to read. Smaller blocks leave room
+ * beside the GEMM blocks before and after attention, so more of its blocks
+ * start early under PDL.
  */
 #include <math.h>
 
@@ -189,12 +192,14 @@ __global__ void __launch_bounds__(NT)
     const int per = S > 1 ? sh_cu_attn_dec_part_keys(n_all, S) : n_all;
     const int k0 = min(part * per, n_all), n_keys = min(k0 + per, n_all) - k0; /* this block's keys [k0, k0 + n_keys) */
     const int nkp = (n_keys + 3) & ~3;
-    unsigned char *ks = sm, *vs = sm + (size_t)n_keys * rs;
-    float *qs = reinterpret_cast<float *>(vs + (size_t)n_keys * rs); /* [G][hd] */
-    float *ps = qs + G * hd;                                         /* [G][nkp] */
-    float *acc_s = ps + G * nkp;                                      /* [G][partition][span] */
-    float *l_s = acc_s + G * SH_CU_ATTN_DEC_PARTS * sh_cu_attn_dec_span(hd); /* [G] */
-    float *m_s = l_s + G;                                                     /* [G] */
+    /* the layout of sh_cu_attn_dec_smem: p V's sums over the K rows, which the scores were the last to read */
+    const size_t rows = (size_t)n_keys * rs, acc_b = (size_t)sh_cu_attn_dec_acc_bytes(hd, G);
+    unsigned char *ks = sm, *vs = sm + (rows > acc_b ? rows : acc_b);
+    float *qs = reinterpret_cast<float *>(vs + rows); /* [G][hd] */
+    float *ps = qs + G * hd;                          /* [G][nkp] */
+    float *acc_s = reinterpret_cast<float *>(sm);     /* [G][partition][span] */
+    float *l_s = ps + G * nkp;                        /* [G] */
+    float *m_s = l_s + G;                             /* [G] */
 
     bool bad = false;
     const int early = max(k0, min(d.pos0, k0 + n_keys)); /* keys of earlier steps: [k0, early) */
@@ -343,7 +348,11 @@ __global__ void __launch_bounds__(NT)
     }
     if (bad) atomicOr(err, SH_CU_ERR_BLOCK_ID);
     SH_CU_PHASE(7);
+#ifdef SH_CU_PHASES_LAUNCH /* every block of one launch: layer 2 when the launch's first group is at POS */
+    SH_CU_PHASE_PRINT("attn_dec", descs[0].pos0 == SH_CU_PHASES && d.kv.layer == 2, n_keys);
+#else
     SH_CU_PHASE_PRINT("attn_dec", d.pos0 == SH_CU_PHASES && d.kv.layer < 4, n_keys);
+#endif
 }
 
 } // namespace

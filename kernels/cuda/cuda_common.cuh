@@ -95,9 +95,11 @@ __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;"
 /* Phase clocks for diagnosis, compiled in only with -DSH_CU_PHASES=POS
  * (bench/gpu/e2e.sh phases): a kernel marks SH_CU_PHASE(0) .. (7) in order
  * (SM clock), and thread 0 of block 0 (and of every SH_CU_PHASES_EVERY-th
- * block when that is defined) prints the seven differences in ns (the clock
- * rate from %clock64 against %globaltimer) when the launch's condition holds
- * (attn_dec: position POS, layers 0-3). */
+ * block when that is defined) prints its SM, its start (%globaltimer) and the
+ * seven differences in ns (the clock rate from %clock64 against %globaltimer)
+ * when the launch's condition holds (attn_dec: position POS, layers 0-3; with
+ * -DSH_CU_PHASES_LAUNCH every block of layer 2's launch whose first group is
+ * at POS: bench/gpu/phases_launch.py reads those). */
 #ifdef SH_CU_PHASES
 #include <cstdio>
 #ifndef SH_CU_PHASES_EVERY
@@ -114,11 +116,15 @@ __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;"
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1)::"memory");                                    \
         const double ghz = (double)(sh_ph_7 - sh_ph_0) / (double)(g1 - sh_ph_g0 + 1);                        \
         if (blockIdx.x % SH_CU_PHASES_EVERY == 0 && threadIdx.x == 0 && (cond))                               \
-            printf("phases %s block %d arg %d: %.0f %.0f %.0f %.0f %.0f %.0f %.0f ns (clock %.2f GHz)\n", name,  \
-                   (int)blockIdx.x, (int)(arg),                                                              \
+        {                                                                                                    \
+            unsigned sh_sm;                                                                                  \
+            asm volatile("mov.u32 %0, %%smid;" : "=r"(sh_sm));                                               \
+            printf("phases %s block %d sm %u t0 %llu arg %d: %.0f %.0f %.0f %.0f %.0f %.0f %.0f ns (clock %.2f GHz)\n", \
+                   name, (int)blockIdx.x, sh_sm, sh_ph_g0, (int)(arg),                                       \
                    (sh_ph_1 - sh_ph_0) / ghz, (sh_ph_2 - sh_ph_1) / ghz, (sh_ph_3 - sh_ph_2) / ghz,          \
                    (sh_ph_4 - sh_ph_3) / ghz, (sh_ph_5 - sh_ph_4) / ghz, (sh_ph_6 - sh_ph_5) / ghz,          \
                    (sh_ph_7 - sh_ph_6) / ghz, ghz);                                                          \
+        }                                                                                                    \
     } while (0)
 #else
 #define SH_CU_PHASE(i) ((void)0)

@@ -326,9 +326,14 @@ static inline SH_CU_HD int sh_cu_attn_tile_keys(int hd, int es) {
 #define SH_CU_ATTN_DEC_PARTS 16  /* p V: key ranges summed apart, a warp each, then in order */
 /* p V's dims per partition: head_dim rounded up to 32, 64 or 128 (a lane takes span / 32) */
 static inline SH_CU_HD int sh_cu_attn_dec_span(int hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
+static inline SH_CU_HD long sh_cu_attn_dec_acc_bytes(long hd, long heads) {
+    return 4 * heads * SH_CU_ATTN_DEC_PARTS * (long)sh_cu_attn_dec_span((int)hd);
+}
+/* K rows (p V's partition sums take their place once the scores are done),
+ * V rows, the queries, the scores, the heads' sums and maxima */
 static inline long sh_cu_attn_dec_smem(long n_keys, long hd, long es, long heads) {
-    return 2 * n_keys * (hd * es + 16) +
-           4 * heads * (hd + ((n_keys + 3) & ~3L) + SH_CU_ATTN_DEC_PARTS * (long)sh_cu_attn_dec_span((int)hd) + 2);
+    const long rows = n_keys * (hd * es + 16), acc = sh_cu_attn_dec_acc_bytes(hd, heads);
+    return (rows > acc ? rows : acc) + rows + 4 * heads * (hd + ((n_keys + 3) & ~3L) + 2);
 }
 /* Split launches (desc.splits = S > 1): the keys of a (row, KV head) in S
  * blocks of this many (a multiple of 4), the last ones possibly fewer or
